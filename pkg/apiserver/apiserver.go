@@ -1,0 +1,162 @@
+// Package apiserver runs kube-apiserver in the kedge process, from the
+// upstream k8s.io/kubernetes/cmd/kube-apiserver/app library.
+//
+//	a := apiserver.New(apiserver.Config{Port: 6443, Certs: bundle, ...})
+//	_ = a.Start(ctx) // returns once options are validated; serving happens in the background
+//	_ = a.Ready(ctx) // /readyz answers ok
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/rest"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
+
+	"github.com/kedge-io/kedge/pkg/args"
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/logging"
+	"github.com/kedge-io/kedge/pkg/pki"
+)
+
+// Config describes the apiserver of one server node.
+type Config struct {
+	BindAddress   string // address to listen on, e.g. 0.0.0.0
+	Port          int    // --https-listen-port
+	AdvertiseIP   net.IP // address published in the kubernetes Endpoints
+	ServiceCIDR   string
+	ClusterDomain string
+	EtcdServers   []string // client URLs of etcd
+	CertDir       string   // where upstream may write generated files
+	Certs         pki.Bundle
+	ExtraArgs     []string // --kube-apiserver-arg key=value
+	Log           *slog.Logger
+}
+
+// APIServer is the kube-apiserver component.
+type APIServer struct {
+	component.Background
+	cfg Config
+}
+
+var _ component.Component = (*APIServer)(nil)
+var _ component.Failer = (*APIServer)(nil)
+
+// New returns an apiserver component; nothing runs until Start.
+func New(cfg Config) *APIServer { return &APIServer{cfg: cfg} }
+
+// Name implements component.Component.
+func (*APIServer) Name() string { return "apiserver" }
+
+// Args renders the kube-apiserver flags for cfg: kedge's defaults, then the
+// user's --kube-apiserver-arg values.
+func Args(cfg Config) ([]string, error) {
+	c := cfg.Certs
+	issuer := "https://kubernetes.default.svc." + cfg.ClusterDomain
+	defaults := map[string]string{
+		"advertise-address":                  cfg.AdvertiseIP.String(),
+		"allow-privileged":                   "true",
+		"anonymous-auth":                     "false",
+		"api-audiences":                      issuer + ",kedge",
+		"authorization-mode":                 "Node,RBAC",
+		"bind-address":                       cfg.BindAddress,
+		"cert-dir":                           cfg.CertDir,
+		"client-ca-file":                     c.ClientCA,
+		"enable-admission-plugins":           "NodeRestriction",
+		"etcd-cafile":                        c.EtcdServerCA,
+		"etcd-certfile":                      c.EtcdClientCert,
+		"etcd-keyfile":                       c.EtcdClientKey,
+		"etcd-servers":                       strings.Join(cfg.EtcdServers, ","),
+		"kubelet-certificate-authority":      c.ServerCA,
+		"kubelet-client-certificate":         c.APIServerKubeletClientCert,
+		"kubelet-client-key":                 c.APIServerKubeletClientKey,
+		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"profiling":                          "false",
+		"proxy-client-cert-file":             c.ProxyClientCert,
+		"proxy-client-key-file":              c.ProxyClientKey,
+		"requestheader-allowed-names":        "system:auth-proxy",
+		"requestheader-client-ca-file":       c.RequestHeaderCA,
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-username-headers":     "X-Remote-User",
+		"secure-port":                        strconv.Itoa(cfg.Port),
+		"service-account-issuer":             issuer,
+		"service-account-key-file":           c.ServiceAccountPub,
+		"service-account-signing-key-file":   c.ServiceAccountKey,
+		"service-cluster-ip-range":           cfg.ServiceCIDR,
+		"service-node-port-range":            "30000-32767",
+		"storage-backend":                    "etcd3",
+		"tls-cert-file":                      c.APIServerCert,
+		"tls-private-key-file":               c.APIServerKey,
+	}
+	return args.Render(defaults, cfg.ExtraArgs, "--kube-apiserver-arg")
+}
+
+// Start parses and validates the apiserver options and starts serving in the
+// background. Invalid --kube-apiserver-arg values fail here.
+func (a *APIServer) Start(ctx context.Context) error {
+	flags, err := Args(a.cfg)
+	if err != nil {
+		return err
+	}
+	s := options.NewServerRunOptions()
+	fs := pflag.NewFlagSet("kube-apiserver", pflag.ContinueOnError)
+	for _, f := range s.Flags().FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(flags); err != nil {
+		return fmt.Errorf("--kube-apiserver-arg: %w", err)
+	}
+	if err := s.GenericServerRunOptions.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("feature gates: %w", err)
+	}
+	ctx, _ = logging.WithComponent(a.Context(ctx), a.cfg.Log, "apiserver")
+	completed, err := s.Complete(ctx)
+	if err != nil {
+		return errors.Join(fmt.Errorf("complete options: %w", err), a.Stop(ctx))
+	}
+	if errs := completed.Validate(); len(errs) > 0 {
+		return errors.Join(fmt.Errorf("--kube-apiserver-arg: %w", utilerrors.NewAggregate(errs)), a.Stop(ctx))
+	}
+	a.Go(func(context.Context) error { return app.Run(ctx, completed) })
+	return nil
+}
+
+// Ready polls /readyz with the admin credentials until the apiserver reports ready.
+func (a *APIServer) Ready(ctx context.Context) error {
+	client, err := rest.HTTPClientFor(&rest.Config{TLSClientConfig: rest.TLSClientConfig{
+		CAFile:   a.cfg.Certs.ServerCA,
+		CertFile: a.cfg.Certs.AdminCert,
+		KeyFile:  a.cfg.Certs.AdminKey,
+	}, Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.cfg.Port)) + "/readyz"
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", url, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,80 @@
+// Package cli turns kedge's command line and config file into typed
+// configuration and hands it to the role's composition root. It does
+// nothing else.
+//
+//	os.Exit(cli.Main(os.Args, time.Now()))
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kedge-io/kedge/pkg/kubectl"
+	"github.com/kedge-io/kedge/pkg/logging"
+	"github.com/kedge-io/kedge/pkg/server"
+	"github.com/kedge-io/kedge/pkg/version"
+)
+
+// Main runs kedge with the process arguments and returns the exit code.
+// When the binary is invoked under another name (a symlink named kubectl),
+// it runs that tool instead (multicall).
+func Main(argv []string, exec time.Time) int {
+	switch filepath.Base(argv[0]) {
+	case "kubectl":
+		return kubectl.Run(argv[1:])
+	}
+	root := &cobra.Command{
+		Use:           "kedge",
+		Short:         "Kubernetes in one binary for the edge",
+		Version:       version.String(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		newServerCommand(exec, runServer),
+		&cobra.Command{
+			Use:                "kubectl",
+			Short:              "Run kubectl (defaults to the admin kubeconfig " + kubectl.DefaultKubeconfig + ")",
+			DisableFlagParsing: true,
+			RunE: func(_ *cobra.Command, args []string) error {
+				if code := kubectl.Run(args); code != 0 {
+					return exitCode(code)
+				}
+				return nil
+			},
+		},
+	)
+	root.SetArgs(argv[1:])
+	if err := root.Execute(); err != nil {
+		var code exitCode
+		if errors.As(err, &code) {
+			return int(code)
+		}
+		fmt.Fprintln(os.Stderr, "kedge:", err)
+		return 1
+	}
+	return 0
+}
+
+// exitCode carries a sub-tool's exit status through cobra.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// runServer sets up logging and signals, once for the whole process, and
+// runs the server role until SIGTERM or SIGINT.
+func runServer(cfg server.Config, debug bool) error {
+	log := logging.Setup(os.Stderr, debug)
+	log.Info("starting kedge server", "version", version.String(), "node", cfg.NodeName, "node_ip", cfg.NodeIP, "data_dir", cfg.DataDir)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return server.Run(ctx, cfg, log)
+}

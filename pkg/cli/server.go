@@ -1,0 +1,212 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kedge-io/kedge/pkg/server"
+)
+
+// serverFlags holds the raw flag values of `kedge server`.
+type serverFlags struct {
+	config         string
+	dataDir        string
+	bindAddress    string
+	httpsPort      int
+	advertiseAddr  string
+	nodeIP         string
+	nodeName       string
+	tlsSANs        []string
+	clusterCIDR    string
+	serviceCIDR    string
+	clusterDNS     string
+	clusterDomain  string
+	kubeconfig     string
+	kubeconfigMode string
+	apiserverArgs  []string
+	cmArgs         []string
+	schedulerArgs  []string
+	etcdArgs       []string
+	disableAgent   bool
+	debug          bool
+}
+
+func (f *serverFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.config, "config", "c", DefaultConfigFile, "config file: YAML whose keys are these flags' names (plus <file>.d/*.yaml)")
+	fs.StringVarP(&f.dataDir, "data-dir", "d", "/var/lib/kedge", "directory of kedge's state")
+	fs.StringVar(&f.bindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
+	fs.IntVar(&f.httpsPort, "https-listen-port", 6443, "port of the apiserver (and the join API)")
+	fs.StringVar(&f.advertiseAddr, "advertise-address", "", "address the apiserver advertises to the cluster (default: --node-ip)")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this node (default: the address of the default route's interface)")
+	fs.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the hostname)")
+	fs.StringSliceVar(&f.tlsSANs, "tls-san", nil, "extra host name or IP in the apiserver's certificate (repeatable)")
+	fs.StringVar(&f.clusterCIDR, "cluster-cidr", "10.42.0.0/16", "pod network CIDR")
+	fs.StringVar(&f.serviceCIDR, "service-cidr", "10.43.0.0/16", "service ClusterIP CIDR")
+	fs.StringVar(&f.clusterDNS, "cluster-dns", "10.43.0.10", "ClusterIP of the cluster DNS service (inside --service-cidr)")
+	fs.StringVar(&f.clusterDomain, "cluster-domain", "cluster.local", "cluster DNS domain")
+	fs.StringVar(&f.kubeconfig, "write-kubeconfig", "/etc/kedge/kedge.yaml", "where to write the admin kubeconfig")
+	fs.StringVar(&f.kubeconfigMode, "write-kubeconfig-mode", "0600", "file mode of the admin kubeconfig (octal)")
+	fs.StringArrayVar(&f.apiserverArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
+	fs.StringArrayVar(&f.cmArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
+	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
+	fs.StringArrayVar(&f.etcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, with etcd's config file keys (repeatable)")
+	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components")
+	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+}
+
+// serverConfig validates the flags and builds the server's configuration.
+// Every error names the flag at fault.
+func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
+	c := server.Config{
+		HTTPSPort:             f.httpsPort,
+		TLSSANs:               f.tlsSANs,
+		ClusterDomain:         strings.TrimSuffix(f.clusterDomain, "."),
+		APIServerArgs:         f.apiserverArgs,
+		ControllerManagerArgs: f.cmArgs,
+		SchedulerArgs:         f.schedulerArgs,
+		EtcdArgs:              f.etcdArgs,
+		DisableAgent:          f.disableAgent,
+		Debug:                 f.debug,
+		Exec:                  exec,
+	}
+	var err error
+	if f.dataDir == "" {
+		return c, fmt.Errorf("--data-dir: must not be empty")
+	}
+	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil {
+		return c, fmt.Errorf("--data-dir %q: %w", f.dataDir, err)
+	}
+	if c.BindAddress = net.ParseIP(f.bindAddress); c.BindAddress == nil {
+		return c, fmt.Errorf("--bind-address %q: not an IP address", f.bindAddress)
+	}
+	if f.httpsPort < 1 || f.httpsPort > 65535 {
+		return c, fmt.Errorf("--https-listen-port %d: must be between 1 and 65535", f.httpsPort)
+	}
+	if f.nodeIP == "" {
+		c.NodeIP = defaultNodeIP()
+	} else if c.NodeIP = net.ParseIP(f.nodeIP); c.NodeIP == nil {
+		return c, fmt.Errorf("--node-ip %q: not an IP address", f.nodeIP)
+	}
+	c.AdvertiseIP = c.NodeIP
+	if f.advertiseAddr != "" {
+		if c.AdvertiseIP = net.ParseIP(f.advertiseAddr); c.AdvertiseIP == nil {
+			return c, fmt.Errorf("--advertise-address %q: not an IP address", f.advertiseAddr)
+		}
+	}
+	c.NodeName = strings.ToLower(f.nodeName)
+	if c.NodeName == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("--node-name: not set and the hostname is unknown: %w", err)
+		}
+		c.NodeName = strings.ToLower(host)
+	}
+	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
+		return c, fmt.Errorf("--node-name %q: %s", c.NodeName, strings.Join(errs, "; "))
+	}
+	for _, san := range f.tlsSANs {
+		if strings.TrimSpace(san) == "" || strings.ContainsAny(san, " /") {
+			return c, fmt.Errorf("--tls-san %q: want a host name or an IP address", san)
+		}
+	}
+	if _, c.ClusterCIDR, err = net.ParseCIDR(f.clusterCIDR); err != nil {
+		return c, fmt.Errorf("--cluster-cidr %q: invalid CIDR", f.clusterCIDR)
+	}
+	if _, c.ServiceCIDR, err = net.ParseCIDR(f.serviceCIDR); err != nil {
+		return c, fmt.Errorf("--service-cidr %q: invalid CIDR", f.serviceCIDR)
+	}
+	if c.ClusterCIDR.Contains(c.ServiceCIDR.IP) || c.ServiceCIDR.Contains(c.ClusterCIDR.IP) {
+		return c, fmt.Errorf("--cluster-cidr %s and --service-cidr %s overlap", c.ClusterCIDR, c.ServiceCIDR)
+	}
+	if ones, bits := c.ClusterCIDR.Mask.Size(); bits == 32 && ones > 24 {
+		return c, fmt.Errorf("--cluster-cidr %s: too small, each node gets a /24 (use a /24 or larger)", c.ClusterCIDR)
+	}
+	if c.ClusterDNS = net.ParseIP(f.clusterDNS); c.ClusterDNS == nil {
+		return c, fmt.Errorf("--cluster-dns %q: not an IP address", f.clusterDNS)
+	}
+	if !c.ServiceCIDR.Contains(c.ClusterDNS) {
+		return c, fmt.Errorf("--cluster-dns %s: not inside --service-cidr %s", c.ClusterDNS, c.ServiceCIDR)
+	}
+	if errs := validation.IsDNS1123Subdomain(c.ClusterDomain); len(errs) > 0 {
+		return c, fmt.Errorf("--cluster-domain %q: %s", f.clusterDomain, strings.Join(errs, "; "))
+	}
+	if f.kubeconfig == "" {
+		return c, fmt.Errorf("--write-kubeconfig: must not be empty")
+	}
+	if c.Kubeconfig, err = filepath.Abs(f.kubeconfig); err != nil {
+		return c, fmt.Errorf("--write-kubeconfig %q: %w", f.kubeconfig, err)
+	}
+	mode, err := strconv.ParseUint(f.kubeconfigMode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return c, fmt.Errorf("--write-kubeconfig-mode %q: want an octal file mode such as 0600", f.kubeconfigMode)
+	}
+	c.KubeconfigMode = os.FileMode(mode)
+	for flag, list := range map[string][]string{
+		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,
+		"--kube-scheduler-arg": f.schedulerArgs, "--etcd-arg": f.etcdArgs,
+	} {
+		for _, kv := range list {
+			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {
+				return c, fmt.Errorf("%s %q: want key=value", flag, kv)
+			}
+		}
+	}
+	return c, nil
+}
+
+// defaultNodeIP returns the source address of the default route, or the
+// first global unicast address of an interface that is up, or 127.0.0.1.
+func defaultNodeIP() net.IP {
+	// A UDP "connection" sends nothing: it only asks the kernel which source
+	// address it would route from.
+	if conn, err := net.Dial("udp4", "192.0.2.1:9"); err == nil {
+		ip := conn.LocalAddr().(*net.UDPAddr).IP
+		conn.Close()
+		if ip.IsGlobalUnicast() {
+			return ip
+		}
+	}
+	ifaces, _ := net.Interfaces()
+	for _, iface := range ifaces {
+		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := iface.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP
+			}
+		}
+	}
+	return net.IPv4(127, 0, 0, 1)
+}
+
+func newServerCommand(exec time.Time, run func(server.Config, bool) error) *cobra.Command {
+	f := &serverFlags{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a server node: embedded etcd, apiserver, controller-manager, scheduler",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfigFile(cmd.Flags(), f.config, cmd.Flags().Changed("config")); err != nil {
+				return err
+			}
+			c, err := f.serverConfig(exec)
+			if err != nil {
+				return err
+			}
+			return run(c, f.debug)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,116 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+)
+
+// Manager starts components in the order they were added and stops them in
+// reverse. It is not safe to Add after Start.
+type Manager struct {
+	log        *slog.Logger
+	components []Component
+	started    []Component
+
+	failOnce sync.Once
+	failed   chan error
+}
+
+// NewManager returns an empty manager that logs through log.
+func NewManager(log *slog.Logger) *Manager {
+	return &Manager{log: log, failed: make(chan error, 1)}
+}
+
+// Add appends c to the start order.
+func (m *Manager) Add(c Component) { m.components = append(m.components, c) }
+
+// Start starts each component and waits for it to be Ready before starting the
+// next. On failure it stops what it started and returns the error.
+func (m *Manager) Start(ctx context.Context) error {
+	for _, c := range m.components {
+		begin := time.Now()
+		if err := c.Start(ctx); err != nil {
+			err = fmt.Errorf("%s: start: %w", c.Name(), err)
+			return errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+		}
+		m.started = append(m.started, c)
+		m.watch(c)
+		if err := m.waitReady(ctx, c); err != nil {
+			err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
+			return errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+		}
+		m.log.Info("component ready", "component", c.Name(), "took", time.Since(begin).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// waitReady waits for c.Ready, but returns early if a started component
+// fails meanwhile: a component that dies while another waits would otherwise
+// leave Start blocked until ctx is done.
+func (m *Manager) waitReady(ctx context.Context, c Component) error {
+	readyCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Ready(readyCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-m.failed:
+		// Put it back so that Err() still reports it.
+		m.fail(err)
+		cancel()
+		<-done
+		return err
+	}
+}
+
+// watch forwards the first failure of c to the manager's Err channel.
+func (m *Manager) watch(c Component) {
+	f, ok := c.(Failer)
+	if !ok {
+		return
+	}
+	ch := f.Err()
+	if ch == nil || reflect.ValueOf(ch).IsNil() {
+		return
+	}
+	go func() {
+		if err, ok := <-ch; ok && err != nil {
+			m.fail(fmt.Errorf("%s: %w", c.Name(), err))
+		}
+	}()
+}
+
+func (m *Manager) fail(err error) {
+	select {
+	case m.failed <- err:
+	default:
+	}
+}
+
+// Err yields the first error of any started component that failed after it
+// started. The caller should then Stop the manager.
+func (m *Manager) Err() <-chan error { return m.failed }
+
+// Stop stops every started component in reverse start order and joins their
+// errors. It is safe to call more than once.
+func (m *Manager) Stop(ctx context.Context) error {
+	var errs []error
+	for i := len(m.started) - 1; i >= 0; i-- {
+		c := m.started[i]
+		begin := time.Now()
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: stop: %w", c.Name(), err))
+			m.log.Error("component stop failed", "component", c.Name(), "err", err)
+			continue
+		}
+		m.log.Info("component stopped", "component", c.Name(), "took", time.Since(begin).Round(time.Millisecond))
+	}
+	m.started = nil
+	return errors.Join(errs...)
+}

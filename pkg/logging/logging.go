@@ -1,0 +1,69 @@
+// Package logging sets up kedge's one structured logger and routes the
+// upstream components' klog output into it.
+//
+//	log := logging.Setup(os.Stderr, false)
+//	log.Info("starting", "component", "etcd")
+//	ctx = logging.WithComponent(ctx, log, "apiserver") // klog.FromContext(ctx) now carries component=apiserver
+package logging
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"strconv"
+
+	"k8s.io/klog/v2"
+)
+
+// Setup returns kedge's logger writing text lines to w and routes klog (the
+// logger of every embedded Kubernetes component) into it. Without debug,
+// upstream components log errors only, so that kedge's own lines stay
+// readable; with debug, upstream info lines up to klog verbosity 2 are shown
+// too. Call it once, before any component starts.
+func Setup(w io.Writer, debug bool) *slog.Logger {
+	level := slog.LevelInfo
+	upstream := slog.LevelError
+	verbosity := 0
+	if debug {
+		level = slog.LevelDebug
+		upstream = slog.Level(-2)
+		verbosity = 2
+	}
+	base := slog.NewTextHandler(w, &slog.HandlerOptions{Level: min(level, upstream)})
+	log := slog.New(levelHandler{Handler: base, min: level})
+
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	_ = fs.Set("v", strconv.Itoa(verbosity))
+	_ = fs.Set("logtostderr", "false")
+	klog.SetSlogLogger(slog.New(levelHandler{Handler: base, min: upstream}))
+	return log
+}
+
+// WithComponent returns a context whose klog logger (klog.FromContext) adds
+// component=name to every line, and the matching slog logger.
+func WithComponent(ctx context.Context, log *slog.Logger, name string) (context.Context, *slog.Logger) {
+	l := log.With("component", name)
+	upstream := klog.FromContext(ctx).WithValues("component", name)
+	return klog.NewContext(ctx, upstream), l
+}
+
+// levelHandler drops records below min; it lets two loggers with different
+// thresholds share one underlying handler.
+type levelHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{Handler: h.Handler.WithAttrs(a), min: h.min}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{Handler: h.Handler.WithGroup(name), min: h.min}
+}

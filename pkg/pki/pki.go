@@ -1,0 +1,239 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// Validity periods and the renewal threshold of generated certificates.
+const (
+	caValidityYears = 10
+	leafValidity    = 365 * 24 * time.Hour
+	clockSkew       = time.Hour
+	renewBefore     = 90 * 24 * time.Hour
+)
+
+// Config says what certificates a server needs.
+type Config struct {
+	// Dir is the directory that holds every file, e.g. <data-dir>/server/tls.
+	// It is created with mode 0700 if missing.
+	Dir string
+	// ClusterDomain is the cluster DNS domain, e.g. "cluster.local". Empty
+	// means "cluster.local".
+	ClusterDomain string
+	// ServiceIP is the first IP of the service CIDR, e.g. 10.43.0.1: the
+	// address of the kubernetes Service. It is required.
+	ServiceIP net.IP
+	// SANs are extra subject alternative names for the apiserver serving
+	// certificate: node IPs, the hostname, every --tls-san. Each entry is an
+	// IP address or a DNS name. The IP entries also go into the etcd server
+	// and peer certificates.
+	SANs []string
+	// NodeName is the hostname or node name, included in the SANs of the
+	// apiserver and etcd serving certificates. Empty means none.
+	NodeName string
+	// Now returns the current time; nil means time.Now. Tests use it.
+	Now func() time.Time
+}
+
+// Bundle holds the absolute paths of everything Generate wrote.
+type Bundle struct {
+	// Dir is the absolute form of Config.Dir.
+	Dir string
+
+	// ServerCA and ServerCAKey are the cluster CA, which signs serving
+	// certificates (apiserver, later kubelets).
+	ServerCA, ServerCAKey string
+	// ClientCA and ClientCAKey are the CA that signs all client
+	// certificates (admin, components, kubelets).
+	ClientCA, ClientCAKey string
+	// RequestHeaderCA and RequestHeaderCAKey are the front-proxy CA, which
+	// signs the proxy client certificate the aggregator presents.
+	RequestHeaderCA, RequestHeaderCAKey string
+	// ProxyClientCert and ProxyClientKey are the front-proxy client
+	// certificate (CN=system:auth-proxy), signed by RequestHeaderCA.
+	ProxyClientCert, ProxyClientKey string
+
+	// EtcdServerCA and EtcdServerCAKey sign the etcd serving certificate
+	// and the etcd client certificate.
+	EtcdServerCA, EtcdServerCAKey string
+	// EtcdPeerCA and EtcdPeerCAKey sign the etcd peer certificate.
+	EtcdPeerCA, EtcdPeerCAKey string
+	// EtcdServerCert and EtcdServerKey are the etcd serving certificate
+	// (server and client usages), signed by EtcdServerCA.
+	EtcdServerCert, EtcdServerKey string
+	// EtcdPeerCert and EtcdPeerKey are the etcd peer certificate (server
+	// and client usages), signed by EtcdPeerCA.
+	EtcdPeerCert, EtcdPeerKey string
+	// EtcdClientCert and EtcdClientKey are the apiserver's client
+	// certificate for etcd (CN=etcd-client), signed by EtcdServerCA.
+	EtcdClientCert, EtcdClientKey string
+
+	// ServiceAccountKey is the RSA private key (PKCS#1 PEM) that signs
+	// service account tokens.
+	ServiceAccountKey string
+	// ServiceAccountPub is the PEM public key of ServiceAccountKey.
+	ServiceAccountPub string
+
+	// APIServerCert and APIServerKey are the apiserver serving
+	// certificate, signed by ServerCA.
+	APIServerCert, APIServerKey string
+	// APIServerKubeletClientCert and APIServerKubeletClientKey are the
+	// apiserver's client certificate for kubelets (CN=system:kube-apiserver,
+	// O=system:masters), signed by ClientCA.
+	APIServerKubeletClientCert, APIServerKubeletClientKey string
+	// AdminCert and AdminKey are the admin client certificate
+	// (CN=system:admin, O=system:masters), signed by ClientCA.
+	AdminCert, AdminKey string
+	// ControllerManagerCert and ControllerManagerKey are the
+	// kube-controller-manager client certificate, signed by ClientCA.
+	ControllerManagerCert, ControllerManagerKey string
+	// SchedulerCert and SchedulerKey are the kube-scheduler client
+	// certificate, signed by ClientCA.
+	SchedulerCert, SchedulerKey string
+	// KubeProxyCert and KubeProxyKey are the kube-proxy client certificate,
+	// signed by ClientCA.
+	KubeProxyCert, KubeProxyKey string
+	// SupervisorCert and SupervisorKey are the supervisor's client
+	// certificate (CN=system:kedge-supervisor, O=system:masters), used by
+	// the join API, signed by ClientCA.
+	SupervisorCert, SupervisorKey string
+}
+
+// layout returns the path of every file under dir.
+func layout(dir string) Bundle {
+	etcd := filepath.Join(dir, "etcd")
+	p := func(name string) string { return filepath.Join(dir, name) }
+	e := func(name string) string { return filepath.Join(etcd, name) }
+	return Bundle{
+		Dir:                        dir,
+		ServerCA:                   p("server-ca.crt"),
+		ServerCAKey:                p("server-ca.key"),
+		ClientCA:                   p("client-ca.crt"),
+		ClientCAKey:                p("client-ca.key"),
+		RequestHeaderCA:            p("request-header-ca.crt"),
+		RequestHeaderCAKey:         p("request-header-ca.key"),
+		ProxyClientCert:            p("proxy-client.crt"),
+		ProxyClientKey:             p("proxy-client.key"),
+		EtcdServerCA:               e("server-ca.crt"),
+		EtcdServerCAKey:            e("server-ca.key"),
+		EtcdPeerCA:                 e("peer-ca.crt"),
+		EtcdPeerCAKey:              e("peer-ca.key"),
+		EtcdServerCert:             e("server.crt"),
+		EtcdServerKey:              e("server.key"),
+		EtcdPeerCert:               e("peer.crt"),
+		EtcdPeerKey:                e("peer.key"),
+		EtcdClientCert:             e("client.crt"),
+		EtcdClientKey:              e("client.key"),
+		ServiceAccountKey:          p("service-account.key"),
+		ServiceAccountPub:          p("service-account.pub"),
+		APIServerCert:              p("apiserver.crt"),
+		APIServerKey:               p("apiserver.key"),
+		APIServerKubeletClientCert: p("apiserver-kubelet-client.crt"),
+		APIServerKubeletClientKey:  p("apiserver-kubelet-client.key"),
+		AdminCert:                  p("admin.crt"),
+		AdminKey:                   p("admin.key"),
+		ControllerManagerCert:      p("controller-manager.crt"),
+		ControllerManagerKey:       p("controller-manager.key"),
+		SchedulerCert:              p("scheduler.crt"),
+		SchedulerKey:               p("scheduler.key"),
+		KubeProxyCert:              p("kube-proxy.crt"),
+		KubeProxyKey:               p("kube-proxy.key"),
+		SupervisorCert:             p("supervisor.crt"),
+		SupervisorKey:              p("supervisor.key"),
+	}
+}
+
+// Generate creates the CAs and leaf certificates under cfg.Dir, reusing what
+// is already there.
+//
+// An existing CA is never regenerated: if its key is missing or does not
+// match its certificate, Generate returns an error naming the file. The
+// service-account key is generated once and kept. An existing leaf
+// certificate is kept while it is signed by the current CA, matches its key,
+// has the expected subject and usages, covers every requested SAN and
+// expires more than 90 days from now; otherwise only that leaf is issued
+// again. Running Generate twice with the same Config changes no file.
+//
+// Every file is written atomically. Generate is not safe to run
+// concurrently on the same directory.
+func Generate(cfg Config) (Bundle, error) {
+	if cfg.Dir == "" {
+		return Bundle{}, errors.New("pki: Config.Dir is required")
+	}
+	if cfg.ServiceIP == nil {
+		return Bundle{}, errors.New("pki: Config.ServiceIP is required")
+	}
+	if cfg.ClusterDomain == "" {
+		cfg.ClusterDomain = "cluster.local"
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return Bundle{}, fmt.Errorf("pki: resolve %s: %w", cfg.Dir, err)
+	}
+	now := time.Now()
+	if cfg.Now != nil {
+		now = cfg.Now()
+	}
+
+	b := layout(dir)
+	api, err := apiserverSANs(cfg)
+	if err != nil {
+		return Bundle{}, err
+	}
+	etcd, err := etcdSANs(cfg)
+	if err != nil {
+		return Bundle{}, err
+	}
+	for _, d := range []string{dir, filepath.Dir(b.EtcdServerCA)} {
+		if err := mkdirPrivate(d); err != nil {
+			return Bundle{}, err
+		}
+	}
+
+	var cas [5]*authority
+	for i, c := range []struct{ cert, key, name string }{
+		{b.ServerCA, b.ServerCAKey, "kedge-server-ca"},
+		{b.ClientCA, b.ClientCAKey, "kedge-client-ca"},
+		{b.RequestHeaderCA, b.RequestHeaderCAKey, "kedge-request-header-ca"},
+		{b.EtcdServerCA, b.EtcdServerCAKey, "etcd-server-ca"},
+		{b.EtcdPeerCA, b.EtcdPeerCAKey, "etcd-peer-ca"},
+	} {
+		if cas[i], err = loadOrCreateCA(c.cert, c.key, c.name, now); err != nil {
+			return Bundle{}, err
+		}
+	}
+	serverCA, clientCA, requestHeaderCA, etcdServerCA, etcdPeerCA := cas[0], cas[1], cas[2], cas[3], cas[4]
+
+	if err := ensureServiceAccountKey(b.ServiceAccountKey, b.ServiceAccountPub); err != nil {
+		return Bundle{}, err
+	}
+
+	server := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	masters := []string{"system:masters"}
+	leaves := []leafSpec{
+		{b.APIServerCert, b.APIServerKey, serverCA, "kube-apiserver", nil, server, api},
+		{b.APIServerKubeletClientCert, b.APIServerKubeletClientKey, clientCA, "system:kube-apiserver", masters, client, sanSet{}},
+		{b.AdminCert, b.AdminKey, clientCA, "system:admin", masters, client, sanSet{}},
+		{b.ControllerManagerCert, b.ControllerManagerKey, clientCA, "system:kube-controller-manager", nil, client, sanSet{}},
+		{b.SchedulerCert, b.SchedulerKey, clientCA, "system:kube-scheduler", nil, client, sanSet{}},
+		{b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
+		{b.SupervisorCert, b.SupervisorKey, clientCA, "system:kedge-supervisor", masters, client, sanSet{}},
+		{b.ProxyClientCert, b.ProxyClientKey, requestHeaderCA, "system:auth-proxy", nil, client, sanSet{}},
+		{b.EtcdServerCert, b.EtcdServerKey, etcdServerCA, "etcd-server", nil, both, etcd},
+		{b.EtcdPeerCert, b.EtcdPeerKey, etcdPeerCA, "etcd-peer", nil, both, etcd},
+		{b.EtcdClientCert, b.EtcdClientKey, etcdServerCA, "etcd-client", nil, client, sanSet{}},
+	}
+	for _, l := range leaves {
+		if err := ensureLeaf(l, now); err != nil {
+			return Bundle{}, err
+		}
+	}
+	return b, nil
+}

@@ -1,0 +1,100 @@
+// Package scheduler runs kube-scheduler in the kedge process, from the
+// upstream k8s.io/kubernetes/cmd/kube-scheduler/app library, under kedge's
+// own leader election (see package leader).
+//
+//	s := scheduler.New(scheduler.Config{Kubeconfig: path, Log: log})
+//	_ = s.Start(ctx)
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/pflag"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/kedge-io/kedge/pkg/args"
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/leader"
+	"github.com/kedge-io/kedge/pkg/logging"
+)
+
+// Config describes the scheduler of one server node.
+type Config struct {
+	Kubeconfig string   // scheduler's client kubeconfig
+	ExtraArgs  []string // --kube-scheduler-arg key=value
+	Log        *slog.Logger
+}
+
+// Scheduler is the kube-scheduler component.
+type Scheduler struct {
+	component.Background
+	cfg Config
+}
+
+var _ component.Component = (*Scheduler)(nil)
+var _ component.Failer = (*Scheduler)(nil)
+
+// New returns a scheduler component; nothing runs until Start.
+func New(cfg Config) *Scheduler { return &Scheduler{cfg: cfg} }
+
+// Name implements component.Component.
+func (*Scheduler) Name() string { return "scheduler" }
+
+// Args renders the kube-scheduler flags: kedge's defaults, then the user's
+// --kube-scheduler-arg values.
+func Args(cfg Config) ([]string, error) {
+	defaults := map[string]string{
+		"authentication-kubeconfig": cfg.Kubeconfig,
+		"authorization-kubeconfig":  cfg.Kubeconfig,
+		"bind-address":              "127.0.0.1",
+		"kubeconfig":                cfg.Kubeconfig,
+		"leader-elect":              "true",
+		"profiling":                 "false",
+		"secure-port":               "10259",
+	}
+	return args.Render(defaults, cfg.ExtraArgs, "--kube-scheduler-arg")
+}
+
+// Start builds the scheduler and runs it in the background, under leader
+// election unless leader-elect=false.
+func (s *Scheduler) Start(ctx context.Context) error {
+	flags, err := Args(s.cfg)
+	if err != nil {
+		return err
+	}
+	opts := options.NewOptions()
+	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
+	for _, f := range opts.Flags.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(flags); err != nil {
+		return fmt.Errorf("--kube-scheduler-arg: %w", err)
+	}
+	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
+		return fmt.Errorf("feature gates: %w", err)
+	}
+	ctx, log := logging.WithComponent(s.Context(ctx), s.cfg.Log, "scheduler")
+	cc, sched, err := app.Setup(ctx, opts)
+	if err != nil {
+		return errors.Join(fmt.Errorf("--kube-scheduler-arg: %w", err), s.Stop(ctx))
+	}
+	election := cc.LeaderElection
+	// Upstream exits the process when its election ends; kedge elects instead.
+	cc.LeaderElection = nil
+	cc.ComponentConfig.LeaderElection.LeaderElect = false
+	if election == nil {
+		s.Go(func(context.Context) error { return app.Run(ctx, cc, sched) })
+		return nil
+	}
+	s.Go(func(context.Context) error {
+		return leader.Run(ctx, *election, log, func(ctx context.Context) error { return app.Run(ctx, cc, sched) })
+	})
+	return nil
+}
+
+// Ready returns at once: a scheduler that is not the leader is healthy too.
+func (*Scheduler) Ready(context.Context) error { return nil }

@@ -1,0 +1,56 @@
+package server
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is everything a server node needs to know, as the user set it
+// (flags and config file, validated by package cli).
+type Config struct {
+	DataDir        string // --data-dir, absolute
+	NodeName       string // --node-name
+	NodeIP         net.IP // --node-ip
+	AdvertiseIP    net.IP // --advertise-address (defaults to NodeIP)
+	BindAddress    net.IP // --bind-address
+	HTTPSPort      int    // --https-listen-port
+	TLSSANs        []string
+	ClusterCIDR    *net.IPNet
+	ServiceCIDR    *net.IPNet
+	ClusterDNS     net.IP
+	ClusterDomain  string
+	Kubeconfig     string      // --write-kubeconfig
+	KubeconfigMode os.FileMode // --write-kubeconfig-mode
+
+	APIServerArgs         []string // --kube-apiserver-arg
+	ControllerManagerArgs []string // --kube-controller-manager-arg
+	SchedulerArgs         []string // --kube-scheduler-arg
+	EtcdArgs              []string // --etcd-arg
+
+	DisableAgent bool
+	Debug        bool
+	// Exec is when the process started, for the "ready after" log line.
+	Exec time.Time
+}
+
+// Paths of the server's state under the data dir.
+func (c Config) serverDir() string { return filepath.Join(c.DataDir, "server") }
+func (c Config) tlsDir() string    { return filepath.Join(c.serverDir(), "tls") }
+func (c Config) dbDir() string     { return filepath.Join(c.serverDir(), "db") }
+func (c Config) credDir() string   { return filepath.Join(c.serverDir(), "cred") }
+
+// firstServiceIP is the address of the kubernetes Service: the first IP of
+// the service CIDR.
+func firstServiceIP(n *net.IPNet) net.IP {
+	ip := make(net.IP, len(n.IP))
+	copy(ip, n.IP.Mask(n.Mask))
+	for i := len(ip) - 1; i >= 0; i-- {
+		ip[i]++
+		if ip[i] != 0 {
+			break
+		}
+	}
+	return ip
+}

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
+
+	"github.com/kedge-io/kedge/pkg/etcd"
+)
+
+// port is one address the server will listen on, and who asked for it.
+type port struct {
+	addr string
+	what string
+}
+
+// ports lists every address the server binds, for the preflight check.
+func (c Config) ports() []port {
+	https := net.JoinHostPort(c.BindAddress.String(), strconv.Itoa(c.HTTPSPort))
+	ps := []port{
+		{https, "--https-listen-port " + strconv.Itoa(c.HTTPSPort) + " (apiserver)"},
+		{net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort)), "etcd client port"},
+		{"127.0.0.1:2381", "etcd metrics port"},
+		{net.JoinHostPort(c.AdvertiseIP.String(), strconv.Itoa(etcd.PeerPort)), "etcd peer port"},
+		{"127.0.0.1:10257", "kube-controller-manager secure port"},
+		{"127.0.0.1:10259", "kube-scheduler secure port"},
+	}
+	if !c.AdvertiseIP.IsLoopback() {
+		ps = append(ps, port{net.JoinHostPort(c.AdvertiseIP.String(), strconv.Itoa(etcd.ClientPort)), "etcd client port"})
+	}
+	return ps
+}
+
+// preflight checks what would make the server fail half-way, before
+// anything is written: it must run as root and every port must be free.
+func preflight(c Config) error {
+	if os.Geteuid() != 0 {
+		return errors.New("kedge server must run as root (it manages certificates under /var/lib and /etc, and later containers and networking)")
+	}
+	for _, p := range c.ports() {
+		l, err := net.Listen("tcp", p.addr)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%s: address %s already in use (is another kedge or Kubernetes running?)", p.what, p.addr)
+			}
+			return fmt.Errorf("%s: cannot listen on %s: %w", p.what, p.addr, err)
+		}
+		l.Close()
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+// Package server is the composition root of the server role: it lists, in
+// start order, every component a server node runs in the kedge process.
+//
+//	err := server.Run(ctx, cfg, log) // blocks until ctx is done or a component fails
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/kedge-io/kedge/pkg/apiserver"
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/controllermanager"
+	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/scheduler"
+)
+
+// StopTimeout bounds a clean shutdown.
+const StopTimeout = 9 * time.Second
+
+// Run prepares the server's state (certificates, kubeconfigs), starts the
+// components in order and runs until ctx is done or one of them fails; then
+// it stops them in reverse order.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if !cfg.DisableAgent {
+		return errors.New("the node components (containerd, kubelet, kube-proxy, flannel) are not part of kedge yet: run the control plane with --disable-agent")
+	}
+	if err := preflight(cfg); err != nil {
+		return err
+	}
+	certs, err := pki.Generate(pki.Config{
+		Dir:           cfg.tlsDir(),
+		ClusterDomain: cfg.ClusterDomain,
+		ServiceIP:     firstServiceIP(cfg.ServiceCIDR),
+		SANs:          sans(cfg),
+		NodeName:      cfg.NodeName,
+	})
+	if err != nil {
+		return err
+	}
+	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPSPort))
+	kubeconfigs := map[string]pki.KubeconfigOptions{
+		"admin.kubeconfig":      {Server: local, CAFile: certs.ServerCA, CertFile: certs.AdminCert, KeyFile: certs.AdminKey, User: "admin"},
+		"controller.kubeconfig": {Server: local, CAFile: certs.ServerCA, CertFile: certs.ControllerManagerCert, KeyFile: certs.ControllerManagerKey, User: "controller-manager"},
+		"scheduler.kubeconfig":  {Server: local, CAFile: certs.ServerCA, CertFile: certs.SchedulerCert, KeyFile: certs.SchedulerKey, User: "scheduler"},
+	}
+	for name, o := range kubeconfigs {
+		if err := pki.WriteKubeconfig(filepath.Join(cfg.credDir(), name), 0o600, o); err != nil {
+			return err
+		}
+	}
+
+	etcdCfg := etcd.Config{
+		Name:        cfg.NodeName,
+		DataDir:     cfg.dbDir(),
+		AdvertiseIP: cfg.AdvertiseIP,
+		TLS: etcd.TLS{
+			ServerCA: certs.EtcdServerCA, ServerCert: certs.EtcdServerCert, ServerKey: certs.EtcdServerKey,
+			PeerCA: certs.EtcdPeerCA, PeerCert: certs.EtcdPeerCert, PeerKey: certs.EtcdPeerKey,
+		},
+		ExtraArgs: cfg.EtcdArgs,
+		Debug:     cfg.Debug,
+		Log:       log,
+	}
+	m := component.NewManager(log)
+	m.Add(etcd.New(etcdCfg))
+	m.Add(apiserver.New(apiserver.Config{
+		BindAddress:   cfg.BindAddress.String(),
+		Port:          cfg.HTTPSPort,
+		AdvertiseIP:   cfg.AdvertiseIP,
+		ServiceCIDR:   cfg.ServiceCIDR.String(),
+		ClusterDomain: cfg.ClusterDomain,
+		EtcdServers:   []string{etcdCfg.ClientURL()},
+		CertDir:       cfg.tlsDir(),
+		Certs:         certs,
+		ExtraArgs:     cfg.APIServerArgs,
+		Log:           log,
+	}))
+	m.Add(controllermanager.New(controllermanager.Config{
+		Kubeconfig:  filepath.Join(cfg.credDir(), "controller.kubeconfig"),
+		ClusterCIDR: cfg.ClusterCIDR.String(),
+		ServiceCIDR: cfg.ServiceCIDR.String(),
+		Certs:       certs,
+		ExtraArgs:   cfg.ControllerManagerArgs,
+		Log:         log,
+	}))
+	m.Add(scheduler.New(scheduler.Config{
+		Kubeconfig: filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
+		ExtraArgs:  cfg.SchedulerArgs,
+		Log:        log,
+	}))
+
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	admin := kubeconfigs["admin.kubeconfig"]
+	if err := pki.WriteKubeconfig(cfg.Kubeconfig, cfg.KubeconfigMode, admin); err != nil {
+		err = fmt.Errorf("--write-kubeconfig: %w", err)
+		return errors.Join(err, stop(m))
+	}
+	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	case runErr = <-m.Err():
+		log.Error("component failed, shutting down", "err", runErr)
+	}
+	begin := time.Now()
+	err = errors.Join(runErr, stop(m))
+	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
+	return err
+}
+
+func stop(m *component.Manager) error {
+	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+	defer cancel()
+	return m.Stop(ctx)
+}
+
+// sans lists the extra names of the apiserver serving certificate.
+func sans(cfg Config) []string {
+	out := []string{cfg.NodeName, cfg.NodeIP.String(), cfg.AdvertiseIP.String()}
+	if !cfg.BindAddress.IsUnspecified() {
+		out = append(out, cfg.BindAddress.String())
+	}
+	return append(out, cfg.TLSSANs...)
+}
