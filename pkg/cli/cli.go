@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kedge-io/kedge/pkg/kubectl"
 	"github.com/kedge-io/kedge/pkg/logging"
@@ -31,6 +32,7 @@ func Main(argv []string, exec time.Time) int {
 	case "kubectl":
 		return kubectl.Run(argv[1:])
 	}
+	dropGlobalVersionFlag()
 	root := &cobra.Command{
 		Use:           "kedge",
 		Short:         "Kubernetes in one binary for the edge",
@@ -62,6 +64,26 @@ func Main(argv []string, exec time.Time) int {
 		return 1
 	}
 	return 0
+}
+
+// dropGlobalVersionFlag removes the --version flag that an imported
+// Kubernetes package (component-base/version/verflag) registers on the global
+// pflag.CommandLine. Cobra adds that global set to every command: its
+// non-boolean --version would shadow cobra's own (`kedge --version` failed
+// with "flag declared as non-bool"), and `kedge server --version` would be
+// accepted, ignored, and start a server.
+func dropGlobalVersionFlag() {
+	if pflag.CommandLine.Lookup("version") == nil {
+		return
+	}
+	global := pflag.NewFlagSet(pflag.CommandLine.Name(), pflag.ExitOnError)
+	global.SetNormalizeFunc(pflag.CommandLine.GetNormalizeFunc())
+	pflag.CommandLine.VisitAll(func(f *pflag.Flag) {
+		if f.Name != "version" {
+			global.AddFlag(f)
+		}
+	})
+	pflag.CommandLine = global
 }
 
 // exitCode carries a sub-tool's exit status through cobra.

@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/spf13/pflag"
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // DefaultConfigFile is read when --config is not given and the file exists.
@@ -19,7 +20,9 @@ const DefaultConfigFile = "/etc/kedge/config.yaml"
 // from path and then from the files in path + ".d/*.yaml" (later files win).
 // Keys are flag names; an unknown key, a wrong type or a malformed file is an
 // error naming the file and the key. A missing file is an error only when
-// required (the user named it with --config).
+// required (the user named it with --config). Scalars reach the flags as
+// written: `write-kubeconfig-mode: 0644` is the text "0644", not the YAML 1.1
+// octal integer 420.
 func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 	files := []string{}
 	if _, err := os.Stat(path); err == nil {
@@ -34,19 +37,19 @@ func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 	sort.Strings(dropIns)
 	files = append(files, dropIns...)
 
-	values := map[string]any{}
+	values := map[string]*yaml.Node{}
 	origin := map[string]string{}
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			return fmt.Errorf("config file %s: %w", f, err)
 		}
-		var m map[string]any
+		var m map[string]yaml.Node
 		if err := yaml.Unmarshal(raw, &m); err != nil {
 			return fmt.Errorf("config file %s: malformed YAML: %w", f, err)
 		}
 		for k, v := range m {
-			values[k] = v
+			values[k] = &v
 			origin[k] = f
 		}
 	}
@@ -64,7 +67,7 @@ func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 }
 
 // setFromFile sets one flag from a config file value unless the command line set it.
-func setFromFile(fset *pflag.FlagSet, key string, v any) error {
+func setFromFile(fset *pflag.FlagSet, key string, v *yaml.Node) error {
 	f := fset.Lookup(key)
 	if f == nil || key == "config" || key == "help" {
 		return errors.New("unknown key (config file keys are the flag names, e.g. cluster-cidr)")
@@ -72,17 +75,20 @@ func setFromFile(fset *pflag.FlagSet, key string, v any) error {
 	if f.Changed {
 		return nil
 	}
+	v = resolveAlias(v)
 	if sv, ok := f.Value.(pflag.SliceValue); ok {
-		var items []string
-		switch t := v.(type) {
-		case []any:
-			for _, item := range t {
+		items := []string{}
+		switch {
+		case v.Kind == yaml.SequenceNode:
+			for _, item := range v.Content {
 				s, err := scalar(item)
 				if err != nil {
 					return err
 				}
 				items = append(items, s)
 			}
+		case isNull(v):
+			// "tls-san:" with no value: an empty list.
 		default:
 			s, err := scalar(v)
 			if err != nil {
@@ -100,28 +106,43 @@ func setFromFile(fset *pflag.FlagSet, key string, v any) error {
 	if err != nil {
 		return err
 	}
+	if f.Value.Type() == "bool" {
+		// YAML 1.1 spellings of booleans, which config files still use.
+		switch strings.ToLower(s) {
+		case "yes", "y", "on":
+			s = "true"
+		case "no", "n", "off":
+			s = "false"
+		}
+	}
 	return fset.Set(key, s)
 }
 
-// scalar renders a YAML scalar as the flag text it stands for.
-func scalar(v any) (string, error) {
-	switch t := v.(type) {
-	case string:
-		return t, nil
-	case bool:
-		return fmt.Sprint(t), nil
-	case float64:
-		if t == float64(int64(t)) {
-			return fmt.Sprint(int64(t)), nil
+// scalar returns the text of a YAML scalar as written (without quotes): the
+// flag text it stands for. A null is the empty string.
+func scalar(v *yaml.Node) (string, error) {
+	v = resolveAlias(v)
+	switch v.Kind {
+	case yaml.ScalarNode:
+		if isNull(v) {
+			return "", nil
 		}
-		return fmt.Sprint(t), nil
-	case nil:
-		return "", nil
-	case map[string]any:
+		return v.Value, nil
+	case yaml.MappingNode:
 		return "", errors.New("want a string, number or boolean, not a mapping")
-	case []any:
+	case yaml.SequenceNode:
 		return "", errors.New("want a string, number or boolean, not a list")
 	default:
-		return "", fmt.Errorf("want a string, number or boolean, not %T", v)
+		return "", fmt.Errorf("want a string, number or boolean, not YAML node kind %v", v.Kind)
 	}
+}
+
+func isNull(v *yaml.Node) bool { return v.Kind == yaml.ScalarNode && v.ShortTag() == "!!null" }
+
+// resolveAlias follows *anchor references to the node they name.
+func resolveAlias(v *yaml.Node) *yaml.Node {
+	for v.Kind == yaml.AliasNode && v.Alias != nil {
+		v = v.Alias
+	}
+	return v
 }

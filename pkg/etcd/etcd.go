@@ -19,8 +19,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kedge-io/kedge/pkg/component"
@@ -58,10 +61,11 @@ func (c Config) ClientURL() string {
 
 // Etcd is the embedded etcd component.
 type Etcd struct {
-	cfg  Config
-	mu   sync.Mutex
-	e    *embed.Etcd
-	errc chan error
+	cfg     Config
+	closing atomic.Bool
+	mu      sync.Mutex
+	e       *embed.Etcd
+	errc    chan error
 }
 
 var _ component.Component = (*Etcd)(nil)
@@ -94,6 +98,13 @@ func (m *Etcd) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("etcd: config %s: %w", path, err)
 	}
+	level := zapcore.WarnLevel
+	if m.cfg.Debug {
+		level = zapcore.InfoLevel
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{
+		log: m.cfg.Log.With("component", "etcd"), level: level, closing: &m.closing,
+	}))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("etcd: start: %w", err)
@@ -120,10 +131,6 @@ func (m *Etcd) settings() (map[string]any, error) {
 	if !m.cfg.AdvertiseIP.IsLoopback() {
 		listenClient += "," + clientURL
 	}
-	logLevel := "error"
-	if m.cfg.Debug {
-		logLevel = "info"
-	}
 	s := map[string]any{
 		"name":                        m.cfg.Name,
 		"data-dir":                    filepath.Join(m.cfg.DataDir, "etcd"),
@@ -137,9 +144,6 @@ func (m *Etcd) settings() (map[string]any, error) {
 		"snapshot-count":              10000,
 		"heartbeat-interval":          100,
 		"election-timeout":            1000,
-		"logger":                      "zap",
-		"log-level":                   logLevel,
-		"log-outputs":                 []string{"stderr"},
 		"client-transport-security": map[string]any{
 			"cert-file":        m.cfg.TLS.ServerCert,
 			"key-file":         m.cfg.TLS.ServerKey,
@@ -219,6 +223,7 @@ func (m *Etcd) Stop(ctx context.Context) error {
 	if e == nil {
 		return nil
 	}
+	m.closing.Store(true)
 	done := make(chan struct{})
 	go func() { e.Close(); close(done) }()
 	select {

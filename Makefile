@@ -1,0 +1,33 @@
+# kedge — build, test, e2e, bench.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+PKG     := github.com/kedge-io/kedge
+LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
+BIN     := $(CURDIR)/bin/kedge
+
+.PHONY: build test unit integration e2e bench clean
+
+## build: bin/kedge, version-stamped
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kedge
+
+## test: unit tests, then the integration tests against the real binary (root)
+test: unit integration
+
+unit:
+	$(GO) test -count=1 ./cmd/... ./pkg/...
+
+integration: build
+	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m ./tests/integration/...
+
+## e2e: multi-node clusters on this machine (not built yet: issue "Clusters")
+e2e:
+	@echo "make e2e: the multi-node harness (tests/e2e) does not exist yet" >&2; exit 1
+
+## bench: kedge against the upstream separate-process setup (not built yet: issue "Benchmarks")
+bench:
+	@echo "make bench: the benchmarks (bench/) do not exist yet" >&2; exit 1
+
+clean:
+	rm -rf bin

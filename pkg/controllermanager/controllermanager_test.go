@@ -1,0 +1,131 @@
+package controllermanager
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+
+	"github.com/kedge-io/kedge/pkg/args"
+	"github.com/kedge-io/kedge/pkg/pki"
+)
+
+func testConfig(extra ...string) Config {
+	return Config{
+		Kubeconfig:  "/cred/controller-manager.kubeconfig",
+		ClusterCIDR: "10.42.0.0/16",
+		ServiceCIDR: "10.43.0.0/16",
+		Certs: pki.Bundle{
+			ServerCA:          "/tls/server-ca.crt",
+			ServerCAKey:       "/tls/server-ca.key",
+			ClientCA:          "/tls/client-ca.crt",
+			ClientCAKey:       "/tls/client-ca.key",
+			ServiceAccountKey: "/tls/service.key",
+		},
+		ExtraArgs: extra,
+	}
+}
+
+func TestArgs(t *testing.T) {
+	cases := []struct {
+		name    string
+		extra   []string
+		want    map[string]string
+		wantErr []string
+	}{
+		{
+			name: "security-relevant defaults",
+			want: map[string]string{
+				"allocate-node-cidrs":              "true",
+				"cluster-cidr":                     "10.42.0.0/16",
+				"node-cidr-mask-size":              "24",
+				"service-cluster-ip-range":         "10.43.0.0/16",
+				"use-service-account-credentials":  "true",
+				"leader-elect":                     "true",
+				"profiling":                        "false",
+				"bind-address":                     "127.0.0.1",
+				"kubeconfig":                       "/cred/controller-manager.kubeconfig",
+				"authentication-kubeconfig":        "/cred/controller-manager.kubeconfig",
+				"authorization-kubeconfig":         "/cred/controller-manager.kubeconfig",
+				"root-ca-file":                     "/tls/server-ca.crt",
+				"service-account-private-key-file": "/tls/service.key",
+				"cluster-signing-kube-apiserver-client-cert-file": "/tls/client-ca.crt",
+				"cluster-signing-kube-apiserver-client-key-file":  "/tls/client-ca.key",
+				"cluster-signing-kubelet-client-cert-file":        "/tls/client-ca.crt",
+				"cluster-signing-kubelet-client-key-file":         "/tls/client-ca.key",
+				"cluster-signing-kubelet-serving-cert-file":       "/tls/server-ca.crt",
+				"cluster-signing-kubelet-serving-key-file":        "/tls/server-ca.key",
+				"cluster-signing-legacy-unknown-cert-file":        "/tls/server-ca.crt",
+				"cluster-signing-legacy-unknown-key-file":         "/tls/server-ca.key",
+			},
+		},
+		{
+			name:  "user value overrides a default",
+			extra: []string{"profiling=true", "leader-elect=false", "+controllers=-ttl"},
+			want: map[string]string{
+				"profiling":    "true",
+				"leader-elect": "false",
+				"controllers":  "*,tokencleaner,-service,-route,-cloud-node-lifecycle,-ttl",
+				"cluster-cidr": "10.42.0.0/16",
+			},
+		},
+		{
+			name:    "entry without = names the kedge flag",
+			extra:   []string{"leader-elect"},
+			wantErr: []string{"--kube-controller-manager-arg", `"leader-elect"`},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			flags, err := Args(testConfig(tc.extra...))
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; flags %q", flags)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tc.want {
+				if got, ok := args.Value(flags, k); !ok || got != want {
+					t.Errorf("--%s = %q (present %v), want %q", k, got, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// TestArgsParseUpstream parses the rendered defaults with
+// kube-controller-manager's own flag set, as Start does.
+func TestArgsParseUpstream(t *testing.T) {
+	flags, err := Args(testConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := options.NewKubeControllerManagerOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nfs := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+	fs := pflag.NewFlagSet("kube-controller-manager", pflag.ContinueOnError)
+	for _, f := range nfs.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(flags); err != nil {
+		t.Fatalf("upstream rejects kedge's defaults: %v", err)
+	}
+	if !s.Generic.LeaderElection.LeaderElect {
+		t.Error("leader-elect not parsed as true")
+	}
+	if s.NodeIPAMController.NodeCIDRMaskSize != 24 {
+		t.Errorf("node-cidr-mask-size parsed as %d", s.NodeIPAMController.NodeCIDRMaskSize)
+	}
+}

@@ -1,0 +1,93 @@
+package scheduler
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+
+	"github.com/kedge-io/kedge/pkg/args"
+)
+
+func TestArgs(t *testing.T) {
+	const kubeconfig = "/cred/scheduler.kubeconfig"
+	cases := []struct {
+		name    string
+		extra   []string
+		want    map[string]string
+		wantErr []string
+	}{
+		{
+			name: "security-relevant defaults",
+			want: map[string]string{
+				"leader-elect":              "true",
+				"kubeconfig":                kubeconfig,
+				"authentication-kubeconfig": kubeconfig,
+				"authorization-kubeconfig":  kubeconfig,
+				"bind-address":              "127.0.0.1",
+				"profiling":                 "false",
+				"secure-port":               "10259",
+			},
+		},
+		{
+			name:  "user value overrides a default",
+			extra: []string{"profiling=true", "--secure-port=0", "v=3"},
+			want: map[string]string{
+				"profiling":    "true",
+				"secure-port":  "0",
+				"v":            "3",
+				"leader-elect": "true",
+			},
+		},
+		{
+			name:    "entry without = names the kedge flag",
+			extra:   []string{"profiling"},
+			wantErr: []string{"--kube-scheduler-arg", `"profiling"`},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			flags, err := Args(Config{Kubeconfig: kubeconfig, ExtraArgs: tc.extra})
+			if len(tc.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("no error; flags %q", flags)
+				}
+				for _, w := range tc.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not contain %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, want := range tc.want {
+				if got, ok := args.Value(flags, k); !ok || got != want {
+					t.Errorf("--%s = %q (present %v), want %q", k, got, ok, want)
+				}
+			}
+		})
+	}
+}
+
+// TestArgsParseUpstream parses the rendered defaults with kube-scheduler's
+// own flag set, as Start does.
+func TestArgsParseUpstream(t *testing.T) {
+	flags, err := Args(Config{Kubeconfig: "/cred/scheduler.kubeconfig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := options.NewOptions()
+	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
+	for _, f := range opts.Flags.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(flags); err != nil {
+		t.Fatalf("upstream rejects kedge's defaults: %v", err)
+	}
+	if opts.SecureServing.BindPort != 10259 {
+		t.Errorf("secure port parsed as %d", opts.SecureServing.BindPort)
+	}
+}
