@@ -102,6 +102,13 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 			return c, fmt.Errorf("--advertise-address %q: not an IP address", f.advertiseAddr)
 		}
 	}
+	if c.AdvertiseIP.IsLoopback() || c.AdvertiseIP.IsUnspecified() {
+		flag := "--node-ip"
+		if f.advertiseAddr != "" {
+			flag = "--advertise-address"
+		}
+		return c, fmt.Errorf("%s %s: the apiserver must advertise an address other nodes and pods can reach, not loopback or unspecified (set --node-ip)", flag, c.AdvertiseIP)
+	}
 	c.NodeName = strings.ToLower(f.nodeName)
 	if c.NodeName == "" {
 		host, err := os.Hostname()

@@ -141,9 +141,11 @@ func (m *Etcd) settings() (map[string]any, error) {
 		"initial-cluster":             m.cfg.Name + "=" + peerURL,
 		"initial-cluster-state":       "new",
 		"listen-metrics-urls":         "http://127.0.0.1:2381",
-		"snapshot-count":              10000,
-		"heartbeat-interval":          100,
-		"election-timeout":            1000,
+		// Only for what etcd logs before kedge's logger takes over (Start).
+		"log-level":          "error",
+		"snapshot-count":     10000,
+		"heartbeat-interval": 100,
+		"election-timeout":   1000,
 		"client-transport-security": map[string]any{
 			"cert-file":        m.cfg.TLS.ServerCert,
 			"key-file":         m.cfg.TLS.ServerKey,

@@ -88,7 +88,6 @@ func (n *node) args(extra ...string) []string {
 		"--data-dir", n.dataDir(),
 		"--write-kubeconfig", n.kubeconfig,
 		"--https-listen-port", strconv.Itoa(n.port),
-		"--node-ip", "127.0.0.1",
 		"--node-name", "integration",
 		"--config", filepath.Join(n.dir, "none.yaml"),
 	}, extra...)
@@ -168,7 +167,7 @@ func (n *node) kubectl(args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+n.kubeconfig)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("kedge kubectl %s: %w: %s", strings.Join(args, " "), err, out)
+		return strings.TrimSpace(string(out)), fmt.Errorf("kedge kubectl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
 }

@@ -61,7 +61,7 @@ func TestServerLifecycle(t *testing.T) {
 	// A second server on the same port fails clearly and writes nothing.
 	other := filepath.Join(n.dir, "other")
 	out, code := runKedge(t, n.bin, nil, "server", "--disable-agent", "--data-dir", other,
-		"--https-listen-port", strconv.Itoa(n.port), "--node-ip", "127.0.0.1",
+		"--https-listen-port", strconv.Itoa(n.port),
 		"--write-kubeconfig", filepath.Join(other, "kc.yaml"), "--config", filepath.Join(n.dir, "none.yaml"))
 	if code == 0 || !strings.Contains(out, "--https-listen-port") || !strings.Contains(out, "already in use") {
 		t.Fatalf("second instance: exit %d, output:\n%s\nwant a non-zero exit naming --https-listen-port and 'already in use'", code, out)

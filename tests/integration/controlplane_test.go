@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestControlPlaneControllers checks what the in-process controller-manager
+// and apiserver do for a cluster: node IPAM from --cluster-cidr, CSR
+// signing, RBAC denying an unprivileged user.
+func TestControlPlaneControllers(t *testing.T) {
+	n := newNode(t)
+	n.start("--cluster-cidr", "10.77.0.0/16")
+	n.waitReady(3 * time.Minute)
+
+	// Node IPAM: a registered Node gets a /24 pod CIDR from --cluster-cidr.
+	node := filepath.Join(n.dir, "node.yaml")
+	write(t, node, "apiVersion: v1\nkind: Node\nmetadata:\n  name: ipam-probe\n")
+	if _, err := n.kubectl("create", "-f", node); err != nil {
+		t.Fatal(err)
+	}
+	cidr := eventually(t, 60*time.Second, func() (string, bool) {
+		out, err := n.kubectl("get", "node", "ipam-probe", "-o", "jsonpath={.spec.podCIDR}")
+		return out, err == nil && out != ""
+	})
+	_, got, err := net.ParseCIDR(cidr)
+	_, want, _ := net.ParseCIDR("10.77.0.0/16")
+	if ones, _ := got.Mask.Size(); err != nil || ones != 24 || !want.Contains(got.IP) {
+		t.Fatalf("podCIDR %q: want a /24 inside 10.77.0.0/16", cidr)
+	}
+
+	// CSR signing: an approved client CSR is signed by the client CA.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "jane", Organization: []string{"devs"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := base64.StdEncoding.EncodeToString(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+	csr := filepath.Join(n.dir, "csr.yaml")
+	write(t, csr, `apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata:
+  name: jane
+spec:
+  signerName: kubernetes.io/kube-apiserver-client
+  usages: [client auth]
+  request: `+req+"\n")
+	if _, err := n.kubectl("create", "-f", csr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.kubectl("certificate", "approve", "jane"); err != nil {
+		t.Fatal(err)
+	}
+	issued := eventually(t, 60*time.Second, func() (string, bool) {
+		out, err := n.kubectl("get", "csr", "jane", "-o", "jsonpath={.status.certificate}")
+		return out, err == nil && out != ""
+	})
+	raw, err := base64.StdEncoding.DecodeString(issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		t.Fatal("issued certificate is not PEM")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(n.dataDir(), "server", "tls", "client-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("issued certificate for %s does not verify against the client CA: %v", cert.Subject, err)
+	}
+
+	// RBAC: jane has no role; the admin does.
+	if out, _ := n.kubectl("auth", "can-i", "list", "secrets", "-A", "--as", "jane"); !strings.HasPrefix(out, "no") {
+		t.Fatalf("can-i list secrets as jane = %q, want no", out)
+	}
+	if out, _ := n.kubectl("auth", "can-i", "list", "secrets", "-A"); out != "yes" {
+		t.Fatalf("can-i list secrets as admin = %q, want yes", out)
+	}
+	// Node authorization: a kubelet reads only the secrets of its own pods.
+	if out, _ := n.kubectl("auth", "can-i", "get", "secret/some-secret", "-n", "kube-system", "--as", "system:node:ipam-probe", "--as-group", "system:nodes"); !strings.HasPrefix(out, "no") {
+		t.Fatalf("can-i get a secret as a node = %q, want no", out)
+	}
+	n.stop(10 * time.Second)
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// eventually polls f until it reports done or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() (string, bool)) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, done := f()
+		if done {
+			return strings.TrimSpace(out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not done after %s; last output %q", timeout, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
