@@ -31,6 +31,9 @@ func TestServerConfigErrors(t *testing.T) {
 		{"cluster-dns not an IP", []string{"--cluster-dns=dns"}, []string{"--cluster-dns", `"dns"`}},
 		{"bad node-ip", []string{"--node-ip=1.2.3"}, []string{"--node-ip", `"1.2.3"`}},
 		{"bad advertise-address", []string{"--advertise-address=host.example"}, []string{"--advertise-address"}},
+		{"loopback node-ip", []string{"--node-ip=127.0.0.1"}, []string{"--node-ip", "127.0.0.1", "loopback"}},
+		{"loopback advertise-address", []string{"--advertise-address=::1"}, []string{"--advertise-address", "::1"}},
+		{"unspecified advertise-address", []string{"--advertise-address=0.0.0.0"}, []string{"--advertise-address", "0.0.0.0"}},
 		{"bad bind-address", []string{"--bind-address=localhost"}, []string{"--bind-address", `"localhost"`}},
 		{"port 0", []string{"--https-listen-port=0"}, []string{"--https-listen-port", "0"}},
 		{"port 70000", []string{"--https-listen-port=70000"}, []string{"--https-listen-port", "70000"}},
@@ -74,6 +77,9 @@ func TestServerConfigErrors(t *testing.T) {
 }
 
 func TestServerConfigDefaults(t *testing.T) {
+	if ip := defaultNodeIP(); ip.IsLoopback() {
+		t.Skipf("no routable address on this machine (detected %s)", ip)
+	}
 	f, _ := parseServerFlags(t, "--node-name=Node-1")
 	c, err := f.serverConfig(testExec)
 	if err != nil {
