@@ -1,0 +1,127 @@
+package pki
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// NodeConfig says which node certificates to issue.
+type NodeConfig struct {
+	// Dir receives the node's files, e.g. <data-dir>/agent/tls; created 0700.
+	Dir string
+	// NodeName is the node's name: the kubelet client certificate is
+	// CN=system:node:<NodeName>, O=system:nodes, as the Node authorizer expects.
+	NodeName string
+	// NodeIPs go into the kubelet serving certificate, beside NodeName,
+	// localhost and 127.0.0.1.
+	NodeIPs []net.IP
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// NodeBundle holds the absolute paths of a node's certificates.
+type NodeBundle struct {
+	// ServerCA verifies the apiserver; ClientCA verifies clients of the
+	// kubelet (the apiserver's kubelet client certificate).
+	ServerCA, ClientCA string
+	// KubeletClientCert and KubeletClientKey authenticate the kubelet to
+	// the apiserver.
+	KubeletClientCert, KubeletClientKey string
+	// KubeletServingCert and KubeletServingKey are the kubelet's HTTPS
+	// certificate, signed by the cluster (server) CA.
+	KubeletServingCert, KubeletServingKey string
+	// KubeProxyCert and KubeProxyKey authenticate kube-proxy (and kedge's
+	// in-process node networking) as system:kube-proxy.
+	KubeProxyCert, KubeProxyKey string
+}
+
+// IssueNode issues, or keeps while still valid, the certificates one node
+// needs, signed by the CAs of ca (a Bundle from Generate). Like Generate it
+// is idempotent: a second call with the same NodeConfig changes no file.
+func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
+	if cfg.Dir == "" || cfg.NodeName == "" {
+		return NodeBundle{}, errors.New("pki: NodeConfig.Dir and NodeName are required")
+	}
+	if errs := validation.IsDNS1123Subdomain(cfg.NodeName); len(errs) > 0 {
+		return NodeBundle{}, fmt.Errorf("pki: node name %q: %s", cfg.NodeName, strings.Join(errs, "; "))
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return NodeBundle{}, fmt.Errorf("pki: resolve %s: %w", cfg.Dir, err)
+	}
+	now := time.Now()
+	if cfg.Now != nil {
+		now = cfg.Now()
+	}
+	if err := mkdirPrivate(dir); err != nil {
+		return NodeBundle{}, err
+	}
+	serverCA, err := readCA(ca.ServerCA, ca.ServerCAKey, now)
+	if err != nil {
+		return NodeBundle{}, err
+	}
+	clientCA, err := readCA(ca.ClientCA, ca.ClientCAKey, now)
+	if err != nil {
+		return NodeBundle{}, err
+	}
+	p := func(name string) string { return filepath.Join(dir, name) }
+	b := NodeBundle{
+		ServerCA: p("server-ca.crt"), ClientCA: p("client-ca.crt"),
+		KubeletClientCert: p("kubelet-client.crt"), KubeletClientKey: p("kubelet-client.key"),
+		KubeletServingCert: p("kubelet-serving.crt"), KubeletServingKey: p("kubelet-serving.key"),
+		KubeProxyCert: p("kube-proxy.crt"), KubeProxyKey: p("kube-proxy.key"),
+	}
+	for src, dst := range map[string]string{ca.ServerCA: b.ServerCA, ca.ClientCA: b.ClientCA} {
+		if err := copyIfChanged(src, dst); err != nil {
+			return NodeBundle{}, err
+		}
+	}
+	var serving sanSet
+	serving.addDNS(cfg.NodeName)
+	serving.addDNS("localhost")
+	serving.addIP(net.IPv4(127, 0, 0, 1))
+	for _, ip := range cfg.NodeIPs {
+		serving.addIP(ip)
+	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	leaves := []leafSpec{
+		{b.KubeletClientCert, b.KubeletClientKey, clientCA, "system:node:" + cfg.NodeName, []string{"system:nodes"}, client, sanSet{}},
+		{b.KubeletServingCert, b.KubeletServingKey, serverCA, cfg.NodeName, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, serving},
+		{b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
+	}
+	for _, l := range leaves {
+		if err := ensureLeaf(l, now); err != nil {
+			return NodeBundle{}, err
+		}
+	}
+	return b, nil
+}
+
+// readCA loads an existing CA; unlike Generate it never creates one.
+func readCA(certPath, keyPath string, now time.Time) (*authority, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, fmt.Errorf("pki: read %s: %w", certPath, err)
+	}
+	return loadCA(certPath, keyPath, certPEM, now)
+}
+
+// copyIfChanged copies a certificate file, leaving dst alone when equal.
+func copyIfChanged(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("pki: read %s: %w", src, err)
+	}
+	if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
+		return nil
+	}
+	return writeFileAtomic(dst, data, 0o644)
+}
