@@ -1,0 +1,43 @@
+package killall
+
+import "testing"
+
+func TestFilterRules(t *testing.T) {
+	in := `*nat
+:PREROUTING ACCEPT [0:0]
+:KUBE-SERVICES - [0:0]
+:CNI-HOSTPORT-DNAT - [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
+-A PREROUTING -j DOCKER
+-A KUBE-SERVICES -d 10.43.0.1/32 -j KUBE-SVC-X
+-A POSTROUTING -s 10.42.0.0/16 -j FLANNEL-POSTRTG
+COMMIT
+`
+	want := `*nat
+:PREROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+-A PREROUTING -j DOCKER
+COMMIT
+`
+	if got := FilterRules(in); got != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestMatchers(t *testing.T) {
+	if !isKedgeDaemon([]string{"/usr/local/bin/kedge", "server", "--debug"}) || isKedgeDaemon([]string{"kedge", "kubectl"}) {
+		t.Fatal("isKedgeDaemon")
+	}
+	if !isShim([]string{"/var/lib/kedge/data/x/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"}) || isShim([]string{"runc"}) {
+		t.Fatal("isShim")
+	}
+}
+
+func TestDescendants(t *testing.T) {
+	procs := map[int]process{10: {ppid: 1}, 11: {ppid: 10}, 12: {ppid: 11}, 13: {ppid: 1}}
+	got := descendants(procs, 10)
+	if len(got) != 2 {
+		t.Fatalf("descendants(10) = %v, want 11 and 12", got)
+	}
+}
