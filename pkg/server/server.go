@@ -18,6 +18,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
 )
@@ -94,6 +95,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	m.Add(scheduler.New(scheduler.Config{
 		Kubeconfig: filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
 		ExtraArgs:  cfg.SchedulerArgs,
+		Log:        log,
+	}))
+	m.Add(manifests.New(manifests.Config{
+		Kubeconfig: filepath.Join(cfg.credDir(), "admin.kubeconfig"),
+		Dir:        filepath.Join(cfg.serverDir(), "manifests"),
+		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Log:        log,
 	}))
 

@@ -104,6 +104,17 @@ spec:
 	if out, _ := n.kubectl("auth", "can-i", "get", "secret/some-secret", "-n", "kube-system", "--as", "system:node:ipam-probe", "--as-group", "system:nodes"); !strings.HasPrefix(out, "no") {
 		t.Fatalf("can-i get a secret as a node = %q, want no", out)
 	}
+	// Built-in manifests: the kube-dns Service at --cluster-dns.
+	if ip, err := n.kubectl("-n", "kube-system", "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"); err != nil || ip != "10.43.0.10" {
+		t.Fatalf("kube-dns clusterIP = %q, %v; want 10.43.0.10", ip, err)
+	}
+	// A manifest dropped into <data-dir>/server/manifests is applied.
+	write(t, filepath.Join(n.dataDir(), "server", "manifests", "extra.yaml"),
+		"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dropped-in\n  namespace: default\ndata:\n  a: b\n")
+	eventually(t, 60*time.Second, func() (string, bool) {
+		out, err := n.kubectl("get", "configmap", "dropped-in", "-o", "jsonpath={.data.a}")
+		return out, err == nil && out == "b"
+	})
 	n.stop(10 * time.Second)
 }
 

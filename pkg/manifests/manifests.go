@@ -1,0 +1,269 @@
+// Package manifests applies kedge's built-in add-on manifests (the
+// top-level manifests package, rendered with the cluster's settings) and
+// every *.yaml a user drops into <data-dir>/server/manifests, with
+// server-side apply. It re-applies a user file when it changes.
+//
+//	c := manifests.New(manifests.Config{Kubeconfig: admin, Dir: dir, Values: manifests.Values{ClusterDNS: "10.43.0.10"}})
+//	_ = c.Start(ctx)
+//	_ = c.Ready(ctx) // the built-ins are applied
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+
+	builtin "github.com/kedge-io/kedge/manifests"
+	"github.com/kedge-io/kedge/pkg/component"
+)
+
+// FieldManager is the server-side apply manager name of kedge's manifests.
+const FieldManager = "kedge"
+
+// Values are the cluster settings the built-in manifests are rendered with.
+type Values struct {
+	ClusterDNS    string
+	ClusterDomain string
+}
+
+// Config describes the manifests controller.
+type Config struct {
+	Kubeconfig string // an admin client
+	Dir        string // user manifests, <data-dir>/server/manifests
+	Values     Values
+	Poll       time.Duration // how often Dir is scanned for changes; default 10 s
+	Log        *slog.Logger
+}
+
+// Controller applies the manifests.
+type Controller struct {
+	cfg     Config
+	applier *applier
+	cancel  context.CancelFunc
+	ready   chan struct{}
+	errc    chan error
+}
+
+var _ component.Component = (*Controller)(nil)
+var _ component.Failer = (*Controller)(nil)
+
+// New returns the controller; nothing runs until Start.
+func New(cfg Config) *Controller {
+	if cfg.Poll == 0 {
+		cfg.Poll = 10 * time.Second
+	}
+	return &Controller{cfg: cfg, ready: make(chan struct{}), errc: make(chan error, 1)}
+}
+
+// Name implements component.Component.
+func (*Controller) Name() string { return "manifests" }
+
+// Start renders the built-ins and applies them, then watches Dir in the background.
+func (c *Controller) Start(ctx context.Context) error {
+	docs, err := Render(builtin.FS, c.cfg.Values)
+	if err != nil {
+		return err
+	}
+	a, err := newApplier(c.cfg.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	c.applier = a
+	if err := os.MkdirAll(c.cfg.Dir, 0o700); err != nil {
+		return fmt.Errorf("manifests dir: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	go func() {
+		for name, doc := range docs {
+			if err := retry(runCtx, func() error { return a.apply(runCtx, doc) }); err != nil {
+				if runCtx.Err() == nil {
+					c.errc <- fmt.Errorf("built-in manifest %s: %w", name, err)
+				}
+				return
+			}
+		}
+		close(c.ready)
+		c.watch(runCtx)
+	}()
+	return nil
+}
+
+// watch applies each user manifest when it is new or changed.
+func (c *Controller) watch(ctx context.Context) {
+	applied := map[string]string{} // path → content applied
+	for {
+		files, _ := filepath.Glob(filepath.Join(c.cfg.Dir, "*.yaml"))
+		sort.Strings(files)
+		for _, f := range files {
+			raw, err := os.ReadFile(f)
+			if err != nil || applied[f] == string(raw) {
+				continue
+			}
+			if err := c.applier.apply(ctx, raw); err != nil {
+				c.cfg.Log.Error("manifest not applied", "component", "manifests", "file", f, "err", err)
+			} else {
+				c.cfg.Log.Info("manifest applied", "component", "manifests", "file", f)
+			}
+			applied[f] = string(raw) // a failing file is retried when it changes
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(c.cfg.Poll):
+		}
+	}
+}
+
+// Ready waits until the built-in manifests are applied.
+func (c *Controller) Ready(ctx context.Context) error {
+	select {
+	case <-c.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("applying built-in manifests: %w", ctx.Err())
+	}
+}
+
+// Err reports a built-in manifest that could not be applied.
+func (c *Controller) Err() <-chan error { return c.errc }
+
+// Stop stops watching the manifests dir.
+func (c *Controller) Stop(context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	return nil
+}
+
+// Render executes every *.yaml template of fsys with v.
+func Render(fsys fs.FS, v Values) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		raw, err := fs.ReadFile(fsys, path)
+		if err != nil {
+			return err
+		}
+		tmpl, err := template.New(path).Option("missingkey=error").Parse(string(raw))
+		if err != nil {
+			return fmt.Errorf("manifest %s: %w", path, err)
+		}
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, v); err != nil {
+			return fmt.Errorf("manifest %s: %w", path, err)
+		}
+		out[path] = b.Bytes()
+		return nil
+	})
+	return out, err
+}
+
+// applier server-side-applies multi-document YAML.
+type applier struct {
+	dyn    dynamic.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+func newApplier(kubeconfig string) (*applier, error) {
+	rest, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(rest)
+	if err != nil {
+		return nil, err
+	}
+	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
+}
+
+// apply applies every object of a YAML stream.
+func (a *applier) apply(ctx context.Context, stream []byte) error {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
+	var errs []error
+	for {
+		var obj unstructured.Unstructured
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("parse: %w", err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if err := a.applyOne(ctx, &obj); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (a *applier) applyOne(ctx context.Context, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		a.mapper.Reset()
+		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	raw, err := obj.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
+	if mapping.Scope.Name() == "namespace" {
+		ns := obj.GetNamespace()
+		if ns == "" {
+			ns = metav1.NamespaceDefault
+		}
+		ri = a.dyn.Resource(mapping.Resource).Namespace(ns)
+	}
+	force := true
+	if _, err := ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, raw, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
+		return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
+}
+
+// retry calls f until it succeeds or ctx ends, backing off up to 5 s.
+func retry(ctx context.Context, f func() error) error {
+	delay := 200 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
