@@ -41,6 +41,9 @@ type NodeBundle struct {
 	// KubeProxyCert and KubeProxyKey authenticate kube-proxy (and kedge's
 	// in-process node networking) as system:kube-proxy.
 	KubeProxyCert, KubeProxyKey string
+	// CoreDNSCert and CoreDNSKey authenticate the node's in-process CoreDNS
+	// as system:kedge-coredns (bound to the kedge:coredns ClusterRole).
+	CoreDNSCert, CoreDNSKey string
 }
 
 // IssueNode issues, or keeps while still valid, the certificates one node
@@ -78,6 +81,7 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 		KubeletClientCert: p("kubelet-client.crt"), KubeletClientKey: p("kubelet-client.key"),
 		KubeletServingCert: p("kubelet-serving.crt"), KubeletServingKey: p("kubelet-serving.key"),
 		KubeProxyCert: p("kube-proxy.crt"), KubeProxyKey: p("kube-proxy.key"),
+		CoreDNSCert: p("coredns.crt"), CoreDNSKey: p("coredns.key"),
 	}
 	for src, dst := range map[string]string{ca.ServerCA: b.ServerCA, ca.ClientCA: b.ClientCA} {
 		if err := copyIfChanged(src, dst); err != nil {
@@ -96,6 +100,7 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 		{b.KubeletClientCert, b.KubeletClientKey, clientCA, "system:node:" + cfg.NodeName, []string{"system:nodes"}, client, sanSet{}},
 		{b.KubeletServingCert, b.KubeletServingKey, serverCA, cfg.NodeName, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, serving},
 		{b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
+		{b.CoreDNSCert, b.CoreDNSKey, clientCA, "system:kedge-coredns", nil, client, sanSet{}},
 	}
 	for _, l := range leaves {
 		if err := ensureLeaf(l, now); err != nil {

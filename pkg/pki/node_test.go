@@ -45,7 +45,10 @@ func TestIssueNode(t *testing.T) {
 	if proxy.Subject.CommonName != "system:kube-proxy" {
 		t.Fatalf("kube-proxy subject = %v", proxy.Subject)
 	}
-	for _, key := range []string{b.KubeletClientKey, b.KubeletServingKey, b.KubeProxyKey} {
+	if dns := readCert(t, b.CoreDNSCert); dns.Subject.CommonName != "system:kedge-coredns" {
+		t.Fatalf("coredns subject = %v", dns.Subject)
+	}
+	for _, key := range []string{b.KubeletClientKey, b.KubeletServingKey, b.KubeProxyKey, b.CoreDNSKey} {
 		if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
 			t.Fatalf("%s: mode %v, %v", key, st.Mode(), err)
 		}
