@@ -42,6 +42,7 @@ func Main(argv []string, exec time.Time) int {
 	}
 	root.AddCommand(
 		newServerCommand(exec, runServer),
+		newKillallCommand(),
 		&cobra.Command{
 			Use:                "kubectl",
 			Short:              "Run kubectl (defaults to the admin kubeconfig " + kubectl.DefaultKubeconfig + ")",
