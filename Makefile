@@ -6,16 +6,20 @@ PKG     := github.com/kedge-io/kedge
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 BIN     := $(CURDIR)/bin/kedge
 
-.PHONY: build test unit integration e2e bench clean
+.PHONY: build helpers test unit integration e2e bench clean
 
-## build: bin/kedge, version-stamped
-build:
+## build: bin/kedge, version-stamped, with the helpers embedded
+build: helpers
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kedge
+
+## helpers: runc, CNI plugins and the pause image into pkg/embedded/assets (incremental)
+helpers:
+	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, then the integration tests against the real binary (root)
 test: unit integration
 
-unit:
+unit: helpers
 	$(GO) test -count=1 ./cmd/... ./pkg/...
 
 integration: build

@@ -1,0 +1,19 @@
+// Package embedded carries the helper executables and the pause image that
+// kedge's containerd needs, compiled into the kedge binary so a node never
+// downloads anything at run time: runc, the CNI plugins bridge, host-local,
+// loopback and portmap, and the pause image (PauseImage), built from source
+// by scripts/build-helpers.sh (`make helpers`) into assets/.
+//
+// On start the agent extracts them once per build into a content-addressed
+// directory of its data dir and points containerd at it:
+//
+//	a, err := embedded.Extract("/var/lib/kedge")
+//	if err != nil {
+//		return err // e.g. a `go build` without `make helpers`
+//	}
+//	// a.BinDir:        runc, CNI plugins, containerd-shim-runc-v2 → kedge
+//	// a.PauseImageTar: docker-archive tarball holding embedded.PauseImage
+//
+// A binary built without the assets (only assets/.gitkeep present) still
+// compiles and runs; Extract then returns ErrNotBuilt.
+package embedded

@@ -1,0 +1,208 @@
+package embedded
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"testing/fstest"
+)
+
+// fakeAssets is a complete asset tree with tiny contents.
+func fakeAssets() fstest.MapFS {
+	m := fstest.MapFS{
+		".gitkeep":         {},
+		"stamps/runc":      {Data: []byte("runc v0 stamp")},
+		"bin/runc":         {Data: []byte("runc"), Mode: 0o600},
+		"bin/bridge":       {Data: []byte("bridge")},
+		"bin/host-local":   {Data: []byte("host-local")},
+		"bin/loopback":     {Data: []byte("loopback")},
+		"bin/portmap":      {Data: []byte("portmap")},
+		"images/pause.tar": {Data: []byte("pause image"), Mode: 0o777},
+	}
+	return m
+}
+
+// shimTarget creates a stand-in for the kedge executable.
+func shimTarget(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte("kedge"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExtractLayoutAndModes(t *testing.T) {
+	dataDir := t.TempDir()
+	self := shimTarget(t, "kedge")
+	a, err := ExtractFS(fakeAssets(), dataDir, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Hash) != 16 || a.Dir != filepath.Join(dataDir, "data", a.Hash) {
+		t.Errorf("Dir %q Hash %q, want <dataDir>/data/<16 hex digits>", a.Dir, a.Hash)
+	}
+	if a.BinDir != filepath.Join(a.Dir, "bin") || a.Runc != filepath.Join(a.BinDir, "runc") ||
+		a.PauseImageTar != filepath.Join(a.Dir, "images", "pause.tar") || a.PauseImage != PauseImage {
+		t.Errorf("Assets = %+v", a)
+	}
+	for name, mode := range map[string]fs.FileMode{
+		"bin/runc": 0o755, "bin/bridge": 0o755, "bin/host-local": 0o755, "bin/loopback": 0o755,
+		"bin/portmap": 0o755, "images/pause.tar": 0o644,
+	} {
+		p := filepath.Join(a.Dir, name)
+		info, err := os.Lstat(p)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if !info.Mode().IsRegular() || info.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, want %v", name, info.Mode(), mode)
+		}
+		if data, _ := os.ReadFile(p); string(data) != string(fakeAssets()[name].Data) {
+			t.Errorf("%s: content %q", name, data)
+		}
+	}
+	for _, skipped := range []string{".gitkeep", "stamps"} {
+		if _, err := os.Lstat(filepath.Join(a.Dir, skipped)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s extracted, want it skipped (err %v)", skipped, err)
+		}
+	}
+	if got, err := os.Readlink(filepath.Join(a.BinDir, ShimName)); err != nil || got != self {
+		t.Errorf("%s -> %q (%v), want %q", ShimName, got, err, self)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "data"))
+	if len(entries) != 1 {
+		t.Errorf("data dir holds %d entries, want only %s (temporary dirs left?)", len(entries), a.Hash)
+	}
+}
+
+func TestExtractIdempotent(t *testing.T) {
+	dataDir := t.TempDir()
+	self := shimTarget(t, "kedge")
+	a1, err := ExtractFS(fakeAssets(), dataDir, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode := func() uint64 {
+		info, err := os.Stat(a1.Runc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Sys().(*syscall.Stat_t).Ino
+	}
+	before := inode()
+	a2, err := ExtractFS(fakeAssets(), dataDir, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1 != a2 {
+		t.Errorf("second Extract = %+v, want %+v", a2, a1)
+	}
+	if inode() != before {
+		t.Error("second Extract rewrote an intact directory")
+	}
+
+	// A different build lands in its own directory; the old one stays.
+	changed := fakeAssets()
+	changed["bin/runc"] = &fstest.MapFile{Data: []byte("runc v2")}
+	a3, err := ExtractFS(changed, dataDir, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a3.Hash == a1.Hash {
+		t.Error("changed content, same hash")
+	}
+	if _, err := os.Stat(a1.Runc); err != nil {
+		t.Errorf("older build's directory removed: %v", err)
+	}
+}
+
+func TestExtractRepairsDamage(t *testing.T) {
+	dataDir := t.TempDir()
+	self := shimTarget(t, "kedge")
+	a, err := ExtractFS(fakeAssets(), dataDir, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(a.BinDir, "bridge")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(a.Runc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ExtractFS(fakeAssets(), dataDir, self); err != nil {
+		t.Fatal(err)
+	}
+	if err := verify(a.Dir, mustList(t, fakeAssets())); err != nil {
+		t.Errorf("after repair: %v", err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dataDir, "data"))
+	if len(entries) != 1 {
+		t.Errorf("data dir holds %d entries after repair, want 1", len(entries))
+	}
+}
+
+func mustList(t *testing.T, fsys fs.FS) []assetFile {
+	t.Helper()
+	files, err := listAssets(fsys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestExtractRelinksShim(t *testing.T) {
+	dataDir := t.TempDir()
+	if _, err := ExtractFS(fakeAssets(), dataDir, shimTarget(t, "kedge-old")); err != nil {
+		t.Fatal(err)
+	}
+	moved := shimTarget(t, "kedge-new")
+	a, err := ExtractFS(fakeAssets(), dataDir, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(filepath.Join(a.BinDir, ShimName)); got != moved {
+		t.Errorf("%s -> %q, want %q", ShimName, got, moved)
+	}
+	entries, _ := os.ReadDir(a.BinDir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("leftover %s", e.Name())
+		}
+	}
+}
+
+func TestExtractWithoutAssets(t *testing.T) {
+	_, err := ExtractFS(fstest.MapFS{".gitkeep": {}}, t.TempDir(), "/kedge")
+	if !errors.Is(err, ErrNotBuilt) {
+		t.Fatalf("err = %v, want ErrNotBuilt", err)
+	}
+	const want = `kedge was built without its helper binaries (runc, CNI plugins, pause image): build it with "make build"`
+	if err.Error() != want {
+		t.Errorf("err = %q, want %q", err, want)
+	}
+}
+
+func TestExtractIncompleteAssets(t *testing.T) {
+	m := fakeAssets()
+	delete(m, "bin/portmap")
+	delete(m, "images/pause.tar")
+	_, err := ExtractFS(m, t.TempDir(), "/kedge")
+	if err == nil || !strings.Contains(err.Error(), "bin/portmap, images/pause.tar") {
+		t.Errorf("err = %v, want it to name bin/portmap and images/pause.tar", err)
+	}
+}
+
+func TestExtractArgs(t *testing.T) {
+	if _, err := ExtractFS(fakeAssets(), "", "/kedge"); err == nil {
+		t.Error("empty data dir accepted")
+	}
+	if _, err := ExtractFS(fakeAssets(), t.TempDir(), ""); err == nil {
+		t.Error("empty shim target accepted")
+	}
+}

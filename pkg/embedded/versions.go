@@ -1,0 +1,22 @@
+package embedded
+
+// The versions of what scripts/build-helpers.sh builds into assets/. The
+// script reads these constants (keep each on one line, `Name = "value"`),
+// so they are the one place to bump a version.
+const (
+	// RuncVersion is the github.com/opencontainers/runc module version,
+	// the one containerd v2.3.7 is tested with.
+	RuncVersion = "v1.5.2"
+	// CNIPluginsVersion is the github.com/containernetworking/plugins
+	// module version of the bridge, host-local, loopback and portmap
+	// plugins.
+	CNIPluginsVersion = "v1.9.1"
+	// PauseImage is the name and tag of the embedded pause image (built
+	// from cmd/pause), to import from Assets.PauseImageTar and to set as
+	// containerd's CRI sandbox image.
+	PauseImage = "kedge.local/pause:1.0"
+	// ShimName is the name containerd execs for the io.containerd.runc.v2
+	// runtime; Extract links it in BinDir to the kedge executable, which
+	// runs the shim when invoked under that name.
+	ShimName = "containerd-shim-runc-v2"
+)

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds what kedge embeds for its containerd into pkg/embedded/assets/:
+#   bin/runc                 github.com/opencontainers/runc (cgo, static, no seccomp)
+#   bin/{bridge,host-local,loopback,portmap}   github.com/containernetworking/plugins
+#   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
+#   stamps/<asset>           what each asset was built from
+# Versions and the pause image tag come from pkg/embedded/versions.go.
+# Incremental: an asset whose stamp is unchanged is not rebuilt.
+# Honours GO (default go), GOOS/GOARCH (target; cross builds skip the run
+# checks and need a cross C compiler for runc) and RUNC_STATIC=0 (link runc
+# dynamically, for build hosts without static glibc).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+GO=${GO:-go}
+ASSETS=pkg/embedded/assets
+STAMPS=$ASSETS/stamps
+RUNC_STATIC=${RUNC_STATIC:-1}
+
+log() { echo "build-helpers: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# goconst NAME prints the value of `NAME = "value"` in pkg/embedded/versions.go.
+goconst() {
+	local v
+	v=$(sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" pkg/embedded/versions.go)
+	[ -n "$v" ] || die "pkg/embedded/versions.go: constant $1 not found"
+	echo "$v"
+}
+RUNC_VERSION=$(goconst RuncVersion)
+CNI_VERSION=$(goconst CNIPluginsVersion)
+PAUSE_IMAGE=$(goconst PauseImage)
+
+GOVERSION=$($GO env GOVERSION)
+GOOS=$($GO env GOOS)
+GOARCH=$($GO env GOARCH)
+GOHOSTOS=$($GO env GOHOSTOS)
+GOHOSTARCH=$($GO env GOHOSTARCH)
+[ "$GOOS" = linux ] || die "GOOS=$GOOS: kedge's helpers are Linux binaries"
+native=false
+[ "$GOARCH" = "$GOHOSTARCH" ] && [ "$GOHOSTOS" = linux ] && native=true
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+mkdir -p "$ASSETS/bin" "$ASSETS/images" "$STAMPS"
+
+# uptodate NAME STAMP OUTPUT...: true if every OUTPUT exists and
+# STAMPS/NAME holds STAMP.
+uptodate() {
+	local name=$1 stamp=$2 o
+	shift 2
+	for o in "$@"; do [ -f "$o" ] || return 1; done
+	[ -f "$STAMPS/$name" ] && [ "$(cat "$STAMPS/$name")" = "$stamp" ]
+}
+
+# place SRC DST MODE: install SRC as DST atomically.
+place() {
+	install -m "$3" "$1" "$2.tmp"
+	mv -f "$2.tmp" "$2"
+}
+
+# goinstall DIR LDFLAGS TAGS PKG@VERSION...: builds the packages in their own
+# module (not ours) and copies the executables into DIR.
+goinstall() {
+	local dir=$1 ldflags=$2 tags=$3
+	shift 3
+	mkdir -p "$dir"
+	if $native; then
+		(cd "$tmp" && GOFLAGS= GOWORK=off GOBIN="$dir" \
+			$GO install -trimpath -tags "$tags" -ldflags "$ldflags" "$@") || return
+	else
+		# go install refuses GOBIN for cross builds; it uses GOPATH/bin/GOOS_GOARCH.
+		(cd "$tmp" && GOFLAGS= GOWORK=off GOBIN= \
+			$GO install -trimpath -tags "$tags" -ldflags "$ldflags" "$@") || return
+		local p
+		for p in "$@"; do
+			p=${p%@*}
+			cp "$($GO env GOPATH)/bin/${GOOS}_${GOARCH}/${p##*/}" "$dir/" || return
+		done
+	fi
+}
+
+# runc: cgo for its nsenter C code; netgo/osusergo and -static so it runs on
+# any Linux host, whatever its libc. No seccomp tag: no libseccomp needed
+# (seccomp profiles then fail to load; kubelet's default is Unconfined).
+runc_ldflags="-s -w"
+[ "$RUNC_STATIC" = 1 ] && runc_ldflags="$runc_ldflags -extldflags -static"
+runc_stamp="runc $RUNC_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$runc_ldflags] cc=[$(${CC:-gcc} --version 2>/dev/null | head -n1)]"
+if uptodate runc "$runc_stamp" "$ASSETS/bin/runc"; then
+	log "runc $RUNC_VERSION up to date"
+else
+	log "building runc $RUNC_VERSION (cgo; the first build takes a minute or two)"
+	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "netgo osusergo" \
+		"github.com/opencontainers/runc@$RUNC_VERSION"; then
+		[ "$RUNC_STATIC" = 1 ] && log "hint: a static runc needs static glibc (Debian: libc6-dev, Fedora: glibc-static); RUNC_STATIC=0 links it dynamically"
+		die "runc $RUNC_VERSION failed to build"
+	fi
+	if $native; then
+		out=$("$tmp/runc/runc" --version) || die "runc --version failed"
+		grep -q "^runc version ${RUNC_VERSION#v}\$" <<<"$out" || die "runc --version says: $out"
+	fi
+	place "$tmp/runc/runc" "$ASSETS/bin/runc" 0755
+	echo "$runc_stamp" >"$STAMPS/runc"
+fi
+
+# CNI plugins: pure Go.
+cni_plugins=(main/bridge ipam/host-local main/loopback meta/portmap)
+cni_ldflags="-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_VERSION"
+cni_stamp="cni-plugins $CNI_VERSION ${cni_plugins[*]} $GOVERSION $GOOS/$GOARCH ldflags=[$cni_ldflags]"
+cni_outputs=()
+for p in "${cni_plugins[@]}"; do cni_outputs+=("$ASSETS/bin/${p##*/}"); done
+if uptodate cni-plugins "$cni_stamp" "${cni_outputs[@]}"; then
+	log "CNI plugins $CNI_VERSION up to date"
+else
+	log "building CNI plugins $CNI_VERSION: ${cni_plugins[*]}"
+	pkgs=()
+	for p in "${cni_plugins[@]}"; do pkgs+=("github.com/containernetworking/plugins/plugins/$p@$CNI_VERSION"); done
+	CGO_ENABLED=0 goinstall "$tmp/cni" "$cni_ldflags" "" "${pkgs[@]}" || die "CNI plugins $CNI_VERSION failed to build"
+	if $native; then
+		out=$("$tmp/cni/bridge" 2>&1 || true)
+		grep -q "CNI bridge plugin $CNI_VERSION" <<<"$out" || die "bridge says: $out"
+	fi
+	for p in "${cni_plugins[@]}"; do place "$tmp/cni/${p##*/}" "$ASSETS/bin/${p##*/}" 0755; done
+	echo "$cni_stamp" >"$STAMPS/cni-plugins"
+fi
+
+# pause image: our cmd/pause, packed by scripts/mkimage (pkg/images/ociimage).
+pause_inputs=$(cat cmd/pause/*.go scripts/mkimage/*.go \
+	$(ls pkg/images/ociimage/*.go | grep -v '_test\.go$') | sha256sum | cut -d' ' -f1)
+ggcr=$(awk '$1 == "github.com/google/go-containerregistry" {print $1, $2; exit}' go.mod)
+pause_stamp="pause $PAUSE_IMAGE inputs=$pause_inputs $GOVERSION $GOOS/$GOARCH [$ggcr]"
+if uptodate pause "$pause_stamp" "$ASSETS/images/pause.tar"; then
+	log "pause image $PAUSE_IMAGE up to date"
+else
+	log "building pause image $PAUSE_IMAGE"
+	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./cmd/pause
+	GOOS=$GOHOSTOS GOARCH=$GOHOSTARCH $GO run ./scripts/mkimage \
+		-binary "$tmp/pause" -path /pause -tag "$PAUSE_IMAGE" -arch "$GOARCH" -out "$tmp/pause.tar"
+	place "$tmp/pause.tar" "$ASSETS/images/pause.tar" 0644
+	echo "$pause_stamp" >"$STAMPS/pause"
+fi
