@@ -32,13 +32,16 @@ func Main(argv []string, exec time.Time) int {
 	case "kubectl":
 		return kubectl.Run(argv[1:])
 	}
-	dropGlobalVersionFlag()
+	restore := hideGlobalVersionFlag()
 	root := &cobra.Command{
 		Use:           "kedge",
 		Short:         "Kubernetes in one binary for the edge",
 		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Flags are parsed by now: give the upstream components back the
+		// global set they look flags up in.
+		PersistentPreRun: func(*cobra.Command, []string) { restore() },
 	}
 	root.AddCommand(
 		newServerCommand(exec, runServer),
@@ -67,15 +70,18 @@ func Main(argv []string, exec time.Time) int {
 	return 0
 }
 
-// dropGlobalVersionFlag removes the --version flag that an imported
-// Kubernetes package (component-base/version/verflag) registers on the global
-// pflag.CommandLine. Cobra adds that global set to every command: its
-// non-boolean --version would shadow cobra's own (`kedge --version` failed
-// with "flag declared as non-bool"), and `kedge server --version` would be
-// accepted, ignored, and start a server.
-func dropGlobalVersionFlag() {
-	if pflag.CommandLine.Lookup("version") == nil {
-		return
+// hideGlobalVersionFlag hides, while cobra parses kedge's command line, the
+// --version flag that an imported Kubernetes package
+// (component-base/version/verflag) registers on the global pflag.CommandLine.
+// Cobra adds that global set to every command: its non-boolean --version
+// would shadow cobra's own (`kedge --version` failed with "flag declared as
+// non-bool"), and `kedge server --version` would be accepted, ignored, and
+// start a server. The returned function puts the original set back: the
+// embedded kubelet looks the flag up there when it builds its flag set.
+func hideGlobalVersionFlag() (restore func()) {
+	orig := pflag.CommandLine
+	if orig.Lookup("version") == nil {
+		return func() {}
 	}
 	global := pflag.NewFlagSet(pflag.CommandLine.Name(), pflag.ExitOnError)
 	global.SetNormalizeFunc(pflag.CommandLine.GetNormalizeFunc())
@@ -85,6 +91,7 @@ func dropGlobalVersionFlag() {
 		}
 	})
 	pflag.CommandLine = global
+	return func() { pflag.CommandLine = orig }
 }
 
 // exitCode carries a sub-tool's exit status through cobra.

@@ -36,6 +36,8 @@ type serverFlags struct {
 	cmArgs         []string
 	schedulerArgs  []string
 	etcdArgs       []string
+	kubeletArgs    []string
+	kubeProxyArgs  []string
 	disableAgent   bool
 	debug          bool
 }
@@ -59,7 +61,9 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.cmArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.etcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, with etcd's config file keys (repeatable)")
-	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components")
+	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
+	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
 
@@ -74,6 +78,8 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		ControllerManagerArgs: f.cmArgs,
 		SchedulerArgs:         f.schedulerArgs,
 		EtcdArgs:              f.etcdArgs,
+		KubeletArgs:           f.kubeletArgs,
+		KubeProxyArgs:         f.kubeProxyArgs,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
@@ -160,6 +166,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	for flag, list := range map[string][]string{
 		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,
 		"--kube-scheduler-arg": f.schedulerArgs, "--etcd-arg": f.etcdArgs,
+		"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs,
 	} {
 		for _, kv := range list {
 			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {

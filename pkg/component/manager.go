@@ -13,6 +13,9 @@ import (
 // Manager starts components in the order they were added and stops them in
 // reverse. It is not safe to Add after Start.
 type Manager struct {
+	// StopTimeout bounds the stop of what started when Start fails.
+	StopTimeout time.Duration
+
 	log        *slog.Logger
 	components []Component
 	started    []Component
@@ -23,30 +26,37 @@ type Manager struct {
 
 // NewManager returns an empty manager that logs through log.
 func NewManager(log *slog.Logger) *Manager {
-	return &Manager{log: log, failed: make(chan error, 1)}
+	return &Manager{log: log, failed: make(chan error, 1), StopTimeout: 10 * time.Second}
 }
 
 // Add appends c to the start order.
 func (m *Manager) Add(c Component) { m.components = append(m.components, c) }
 
 // Start starts each component and waits for it to be Ready before starting the
-// next. On failure it stops what it started and returns the error.
+// next. On failure it stops what it started (within StopTimeout) and returns
+// the error.
 func (m *Manager) Start(ctx context.Context) error {
 	for _, c := range m.components {
 		begin := time.Now()
 		if err := c.Start(ctx); err != nil {
 			err = fmt.Errorf("%s: start: %w", c.Name(), err)
-			return errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+			return errors.Join(err, m.stopAfterFailure(ctx))
 		}
 		m.started = append(m.started, c)
 		m.watch(c)
 		if err := m.waitReady(ctx, c); err != nil {
 			err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
-			return errors.Join(err, m.Stop(context.WithoutCancel(ctx)))
+			return errors.Join(err, m.stopAfterFailure(ctx))
 		}
 		m.log.Info("component ready", "component", c.Name(), "took", time.Since(begin).Round(time.Millisecond))
 	}
 	return nil
+}
+
+func (m *Manager) stopAfterFailure(ctx context.Context) error {
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.StopTimeout)
+	defer cancel()
+	return m.Stop(stopCtx)
 }
 
 // waitReady waits for c.Ready, but returns early if a started component

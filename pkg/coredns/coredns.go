@@ -36,6 +36,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/kedge-io/kedge/pkg/component"
 )
@@ -98,11 +99,15 @@ func (d *CoreDNS) Start(context.Context) error {
 		d.cfg.ResolvConf = "/etc/resolv.conf"
 	}
 	caddy.Quiet = true
+	// The kubernetes plugin's setup points the process-wide klog at
+	// CoreDNS's logger; put kedge's routing back once it has run.
+	prev := klog.Background()
 	inst, err := caddy.Start(caddy.CaddyfileInput{
 		Contents:       []byte(Corefile(d.cfg)),
 		Filepath:       "Corefile",
 		ServerTypeName: "dns",
 	})
+	klog.SetLoggerWithOptions(prev, klog.ContextualLogger(true))
 	if err != nil {
 		if strings.Contains(err.Error(), "address already in use") {
 			return fmt.Errorf("DNS port %s: already in use (another DNS server on this host? kedge serves cluster DNS on the node IP): %w",

@@ -16,7 +16,7 @@ import (
 const ServiceName = "kube-dns"
 
 // ManagedBy marks the EndpointSlices kedge maintains for the kube-dns Service.
-const ManagedBy = "kedge.io/coredns"
+const ManagedBy = "coredns.kedge.io"
 
 // endpointSlice is this node's slice of the kube-dns Service: one endpoint,
 // the node IP, owned by the Node so that it goes when the Node is deleted.

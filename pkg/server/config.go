@@ -28,6 +28,8 @@ type Config struct {
 	ControllerManagerArgs []string // --kube-controller-manager-arg
 	SchedulerArgs         []string // --kube-scheduler-arg
 	EtcdArgs              []string // --etcd-arg
+	KubeletArgs           []string // --kubelet-arg
+	KubeProxyArgs         []string // --kube-proxy-arg
 
 	DisableAgent bool
 	Debug        bool

@@ -28,6 +28,16 @@ func (c Config) ports() []port {
 		{"127.0.0.1:10257", "kube-controller-manager secure port"},
 		{"127.0.0.1:10259", "kube-scheduler secure port"},
 	}
+	if !c.DisableAgent {
+		ps = append(ps,
+			port{"0.0.0.0:10250", "kubelet port"},
+			port{"127.0.0.1:10248", "kubelet healthz port"},
+			port{"127.0.0.1:10256", "kube-proxy healthz port"},
+			port{"127.0.0.1:10249", "kube-proxy metrics port"},
+			port{net.JoinHostPort(c.NodeIP.String(), "53"), "cluster DNS port (CoreDNS on the node IP)"},
+			port{"127.0.0.1:8181", "CoreDNS ready port"},
+		)
+	}
 	if !c.AdvertiseIP.IsLoopback() {
 		ps = append(ps, port{net.JoinHostPort(c.AdvertiseIP.String(), strconv.Itoa(etcd.ClientPort)), "etcd client port"})
 	}

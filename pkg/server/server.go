@@ -14,9 +14,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/apiserver"
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/controllermanager"
+	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -30,9 +32,6 @@ const StopTimeout = 9 * time.Second
 // components in order and runs until ctx is done or one of them fails; then
 // it stops them in reverse order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	if !cfg.DisableAgent {
-		return errors.New("the node components (containerd, kubelet, kube-proxy, flannel) are not part of kedge yet: run the control plane with --disable-agent")
-	}
 	if err := preflight(cfg); err != nil {
 		return err
 	}
@@ -103,6 +102,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Log:        log,
 	}))
+
+	if !cfg.DisableAgent {
+		node, err := nodeConfig(cfg, certs, kubeconfigs["admin.kubeconfig"], log)
+		if err != nil {
+			return err
+		}
+		assets, err := embedded.Extract(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		for _, c := range agent.Components(node, assets, log) {
+			m.Add(c)
+		}
+	}
 
 	if err := m.Start(ctx); err != nil {
 		return err

@@ -1,0 +1,142 @@
+// Package agent is the composition root of a node: it lists, in start order,
+// the components every node runs in the kedge process (containerd, the
+// pause image, the image importer, kubelet, the pod network, kube-proxy,
+// CoreDNS). A server adds them after its control plane; `kedge agent` will
+// run them alone.
+//
+//	for _, c := range agent.Components(cfg, assets, log) { manager.Add(c) }
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/containerd"
+	"github.com/kedge-io/kedge/pkg/coredns"
+	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/kubelet"
+	"github.com/kedge-io/kedge/pkg/kubeproxy"
+	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/podnet"
+)
+
+// RunDir holds the node's sockets and runtime state.
+const RunDir = "/run/kedge"
+
+// Config is what a node needs to know.
+type Config struct {
+	DataDir       string
+	NodeName      string
+	NodeIP        net.IP
+	ClusterCIDR   string
+	ClusterDNS    net.IP
+	ClusterDomain string
+	// Certs are the node's certificates (pki.IssueNode); the kubeconfigs
+	// below use them.
+	Certs               pki.NodeBundle
+	KubeletKubeconfig   string
+	KubeProxyKubeconfig string
+	CoreDNSKubeconfig   string
+	// AdminKubeconfig, on servers only, sets the labels the kubelet may not
+	// set itself (node-role.kubernetes.io/control-plane).
+	AdminKubeconfig string
+	NodeLabels      map[string]string
+	KubeletArgs     []string // --kubelet-arg
+	KubeProxyArgs   []string // --kube-proxy-arg
+	Host            hostinfo.Host
+	Debug           bool
+}
+
+// Dir is the node's state directory, <data-dir>/agent.
+func (c Config) Dir() string { return filepath.Join(c.DataDir, "agent") }
+
+// ContainerdAddress is the gRPC (and CRI) socket of the node's containerd.
+func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "containerd.sock") }
+
+// Components returns the node's components in start order.
+func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []component.Component {
+	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
+	address := ContainerdAddress()
+	return []component.Component{
+		containerd.New(containerd.Config{
+			Root:         filepath.Join(cfg.Dir(), "containerd"),
+			State:        filepath.Join(RunDir, "containerd"),
+			Address:      address,
+			BinDir:       assets.BinDir,
+			CNIBinDir:    assets.BinDir,
+			CNIConfDir:   cniConf,
+			SandboxImage: assets.PauseImage,
+			Host:         cfg.Host,
+			Debug:        cfg.Debug,
+			Log:          log,
+		}),
+		&pauseImage{address: address, tarball: assets.PauseImageTar, ref: assets.PauseImage},
+		containerd.NewImageImporter(containerd.ImporterConfig{
+			Dir:     filepath.Join(cfg.Dir(), "images"),
+			Address: address,
+			Log:     log,
+		}),
+		kubelet.New(kubelet.Config{
+			NodeName:                 cfg.NodeName,
+			NodeIP:                   cfg.NodeIP,
+			Kubeconfig:               cfg.KubeletKubeconfig,
+			AdminKubeconfig:          cfg.AdminKubeconfig,
+			ClientCAFile:             cfg.Certs.ClientCA,
+			ServingCert:              cfg.Certs.KubeletServingCert,
+			ServingKey:               cfg.Certs.KubeletServingKey,
+			ContainerRuntimeEndpoint: address,
+			ClusterDNS:               []net.IP{cfg.ClusterDNS},
+			ClusterDomain:            cfg.ClusterDomain,
+			Host:                     cfg.Host,
+			NodeLabels:               cfg.NodeLabels,
+			ResolvConf:               kubelet.HostResolvConf(),
+			ExtraArgs:                cfg.KubeletArgs,
+			Log:                      log,
+		}),
+		podnet.New(podnet.Config{
+			NodeName:   cfg.NodeName,
+			Kubeconfig: cfg.KubeProxyKubeconfig,
+			ConfDir:    cniConf,
+			Log:        log,
+		}),
+		kubeproxy.New(kubeproxy.Config{
+			NodeName:    cfg.NodeName,
+			NodeIP:      cfg.NodeIP,
+			Kubeconfig:  cfg.KubeProxyKubeconfig,
+			ClusterCIDR: cfg.ClusterCIDR,
+			ExtraArgs:   cfg.KubeProxyArgs,
+			Log:         log,
+		}),
+		coredns.New(coredns.Config{
+			NodeName:      cfg.NodeName,
+			NodeIP:        cfg.NodeIP,
+			ClusterDomain: cfg.ClusterDomain,
+			Kubeconfig:    cfg.CoreDNSKubeconfig,
+			ResolvConf:    kubelet.HostResolvConf(),
+			Log:           log,
+		}),
+	}
+}
+
+// pauseImage imports the embedded pause image and pins it, so that pod
+// sandboxes never need a registry and image GC never removes it.
+type pauseImage struct {
+	address, tarball, ref string
+}
+
+func (*pauseImage) Name() string { return "pause-image" }
+
+func (p *pauseImage) Start(ctx context.Context) error {
+	if _, err := containerd.ImportFile(ctx, p.address, p.tarball); err != nil {
+		return fmt.Errorf("import %s: %w", p.tarball, err)
+	}
+	return containerd.Pin(ctx, p.address, p.ref)
+}
+
+func (*pauseImage) Ready(context.Context) error { return nil }
+func (*pauseImage) Stop(context.Context) error  { return nil }
