@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what kedge embeds for its containerd into pkg/embedded/assets/:
-#   bin/runc                 github.com/opencontainers/runc (cgo, static, no seccomp)
+#   bin/runc                 github.com/opencontainers/runc (cgo, static, with seccomp: needs libseccomp-dev)
 #   bin/{bridge,host-local,loopback,portmap}   github.com/containernetworking/plugins
 #   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
 #   stamps/<asset>           what each asset was built from
@@ -80,18 +80,20 @@ goinstall() {
 	fi
 }
 
-# runc: cgo for its nsenter C code; netgo/osusergo and -static so it runs on
-# any Linux host, whatever its libc. No seccomp tag: no libseccomp needed
-# (seccomp profiles then fail to load; kubelet's default is Unconfined).
+# runc: cgo for its nsenter C code and libseccomp; netgo/osusergo and
+# -static so it runs on any Linux host, whatever its libc.
 runc_ldflags="-s -w"
 [ "$RUNC_STATIC" = 1 ] && runc_ldflags="$runc_ldflags -extldflags -static"
-runc_stamp="runc $RUNC_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$runc_ldflags] cc=[$(${CC:-gcc} --version 2>/dev/null | head -n1)]"
+runc_stamp="runc $RUNC_VERSION seccomp $GOVERSION $GOOS/$GOARCH ldflags=[$runc_ldflags] cc=[$(${CC:-gcc} --version 2>/dev/null | head -n1)]"
 if uptodate runc "$runc_stamp" "$ASSETS/bin/runc"; then
 	log "runc $RUNC_VERSION up to date"
 else
 	log "building runc $RUNC_VERSION (cgo; the first build takes a minute or two)"
-	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "netgo osusergo" \
+	# seccomp: containerd gives every pod sandbox the RuntimeDefault profile,
+	# which a runc without seccomp support refuses.
+	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "seccomp netgo osusergo" \
 		"github.com/opencontainers/runc@$RUNC_VERSION"; then
+		log "hint: runc needs libseccomp (Debian: libseccomp-dev; scripts/deps.sh installs it)"
 		[ "$RUNC_STATIC" = 1 ] && log "hint: a static runc needs static glibc (Debian: libc6-dev, Fedora: glibc-static); RUNC_STATIC=0 links it dynamically"
 		die "runc $RUNC_VERSION failed to build"
 	fi
