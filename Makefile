@@ -12,15 +12,17 @@ BIN     := $(CURDIR)/bin/kedge
 build: helpers
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kedge
 
-## helpers: runc, CNI plugins and the pause image into pkg/embedded/assets (incremental)
+## helpers: runc, containerd-shim-runc-v2, CNI plugins and the pause image into pkg/embedded/assets (incremental)
 helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, then the integration tests against the real binary (root)
 test: unit integration
 
+## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
+## containers with the built runc and containerd-shim-runc-v2 (as root)
 unit: helpers
-	$(GO) test -count=1 ./cmd/... ./pkg/...
+	KEDGE_TEST_BINDIR=$(CURDIR)/pkg/embedded/assets/bin $(GO) test -count=1 ./cmd/... ./pkg/...
 
 integration: build
 	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m ./tests/integration/...

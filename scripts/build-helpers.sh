@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Builds what kedge embeds for its containerd into pkg/embedded/assets/:
 #   bin/runc                 github.com/opencontainers/runc (cgo, static, with seccomp: needs libseccomp-dev)
+#   bin/containerd-shim-runc-v2   containerd's runc shim, from the containerd
+#                            module version our go.mod requires (the containerd kedge embeds)
 #   bin/{bridge,host-local,loopback,portmap}   github.com/containernetworking/plugins
 #   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
 #   stamps/<asset>           what each asset was built from
-# Versions and the pause image tag come from pkg/embedded/versions.go.
+# Versions and the pause image tag come from pkg/embedded/versions.go; the
+# shim's containerd version (and its dependencies' versions) from go.mod.
 # Incremental: an asset whose stamp is unchanged is not rebuilt.
 # Honours GO (default go), GOOS/GOARCH (target; cross builds skip the run
 # checks and need a cross C compiler for runc) and RUNC_STATIC=0 (link runc
@@ -103,6 +106,40 @@ else
 	fi
 	place "$tmp/runc/runc" "$ASSETS/bin/runc" 0755
 	echo "$runc_stamp" >"$STAMPS/runc"
+fi
+
+# containerd-shim-runc-v2: containerd's standalone runc shim (one process per
+# pod), built in our module so it is the containerd version kedge embeds.
+# Flags as containerd's Makefile builds it: CGO_ENABLED=0 (static), tags
+# urfave_cli_no_docs and no_grpc (the shim speaks only TTRPC), the version
+# stamped into github.com/containerd/containerd/v2/version.
+shim_mod=github.com/containerd/containerd/v2
+shim_pkg=$shim_mod/cmd/containerd-shim-runc-v2
+CONTAINERD_VERSION=$($GO list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}{{.Version}}{{end}}' "$shim_mod") ||
+	die "go.mod: no $shim_mod"
+[ -n "$CONTAINERD_VERSION" ] || die "go.mod: $shim_mod is replaced by a directory; the shim needs a module version"
+shim_tags="urfave_cli_no_docs no_grpc"
+shim_ldflags="-s -w -X $shim_mod/version.Version=$CONTAINERD_VERSION -X $shim_mod/version.Package=$shim_mod"
+# Every module the shim is built from, so a bump of any of them (not only
+# containerd's) rebuilds it.
+shim_deps=$(CGO_ENABLED=0 $GO list -tags "$shim_tags" -deps \
+	-f '{{with .Module}}{{.Path}}@{{.Version}}{{with .Replace}}=>{{.Path}}@{{.Version}}{{end}}{{end}}' "$shim_pkg" |
+	sort -u | sha256sum | cut -d' ' -f1) || die "go list $shim_pkg failed"
+shim_stamp="containerd-shim-runc-v2 containerd $CONTAINERD_VERSION deps=$shim_deps $GOVERSION $GOOS/$GOARCH tags=[$shim_tags] ldflags=[$shim_ldflags]"
+if uptodate containerd-shim-runc-v2 "$shim_stamp" "$ASSETS/bin/containerd-shim-runc-v2"; then
+	log "containerd-shim-runc-v2 $CONTAINERD_VERSION up to date"
+else
+	log "building containerd-shim-runc-v2 $CONTAINERD_VERSION"
+	CGO_ENABLED=0 $GO build -trimpath -tags "$shim_tags" -ldflags "$shim_ldflags" \
+		-o "$tmp/containerd-shim-runc-v2" "$shim_pkg" ||
+		die "containerd-shim-runc-v2 $CONTAINERD_VERSION failed to build"
+	if $native; then
+		out=$("$tmp/containerd-shim-runc-v2" -v) || die "containerd-shim-runc-v2 -v failed"
+		grep -Eq "^[[:space:]]*Version:[[:space:]]+${CONTAINERD_VERSION}\$" <<<"$out" ||
+			die "containerd-shim-runc-v2 -v says: $out"
+	fi
+	place "$tmp/containerd-shim-runc-v2" "$ASSETS/bin/containerd-shim-runc-v2" 0755
+	echo "$shim_stamp" >"$STAMPS/containerd-shim-runc-v2"
 fi
 
 # CNI plugins: pure Go.

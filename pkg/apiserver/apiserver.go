@@ -95,9 +95,12 @@ func Args(cfg Config) ([]string, error) {
 		"service-account-signing-key-file":   c.ServiceAccountKey,
 		"service-cluster-ip-range":           cfg.ServiceCIDR,
 		"service-node-port-range":            "30000-32767",
-		"storage-backend":                    "etcd3",
-		"tls-cert-file":                      c.APIServerCert,
-		"tls-private-key-file":               c.APIServerKey,
+		// On shutdown, end open watches (the in-process node components
+		// never close theirs) so that the apiserver and etcd stop quickly.
+		"shutdown-watch-termination-grace-period": "2s",
+		"storage-backend":                         "etcd3",
+		"tls-cert-file":                           c.APIServerCert,
+		"tls-private-key-file":                    c.APIServerKey,
 	}
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-apiserver-arg")
 }
@@ -159,4 +162,24 @@ func (a *APIServer) Ready(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// drainTimeout bounds how long Stop waits for the apiserver to finish.
+// Its graceful shutdown waits up to --request-timeout (60 s) for open
+// connections; the in-process node components (kubelet, kube-proxy,
+// CoreDNS) keep their watches open until the process exits, so the wait
+// would always run to its end.
+const drainTimeout = 3 * time.Second
+
+// Stop closes the apiserver's listener and waits for it to shut down, at
+// most drainTimeout: requests still open after that end with the process.
+func (a *APIServer) Stop(ctx context.Context) error {
+	bounded, cancel := context.WithTimeout(ctx, drainTimeout)
+	defer cancel()
+	err := a.Background.Stop(bounded)
+	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		a.cfg.Log.Info("apiserver stopped listening; long-running requests still open end with the process", "component", "apiserver")
+		return nil
+	}
+	return err
 }

@@ -47,9 +47,9 @@ type Config struct {
 	// Address is the gRPC socket (e.g. /run/kedge/containerd/containerd.sock);
 	// the TTRPC socket is Address + ".ttrpc". The kubelet talks CRI on Address.
 	Address string
-	// BinDir holds runc and the containerd-shim-runc-v2 link to the kedge
-	// executable. Start prepends it to the process PATH, which is how
-	// containerd finds the shim; runc is run as BinDir/runc.
+	// BinDir holds runc and containerd-shim-runc-v2 (containerd's
+	// standalone runc shim). Start prepends it to the process PATH, which is
+	// how containerd finds the shim; runc is run as BinDir/runc.
 	BinDir string
 	// CNIBinDir and CNIConfDir are where the CRI plugin finds the CNI plugins
 	// and the network configuration.
@@ -124,9 +124,6 @@ func DisabledPlugins(snapshotter string) []string {
 		"io.containerd.nri.v1.nri",
 		"io.containerd.image-verifier.v1.bindir",
 		"io.containerd.internal.v1.opt",
-		// The runc shim's task service, registered in the same binary by
-		// the shim personality (shim.go); it belongs to the shim process.
-		"io.containerd.ttrpc.v1.task",
 	}
 	if snapshotter != SnapshotterOverlay {
 		out = append(out, "io.containerd.snapshotter.v1."+SnapshotterOverlay)

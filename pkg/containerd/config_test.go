@@ -230,27 +230,6 @@ func TestPathWith(t *testing.T) {
 	}
 }
 
-func TestIsShim(t *testing.T) {
-	t.Setenv("TTRPC_ADDRESS", "")
-	cases := []struct {
-		args []string
-		env  string
-		want bool
-	}{
-		{[]string{"/var/lib/kedge/data/x/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "start"}, "", true},
-		{[]string{"/usr/local/bin/kedge", "-namespace", "k8s.io", "-id", "abc"}, "/run/kedge/containerd/containerd.sock.ttrpc", true},
-		{[]string{"/usr/local/bin/kedge", "-namespace", "k8s.io"}, "", false},
-		{[]string{"/usr/local/bin/kedge", "server"}, "/x.ttrpc", false},
-		{nil, "", false},
-	}
-	for _, tc := range cases {
-		t.Setenv("TTRPC_ADDRESS", tc.env)
-		if got := IsShim(tc.args); got != tc.want {
-			t.Errorf("IsShim(%q) with TTRPC_ADDRESS=%q = %v", tc.args, tc.env, got)
-		}
-	}
-}
-
 func TestFullReference(t *testing.T) {
 	cases := map[string]string{
 		"1.0":                   "",

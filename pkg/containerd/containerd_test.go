@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,30 +27,28 @@ import (
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 )
 
-// TestMain makes the test binary a multicall binary like kedge: run as
-// containerd-shim-runc-v2 (BinDir links that name to it), it is the shim.
-func TestMain(m *testing.M) {
-	if IsShim(os.Args) {
-		RunShim()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
-}
-
 const (
 	ociImage    = "kedge.test/sleeper:1"        // the OCI archive's ref.name
 	dockerImage = "kedge.test/sleeper-docker:1" // the docker archive's RepoTag
 )
 
+// shimName is the executable containerd runs for RuntimeType, found on PATH.
+const shimName = "containerd-shim-runc-v2"
+
 // testEnv is one containerd of the test binary and what it runs from.
 type testEnv struct {
-	cfg     Config
-	hasRunc bool
+	cfg Config
+	// shim is the real containerd-shim-runc-v2 BinDir links to, symlinks
+	// resolved (what /proc/<pid>/exe of a shim shows), or "" when
+	// KEDGE_TEST_BINDIR is unset: then no container can run.
+	shim string
 }
 
 // newTestEnv lays out short directories (socket paths must stay under 108
-// bytes): BinDir holds the shim link to this test binary and, when
-// KEDGE_TEST_BINDIR has one, runc.
+// bytes). When KEDGE_TEST_BINDIR is set (make unit sets it to
+// pkg/embedded/assets/bin, where `make helpers` builds them), BinDir holds
+// links to its runc and containerd-shim-runc-v2, as the extracted assets'
+// bin directory holds them on a node.
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -60,15 +59,18 @@ func newTestEnv(t *testing.T) *testEnv {
 	t.Cleanup(func() { os.RemoveAll(short) })
 	bin := filepath.Join(short, "bin")
 	mustf(t, os.MkdirAll(bin, 0o755), "bin dir")
-	self, err := os.Executable()
-	mustf(t, err, "test executable")
-	mustf(t, os.Symlink(self, filepath.Join(bin, ShimName)), "shim link")
 	env := &testEnv{}
 	if dir := os.Getenv("KEDGE_TEST_BINDIR"); dir != "" {
-		if _, err := os.Stat(filepath.Join(dir, "runc")); err == nil {
-			mustf(t, os.Symlink(filepath.Join(dir, "runc"), filepath.Join(bin, "runc")), "runc link")
-			env.hasRunc = true
+		for _, name := range []string{"runc", shimName} {
+			src, err := filepath.Abs(filepath.Join(dir, name))
+			mustf(t, err, "KEDGE_TEST_BINDIR")
+			if _, err := os.Stat(src); err != nil {
+				t.Fatalf("KEDGE_TEST_BINDIR=%s has no %s (run `make helpers`): %v", dir, name, err)
+			}
+			mustf(t, os.Symlink(src, filepath.Join(bin, name)), "%s link", name)
 		}
+		env.shim, err = filepath.EvalSymlinks(filepath.Join(bin, shimName))
+		mustf(t, err, "resolve the shim")
 	}
 	level := slog.LevelInfo
 	if testing.Verbose() {
@@ -193,6 +195,13 @@ func TestContainerd(t *testing.T) {
 		if !strings.HasPrefix(os.Getenv("PATH"), cfg.BinDir+":") {
 			t.Errorf("PATH does not start with BinDir: %s", os.Getenv("PATH"))
 		}
+		// containerd looks the shim up in PATH (core/runtime/v2/binary.go):
+		// BinDir's, not one installed on the host.
+		if env.shim != "" {
+			if p, err := exec.LookPath(shimName); err != nil || p != filepath.Join(cfg.BinDir, shimName) {
+				t.Errorf("PATH lookup of %s = %q, %v; want BinDir's", shimName, p, err)
+			}
+		}
 		status, err := rs.Status(ctx, &runtimeapi.StatusRequest{Verbose: true})
 		mustf(t, err, "CRI Status")
 		for _, c := range status.Status.Conditions {
@@ -252,23 +261,24 @@ func TestContainerd(t *testing.T) {
 
 	t.Run("importer", func(t *testing.T) { testImporter(ctx, t, cfg, img) })
 
-	if !env.hasRunc {
-		t.Log("KEDGE_TEST_BINDIR has no runc: not running containers (KEDGE_TEST_BINDIR=<dir with runc> go test ./pkg/containerd)")
+	if env.shim == "" {
+		t.Log("KEDGE_TEST_BINDIR unset: not running containers (make unit, or KEDGE_TEST_BINDIR=$PWD/pkg/embedded/assets/bin go test ./pkg/containerd after make helpers)")
 		return
 	}
 
 	t.Run("pod via CRI", func(t *testing.T) { runPod(ctx, t, cfg, dir) })
 
 	t.Run("container survives a containerd restart", func(t *testing.T) {
-		restartWithContainer(ctx, t, &c, cfg)
+		restartWithContainer(ctx, t, &c, cfg, env.shim)
 	})
 }
 
 // restartWithContainer runs a container through the containerd client (so
-// the shim is found on PATH and runc there too), stops containerd, checks the
-// container still runs, starts a new containerd, finds the task again and
-// cleans up. *c is the running containerd, before and after.
-func restartWithContainer(ctx context.Context, t *testing.T, c **Containerd, cfg Config) {
+// the shim is found on PATH and runc there too), checks its shim process is
+// the executable shim, stops containerd, checks the container still runs,
+// starts a new containerd, finds the task again and cleans up. *c is the
+// running containerd, before and after.
+func restartWithContainer(ctx context.Context, t *testing.T, c **Containerd, cfg Config, shim string) {
 	id := "kedge-test-" + strconv.Itoa(os.Getpid())
 	nctx := namespaces.WithNamespace(ctx, Namespace)
 	cl, err := client.New(cfg.Address, client.WithDefaultNamespace(Namespace))
@@ -287,9 +297,12 @@ func restartWithContainer(ctx context.Context, t *testing.T, c **Containerd, cfg
 	mustf(t, err, "new task")
 	mustf(t, task.Start(nctx), "start task")
 	pid := int(task.Pid())
-	shim := parentPID(pid)
+	shimPID := parentPID(pid)
 	t.Logf("container pid %d, shim pid %d (%s): RSS %.1f MiB, anonymous %.1f MiB",
-		pid, shim, exeOf(shim), float64(rssKiB(shim))/1024, float64(anonKiB(shim))/1024)
+		pid, shimPID, exeOf(shimPID), float64(rssKiB(shimPID))/1024, float64(anonKiB(shimPID))/1024)
+	if exe := exeOf(shimPID); exe != shim {
+		t.Errorf("the container's parent runs %s, want the shim %s", exe, shim)
+	}
 	cl.Close()
 
 	stopContainerd(t, *c)

@@ -1,12 +1,12 @@
 // Package containerd runs containerd inside the kedge process, with its CRI
-// plugin serving the kubelet on the same socket, and provides the runc v2
-// shim personality of the kedge binary and the image import of the node.
+// plugin serving the kubelet on the same socket, and the image import of the
+// node.
 //
 //	c := containerd.New(containerd.Config{
 //		Root:         "/var/lib/kedge/agent/containerd",
 //		State:        "/run/kedge/containerd",
 //		Address:      "/run/kedge/containerd/containerd.sock",
-//		BinDir:       assets.BinDir, // runc, containerd-shim-runc-v2 -> kedge
+//		BinDir:       assets.BinDir, // runc, containerd-shim-runc-v2
 //		CNIBinDir:    assets.BinDir,
 //		CNIConfDir:   "/var/lib/kedge/agent/etc/cni/net.d",
 //		SandboxImage: "kedge.local/pause:1.0",
@@ -17,12 +17,10 @@
 //	if err := c.Ready(ctx); err != nil { ... } // containerd and CRI answer
 //	defer c.Stop(context.Background())        // containers keep running
 //
-// The shims are the kedge binary too; its main starts with
-//
-//	if containerd.IsShim(os.Args) {
-//		containerd.RunShim()
-//		return
-//	}
+// containerd finds the runc shim, containerd-shim-runc-v2, on PATH: Start
+// puts BinDir first there. The shim is containerd's own standalone binary
+// (pkg/embedded), one process per pod, not the kedge binary: a small static
+// executable costs a few MiB per pod where a kedge process would cost tens.
 //
 // containerd's configuration is rendered by Render, a pure function of the
 // Config and the snapshotter (overlayfs, or native where overlayfs does not

@@ -2,12 +2,14 @@ package embedded
 
 import (
 	"archive/tar"
+	"debug/elf"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -63,16 +65,52 @@ func TestRealAssetsCNIPlugins(t *testing.T) {
 	}
 }
 
-func TestRealAssetsShimLink(t *testing.T) {
+// TestRealAssetsShim checks containerd-shim-runc-v2 is containerd's own
+// shim, a static executable of the containerd version kedge embeds (the one
+// go.mod requires).
+func TestRealAssetsShim(t *testing.T) {
 	a := realAssets(t)
-	self, err := os.Executable()
+	shim := filepath.Join(a.BinDir, "containerd-shim-runc-v2")
+	info, err := os.Lstat(shim)
 	if err != nil {
 		t.Fatal(err)
 	}
-	self, _ = filepath.EvalSymlinks(self)
-	if got, _ := os.Readlink(filepath.Join(a.BinDir, ShimName)); got != self {
-		t.Errorf("%s -> %q, want the running executable %q", ShimName, got, self)
+	if !info.Mode().IsRegular() || info.Mode().Perm() != 0o755 {
+		t.Errorf("%s: mode %v, want a regular 0755 file", shim, info.Mode())
 	}
+	f, err := elf.Open(shim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Errorf("%s is dynamically linked, want static (CGO_ENABLED=0)", shim)
+		}
+	}
+	out, err := exec.Command(shim, "-v").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s -v: %v\n%s", shim, err, out)
+	}
+	want := containerdVersion(t)
+	if !regexp.MustCompile(`(?m)^\s*Version:\s+` + regexp.QuoteMeta(want) + `$`).Match(out) {
+		t.Errorf("containerd-shim-runc-v2 -v = %q, want Version: %s", out, want)
+	}
+}
+
+// containerdVersion reads the github.com/containerd/containerd/v2 version
+// kedge's go.mod requires.
+func containerdVersion(t *testing.T) string {
+	t.Helper()
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/containerd/containerd/v2 (v\S+)`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod does not require github.com/containerd/containerd/v2")
+	}
+	return string(m[1])
 }
 
 // pauseBinary loads the pause image with go-containerregistry, checks its

@@ -28,10 +28,11 @@ type Assets struct {
 	// Hash names Dir: the first 16 hex digits of the SHA-256 of the
 	// extracted files' names, modes and contents.
 	Hash string
-	// BinDir is Dir/bin, with mode 0755 executables: runc, the CNI plugins
-	// (bridge, host-local, loopback, portmap) and the ShimName symlink to
-	// the kedge executable. It is both the CNI plugin directory and the
-	// directory to put first on containerd's PATH.
+	// BinDir is Dir/bin, with mode 0755 executables: runc,
+	// containerd-shim-runc-v2 (containerd's standalone runc shim) and the
+	// CNI plugins (bridge, host-local, loopback, portmap). It is both the
+	// CNI plugin directory and the directory to put first on containerd's
+	// PATH, where containerd finds the shim.
 	BinDir string
 	// Runc is BinDir/runc.
 	Runc string
@@ -48,11 +49,14 @@ const (
 	binDir        = "bin"
 	imagesDir     = "images"
 	pauseTarAsset = "images/pause.tar"
+	// shimAsset is the executable containerd runs for the
+	// io.containerd.runc.v2 runtime, found on PATH.
+	shimAsset = "bin/containerd-shim-runc-v2"
 )
 
 // required lists the assets every build must carry.
 func required() []string {
-	return []string{"bin/runc", "bin/bridge", "bin/host-local", "bin/loopback", "bin/portmap", pauseTarAsset}
+	return []string{"bin/runc", shimAsset, "bin/bridge", "bin/host-local", "bin/loopback", "bin/portmap", pauseTarAsset}
 }
 
 // assetFile is one file to extract.
@@ -69,8 +73,8 @@ const staleAfter = time.Hour
 
 // ExtractFS is Extract for any asset tree: it extracts the regular files
 // under bin/ (as 0755) and images/ (as 0644) of fsys into
-// <dataDir>/data/<hash>/ and links BinDir/ShimName to shimTarget. Other
-// files of fsys (build stamps, .gitkeep) are ignored.
+// <dataDir>/data/<hash>/. Other files of fsys (build stamps, .gitkeep) are
+// ignored.
 //
 // The directory is written under a temporary name and renamed into place,
 // so it is either complete or absent. When it already exists, ExtractFS
@@ -78,12 +82,9 @@ const staleAfter = time.Hour
 // extracts it afresh if not. Directories of older builds are kept: a shim
 // started by an older kedge may still run its runc; deleting them is left
 // to the operator.
-func ExtractFS(fsys fs.FS, dataDir, shimTarget string) (Assets, error) {
+func ExtractFS(fsys fs.FS, dataDir string) (Assets, error) {
 	if dataDir == "" {
 		return Assets{}, errors.New("embedded: empty data dir")
-	}
-	if shimTarget == "" {
-		return Assets{}, errors.New("embedded: empty target for " + ShimName)
 	}
 	files, err := listAssets(fsys)
 	if err != nil {
@@ -107,9 +108,6 @@ func ExtractFS(fsys fs.FS, dataDir, shimTarget string) (Assets, error) {
 		if err := install(fsys, files, root, dir); err != nil {
 			return Assets{}, err
 		}
-	}
-	if err := linkShim(a.BinDir, shimTarget); err != nil {
-		return Assets{}, err
 	}
 	removeStale(root)
 	return a, nil
@@ -271,25 +269,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil {
 		return fmt.Errorf("embedded: sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// linkShim points binDir/ShimName at target unless it already does,
-// replacing the link atomically.
-func linkShim(binDir, target string) error {
-	link := filepath.Join(binDir, ShimName)
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	tmp := link + ".tmp-" + strconv.Itoa(os.Getpid())
-	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("embedded: link %s: %w", ShimName, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("embedded: link %s: %w", ShimName, err)
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ func fakeAssets() fstest.MapFS {
 		".gitkeep":         {},
 		"stamps/runc":      {Data: []byte("runc v0 stamp")},
 		"bin/runc":         {Data: []byte("runc"), Mode: 0o600},
+		shimAsset:          {Data: []byte("shim"), Mode: 0o700},
 		"bin/bridge":       {Data: []byte("bridge")},
 		"bin/host-local":   {Data: []byte("host-local")},
 		"bin/loopback":     {Data: []byte("loopback")},
@@ -26,20 +27,9 @@ func fakeAssets() fstest.MapFS {
 	return m
 }
 
-// shimTarget creates a stand-in for the kedge executable.
-func shimTarget(t *testing.T, name string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte("kedge"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestExtractLayoutAndModes(t *testing.T) {
 	dataDir := t.TempDir()
-	self := shimTarget(t, "kedge")
-	a, err := ExtractFS(fakeAssets(), dataDir, self)
+	a, err := ExtractFS(fakeAssets(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +41,7 @@ func TestExtractLayoutAndModes(t *testing.T) {
 		t.Errorf("Assets = %+v", a)
 	}
 	for name, mode := range map[string]fs.FileMode{
-		"bin/runc": 0o755, "bin/bridge": 0o755, "bin/host-local": 0o755, "bin/loopback": 0o755,
+		"bin/runc": 0o755, shimAsset: 0o755, "bin/bridge": 0o755, "bin/host-local": 0o755, "bin/loopback": 0o755,
 		"bin/portmap": 0o755, "images/pause.tar": 0o644,
 	} {
 		p := filepath.Join(a.Dir, name)
@@ -72,9 +62,6 @@ func TestExtractLayoutAndModes(t *testing.T) {
 			t.Errorf("%s extracted, want it skipped (err %v)", skipped, err)
 		}
 	}
-	if got, err := os.Readlink(filepath.Join(a.BinDir, ShimName)); err != nil || got != self {
-		t.Errorf("%s -> %q (%v), want %q", ShimName, got, err, self)
-	}
 	entries, _ := os.ReadDir(filepath.Join(dataDir, "data"))
 	if len(entries) != 1 {
 		t.Errorf("data dir holds %d entries, want only %s (temporary dirs left?)", len(entries), a.Hash)
@@ -83,8 +70,7 @@ func TestExtractLayoutAndModes(t *testing.T) {
 
 func TestExtractIdempotent(t *testing.T) {
 	dataDir := t.TempDir()
-	self := shimTarget(t, "kedge")
-	a1, err := ExtractFS(fakeAssets(), dataDir, self)
+	a1, err := ExtractFS(fakeAssets(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +82,7 @@ func TestExtractIdempotent(t *testing.T) {
 		return info.Sys().(*syscall.Stat_t).Ino
 	}
 	before := inode()
-	a2, err := ExtractFS(fakeAssets(), dataDir, self)
+	a2, err := ExtractFS(fakeAssets(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +96,7 @@ func TestExtractIdempotent(t *testing.T) {
 	// A different build lands in its own directory; the old one stays.
 	changed := fakeAssets()
 	changed["bin/runc"] = &fstest.MapFile{Data: []byte("runc v2")}
-	a3, err := ExtractFS(changed, dataDir, self)
+	a3, err := ExtractFS(changed, dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +110,7 @@ func TestExtractIdempotent(t *testing.T) {
 
 func TestExtractRepairsDamage(t *testing.T) {
 	dataDir := t.TempDir()
-	self := shimTarget(t, "kedge")
-	a, err := ExtractFS(fakeAssets(), dataDir, self)
+	a, err := ExtractFS(fakeAssets(), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +120,7 @@ func TestExtractRepairsDamage(t *testing.T) {
 	if err := os.Chmod(a.Runc, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ExtractFS(fakeAssets(), dataDir, self); err != nil {
+	if _, err := ExtractFS(fakeAssets(), dataDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := verify(a.Dir, mustList(t, fakeAssets())); err != nil {
@@ -156,29 +141,8 @@ func mustList(t *testing.T, fsys fs.FS) []assetFile {
 	return files
 }
 
-func TestExtractRelinksShim(t *testing.T) {
-	dataDir := t.TempDir()
-	if _, err := ExtractFS(fakeAssets(), dataDir, shimTarget(t, "kedge-old")); err != nil {
-		t.Fatal(err)
-	}
-	moved := shimTarget(t, "kedge-new")
-	a, err := ExtractFS(fakeAssets(), dataDir, moved)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.Readlink(filepath.Join(a.BinDir, ShimName)); got != moved {
-		t.Errorf("%s -> %q, want %q", ShimName, got, moved)
-	}
-	entries, _ := os.ReadDir(a.BinDir)
-	for _, e := range entries {
-		if strings.Contains(e.Name(), ".tmp-") {
-			t.Errorf("leftover %s", e.Name())
-		}
-	}
-}
-
 func TestExtractWithoutAssets(t *testing.T) {
-	_, err := ExtractFS(fstest.MapFS{".gitkeep": {}}, t.TempDir(), "/kedge")
+	_, err := ExtractFS(fstest.MapFS{".gitkeep": {}}, t.TempDir())
 	if !errors.Is(err, ErrNotBuilt) {
 		t.Fatalf("err = %v, want ErrNotBuilt", err)
 	}
@@ -190,19 +154,17 @@ func TestExtractWithoutAssets(t *testing.T) {
 
 func TestExtractIncompleteAssets(t *testing.T) {
 	m := fakeAssets()
+	delete(m, shimAsset)
 	delete(m, "bin/portmap")
 	delete(m, "images/pause.tar")
-	_, err := ExtractFS(m, t.TempDir(), "/kedge")
-	if err == nil || !strings.Contains(err.Error(), "bin/portmap, images/pause.tar") {
-		t.Errorf("err = %v, want it to name bin/portmap and images/pause.tar", err)
+	_, err := ExtractFS(m, t.TempDir())
+	if want := shimAsset + ", bin/portmap, images/pause.tar"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want it to name %s", err, want)
 	}
 }
 
 func TestExtractArgs(t *testing.T) {
-	if _, err := ExtractFS(fakeAssets(), "", "/kedge"); err == nil {
+	if _, err := ExtractFS(fakeAssets(), ""); err == nil {
 		t.Error("empty data dir accepted")
-	}
-	if _, err := ExtractFS(fakeAssets(), t.TempDir(), ""); err == nil {
-		t.Error("empty shim target accepted")
 	}
 }

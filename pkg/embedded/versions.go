@@ -15,8 +15,8 @@ const (
 	// from cmd/pause), to import from Assets.PauseImageTar and to set as
 	// containerd's CRI sandbox image.
 	PauseImage = "kedge.local/pause:1.0"
-	// ShimName is the name containerd execs for the io.containerd.runc.v2
-	// runtime; Extract links it in BinDir to the kedge executable, which
-	// runs the shim when invoked under that name.
-	ShimName = "containerd-shim-runc-v2"
 )
+
+// containerd-shim-runc-v2 has no constant here: build-helpers.sh builds it
+// from the github.com/containerd/containerd/v2 version in go.mod, the
+// containerd kedge embeds.

@@ -34,7 +34,8 @@ type Config struct {
 	Log        *slog.Logger
 }
 
-// Shim is the process name of containerd's runc shim, kedge's multicall personality.
+// Shim is the process name of containerd's runc shim (the standalone
+// executable in the extracted assets' bin directory).
 const Shim = "containerd-shim-runc-v2"
 
 // chainPrefixes are the iptables chains and rules kedge's node components own.

@@ -21,7 +21,7 @@ import (
 // signing, RBAC denying an unprivileged user.
 func TestControlPlaneControllers(t *testing.T) {
 	n := newNode(t)
-	n.start("--cluster-cidr", "10.77.0.0/16")
+	n.start("--disable-agent", "--cluster-cidr", "10.77.0.0/16")
 	n.waitReady(3 * time.Minute)
 
 	// Node IPAM: a registered Node gets a /24 pod CIDR from --cluster-cidr.

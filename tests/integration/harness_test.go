@@ -73,6 +73,7 @@ type node struct {
 	log        *syncBuffer
 	exited     chan struct{}
 	waitErr    error
+	started    time.Time
 }
 
 func newNode(t *testing.T) *node {
@@ -84,7 +85,7 @@ func newNode(t *testing.T) *node {
 func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
 
 func (n *node) args(extra ...string) []string {
-	return append([]string{"server", "--disable-agent",
+	return append([]string{"server",
 		"--data-dir", n.dataDir(),
 		"--write-kubeconfig", n.kubeconfig,
 		"--https-listen-port", strconv.Itoa(n.port),
@@ -104,6 +105,7 @@ func (n *node) start(extra ...string) {
 	n.cmd = exec.Command(n.bin, n.args(extra...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 	n.exited = make(chan struct{})
+	n.started = time.Now()
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // stops it with SIGTERM and restarts it on the same data dir.
 func TestServerLifecycle(t *testing.T) {
 	n := newNode(t)
-	n.start()
+	n.start("--disable-agent")
 	took := n.waitReady(3 * time.Minute)
 	t.Logf("API ready: %s after exec (kedge's own measure), %s as seen by the test", n.sinceExec(), took.Round(time.Millisecond))
 
@@ -80,7 +80,7 @@ func TestServerLifecycle(t *testing.T) {
 	}
 
 	// Restart on the same data dir: same cluster, same certificates.
-	n.start()
+	n.start("--disable-agent")
 	took = n.waitReady(3 * time.Minute)
 	t.Logf("restart: API ready %s after exec, %s as seen by the test", n.sinceExec(), took.Round(time.Millisecond))
 	got, err := n.kubectl("-n", "it", "get", "configmap", "survivor", "-o", "jsonpath={.data.key}")

@@ -1,0 +1,239 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kedge-io/kedge/pkg/images/ociimage"
+)
+
+const webImage = "kedge.local/webapp:test"
+
+// buildWebImage compiles testdata/webapp statically and writes it as an image
+// tarball into the node's images dir, where kedge imports it on start.
+func buildWebImage(t *testing.T, dataDir string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "webapp")
+	cmd := exec.Command("go", "build", "-o", bin, "./testdata/webapp")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build webapp: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(dataDir, "agent", "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := ociimage.Build(raw, "/webapp", webImage, &buf); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "webapp.tar"), buf.String())
+}
+
+const webManifest = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: ` + webImage + `
+          imagePullPolicy: Never
+          ports: [{containerPort: 8080}]
+          readinessProbe:
+            httpGet: {path: /, port: 8080}
+            periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+// TestNode runs `kedge server` with its node components: pods from a
+// locally built image, Services, DNS, restart, a missing image, killall.
+func TestNode(t *testing.T) {
+	n := newNode(t)
+	buildWebImage(t, n.dataDir())
+	t.Cleanup(func() { n.killall() })
+	n.start("--kubelet-arg", "max-pods=50")
+	n.waitReady(3 * time.Minute)
+	readyIn := n.waitNodeReady(2 * time.Minute)
+	t.Logf("node Ready %s after exec", readyIn.Round(100*time.Millisecond))
+
+	manifest := filepath.Join(n.dir, "web.yaml")
+	write(t, manifest, webManifest)
+	if _, err := n.kubectl("apply", "-f", manifest); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.kubectl("rollout", "status", "deployment/web", "--timeout=180s"); err != nil {
+		t.Fatalf("deployment not ready: %v\n%s\n%s", err, out, n.describe("pods"))
+	}
+	pods := strings.Fields(must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].metadata.name}")))
+	ips := strings.Fields(must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}")))
+	if len(pods) != 2 || len(ips) != 2 {
+		t.Fatalf("pods %v, IPs %v; want 2 each", pods, ips)
+	}
+	clusterIP := must(n.kubectl("get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"))
+
+	// The Service answers from the host (kube-proxy's rules on the node).
+	body := eventually(t, 60*time.Second, func() (string, bool) {
+		b, err := httpGet("http://" + clusterIP + "/")
+		return b, err == nil && strings.HasPrefix(b, "hello from web-")
+	})
+	t.Logf("host → ClusterIP %s: %s", clusterIP, body)
+
+	// From a pod: the Service by DNS name, another pod by IP, kubernetes.default.
+	inPod := func(args ...string) (string, error) {
+		return n.kubectl(append([]string{"exec", pods[0], "--", "/webapp"}, args...)...)
+	}
+	out := eventually(t, 60*time.Second, func() (string, bool) {
+		out, err := inPod("get", "http://web.default.svc.cluster.local/")
+		return out, err == nil && strings.HasPrefix(out, "hello from web-")
+	})
+	t.Logf("pod → web.default.svc.cluster.local: %s", out)
+	if out, err := inPod("get", "http://"+ips[1]+":8080/"); err != nil || !strings.HasPrefix(out, "hello from "+pods[1]) {
+		t.Fatalf("pod → pod %s: %q, %v", ips[1], out, err)
+	}
+	if out, err := inPod("resolve", "kubernetes.default"); err != nil || out != "10.43.0.1" {
+		t.Fatalf("resolve kubernetes.default in a pod = %q, %v; want 10.43.0.1", out, err)
+	}
+
+	// An image that is nowhere: a clear pull error, nothing else breaks.
+	if _, err := n.kubectl("run", "missing", "--image=docker.io/library/kedge-no-such-image:1"); err != nil {
+		t.Fatal(err)
+	}
+	reason := eventually(t, 90*time.Second, func() (string, bool) {
+		out, _ := n.kubectl("get", "pod", "missing", "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}")
+		return out, out == "ErrImagePull" || out == "ImagePullBackOff"
+	})
+	events := must(n.kubectl("get", "events", "--field-selector", "involvedObject.name=missing", "-o", "jsonpath={.items[*].message}"))
+	if !strings.Contains(events, "kedge-no-such-image") {
+		t.Fatalf("no event naming the missing image; events: %s", events)
+	}
+	t.Logf("missing image: %s", reason)
+	if _, err := n.kubectl("rollout", "status", "deployment/web", "--timeout=10s"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart kedge: the pods keep running, untouched.
+	before := must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[0].containerID}"))
+	n.stop(15 * time.Second)
+	if _, err := httpGet("http://" + ips[0] + ":8080/"); err != nil {
+		t.Fatalf("pod %s not answering while kedge is stopped: %v", ips[0], err)
+	}
+	n.start("--kubelet-arg", "max-pods=50")
+	n.waitReady(3 * time.Minute)
+	n.waitNodeReady(2 * time.Minute)
+	time.Sleep(5 * time.Second) // let the kubelet resync its pods
+	after := must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[0].containerID}"))
+	restarts := must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[0].restartCount}"))
+	if before != after || restarts != "0 0" {
+		t.Fatalf("containers changed across a kedge restart: %s → %s, restarts %q", before, after, restarts)
+	}
+	t.Logf("RSS after the restart: %.0f MiB", n.rssMiB())
+	n.stop(15 * time.Second)
+
+	// killall: no containers, mounts or interfaces left.
+	n.killall()
+	if shims := processesNamed("containerd-shim"); len(shims) > 0 {
+		t.Fatalf("shims still running after killall: %v", shims)
+	}
+	for _, root := range []string{n.dataDir(), "/run/kedge", "/var/lib/kubelet"} {
+		if m := mountsUnder(root); len(m) > 0 {
+			t.Fatalf("mounts left under %s after killall: %v", root, m)
+		}
+	}
+	if _, err := os.Stat("/sys/class/net/cni0"); err == nil {
+		t.Fatal("cni0 still exists after killall")
+	}
+}
+
+// waitNodeReady waits for the node's Ready condition and returns the time
+// since the process was exec'd.
+func (n *node) waitNodeReady(timeout time.Duration) time.Duration {
+	n.t.Helper()
+	if out, err := n.kubectl("wait", "--for=condition=Ready", "node/integration", fmt.Sprintf("--timeout=%ds", int(timeout.Seconds()))); err != nil {
+		n.t.Fatalf("node not Ready: %v\n%s", err, out)
+	}
+	return time.Since(n.started)
+}
+
+func (n *node) describe(what string) string {
+	out, _ := n.kubectl("describe", what)
+	return out
+}
+
+// killall runs `kedge killall` for this node's data dir.
+func (n *node) killall() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, n.bin, "killall", "--data-dir", n.dataDir()).CombinedOutput(); err != nil {
+		n.t.Errorf("kedge killall: %v\n%s", err, out)
+	}
+}
+
+func httpGet(url string) (string, error) {
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+func must(s string, err error) string {
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+func processesNamed(name string) []string {
+	var out []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(strings.SplitN(string(raw), "\x00", 2)[0], name) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+func mountsUnder(root string) []string {
+	raw, _ := os.ReadFile("/proc/self/mountinfo")
+	var out []string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == root || strings.HasPrefix(f[4], root+"/")) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}

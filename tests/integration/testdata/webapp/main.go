@@ -1,0 +1,48 @@
+// Command webapp is the test image of the integration tests: an HTTP server
+// (no arguments) that answers with its hostname, plus two client modes run
+// with kubectl exec: `webapp get URL` and `webapp resolve NAME`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) == 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		switch os.Args[1] {
+		case "get":
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, os.Args[2], nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			fmt.Print(string(body))
+			return
+		case "resolve":
+			addrs, err := net.DefaultResolver.LookupHost(ctx, os.Args[2])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Println(addrs[0])
+			return
+		}
+	}
+	host, _ := os.Hostname()
+	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "hello from %s\n", host) })
+	if err := http.ListenAndServe(":8080", nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
