@@ -18,6 +18,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/ctr"
 	"github.com/kedge-io/kedge/pkg/kubectl"
 	"github.com/kedge-io/kedge/pkg/logging"
 	"github.com/kedge-io/kedge/pkg/server"
@@ -31,6 +33,8 @@ func Main(argv []string, exec time.Time) int {
 	switch filepath.Base(argv[0]) {
 	case "kubectl":
 		return kubectl.Run(argv[1:])
+	case "ctr":
+		return ctr.Run(agent.ContainerdAddress(), argv[1:])
 	}
 	restore := hideGlobalVersionFlag()
 	root := &cobra.Command{
@@ -46,6 +50,17 @@ func Main(argv []string, exec time.Time) int {
 	root.AddCommand(
 		newServerCommand(exec, runServer),
 		newKillallCommand(),
+		&cobra.Command{
+			Use:                "ctr",
+			Short:              "Run containerd's ctr against this node's containerd (namespace k8s.io)",
+			DisableFlagParsing: true,
+			RunE: func(_ *cobra.Command, args []string) error {
+				if code := ctr.Run(agent.ContainerdAddress(), args); code != 0 {
+					return exitCode(code)
+				}
+				return nil
+			},
+		},
 		&cobra.Command{
 			Use:                "kubectl",
 			Short:              "Run kubectl (defaults to the admin kubeconfig " + kubectl.DefaultKubeconfig + ")",

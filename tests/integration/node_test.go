@@ -139,6 +139,11 @@ func TestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The bundled ctr sees the node's images, in the k8s.io namespace.
+	if out, code := runKedge(t, n.bin, nil, "ctr", "images", "ls", "-q"); code != 0 || !strings.Contains(out, webImage) || !strings.Contains(out, "kedge.local/pause:1.0") {
+		t.Fatalf("kedge ctr images ls: exit %d\n%s", code, out)
+	}
+
 	// Restart kedge: the pods keep running, untouched.
 	before := must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[0].containerID}"))
 	n.stop(15 * time.Second)
