@@ -19,8 +19,9 @@
 //
 // containerd finds the runc shim, containerd-shim-runc-v2, on PATH: Start
 // puts BinDir first there. The shim is containerd's own standalone binary
-// (pkg/embedded), one process per pod, not the kedge binary: a small static
-// executable costs a few MiB per pod where a kedge process would cost tens.
+// (pkg/embedded), one process per pod, not the kedge binary: measured, a
+// shim is about 12 MB RSS (5 MiB private) where a kedge process running the
+// shim was about 185 MB (17 MiB private).
 //
 // containerd's configuration is rendered by Render, a pure function of the
 // Config and the snapshotter (overlayfs, or native where overlayfs does not
