@@ -4,6 +4,7 @@
 #   bin/containerd-shim-runc-v2   containerd's runc shim, from the containerd
 #                            module version our go.mod requires (the containerd kedge embeds)
 #   bin/{bridge,host-local,loopback,portmap}   github.com/containernetworking/plugins
+#   bin/crictl               sigs.k8s.io/cri-tools (kedge crictl runs it)
 #   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
 #   stamps/<asset>           what each asset was built from
 # Versions and the pause image tag come from pkg/embedded/versions.go; the
@@ -33,6 +34,7 @@ goconst() {
 RUNC_VERSION=$(goconst RuncVersion)
 CNI_VERSION=$(goconst CNIPluginsVersion)
 PAUSE_IMAGE=$(goconst PauseImage)
+CRICTL_VERSION=$(goconst CrictlVersion)
 
 GOVERSION=$($GO env GOVERSION)
 GOOS=$($GO env GOOS)
@@ -161,6 +163,31 @@ else
 	fi
 	for p in "${cni_plugins[@]}"; do place "$tmp/cni/${p##*/}" "$ASSETS/bin/${p##*/}" 0755; done
 	echo "$cni_stamp" >"$STAMPS/cni-plugins"
+fi
+
+# crictl: pure Go, built in its own module (its main package cannot be
+# imported, so kedge crictl execs it). `go install pkg@version` would ask the
+# module proxy for the version list, which it refuses for cri-tools; so
+# download that exact version and build inside it, with its own go.mod.
+crictl_ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+crictl_stamp="crictl $CRICTL_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$crictl_ldflags]"
+if uptodate crictl "$crictl_stamp" "$ASSETS/bin/crictl"; then
+	log "crictl $CRICTL_VERSION up to date"
+else
+	log "building crictl $CRICTL_VERSION"
+	crictl_src=$(cd "$tmp" && GOFLAGS= GOWORK=off $GO mod download -json "sigs.k8s.io/cri-tools@$CRICTL_VERSION" |
+		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || die "download cri-tools $CRICTL_VERSION failed"
+	[ -d "$crictl_src" ] || die "download cri-tools $CRICTL_VERSION: no source directory"
+	mkdir -p "$tmp/crictl"
+	(cd "$crictl_src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOWORK=off \
+		$GO build -trimpath -ldflags "$crictl_ldflags" -o "$tmp/crictl/crictl" ./cmd/crictl) ||
+		die "crictl $CRICTL_VERSION failed to build"
+	if $native; then
+		out=$("$tmp/crictl/crictl" --version) || die "crictl --version failed"
+		grep -q "${CRICTL_VERSION#v}" <<<"$out" || die "crictl --version says: $out"
+	fi
+	place "$tmp/crictl/crictl" "$ASSETS/bin/crictl" 0755
+	echo "$crictl_stamp" >"$STAMPS/crictl"
 fi
 
 # pause image: our cmd/pause, packed by scripts/mkimage (pkg/images/ociimage).

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/crictl"
 	"github.com/kedge-io/kedge/pkg/ctr"
 	"github.com/kedge-io/kedge/pkg/kubectl"
 	"github.com/kedge-io/kedge/pkg/logging"
@@ -35,6 +36,9 @@ func Main(argv []string, exec time.Time) int {
 		return kubectl.Run(argv[1:])
 	case "ctr":
 		return ctr.Run(agent.ContainerdAddress(), argv[1:])
+	case "crictl":
+		fmt.Fprintln(os.Stderr, "kedge:", crictl.Exec(dataDirFromEnv(), agent.ContainerdAddress(), argv[1:]))
+		return 1
 	}
 	restore := hideGlobalVersionFlag()
 	root := &cobra.Command{
@@ -50,6 +54,14 @@ func Main(argv []string, exec time.Time) int {
 	root.AddCommand(
 		newServerCommand(exec, runServer),
 		newKillallCommand(),
+		&cobra.Command{
+			Use:                "crictl",
+			Short:              "Run crictl against this node's containerd (data dir from $KEDGE_DATA_DIR, default /var/lib/kedge)",
+			DisableFlagParsing: true,
+			RunE: func(_ *cobra.Command, args []string) error {
+				return crictl.Exec(dataDirFromEnv(), agent.ContainerdAddress(), args)
+			},
+		},
 		&cobra.Command{
 			Use:                "ctr",
 			Short:              "Run containerd's ctr against this node's containerd (namespace k8s.io)",
@@ -107,6 +119,15 @@ func hideGlobalVersionFlag() (restore func()) {
 	})
 	pflag.CommandLine = global
 	return func() { pflag.CommandLine = orig }
+}
+
+// dataDirFromEnv is the data dir for the tool subcommands, which pass every
+// argument through and so take no --data-dir flag.
+func dataDirFromEnv() string {
+	if d := os.Getenv("KEDGE_DATA_DIR"); d != "" {
+		return d
+	}
+	return "/var/lib/kedge"
 }
 
 // exitCode carries a sub-tool's exit status through cobra.

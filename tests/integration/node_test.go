@@ -144,6 +144,13 @@ func TestNode(t *testing.T) {
 		t.Fatalf("kedge ctr images ls: exit %d\n%s", code, out)
 	}
 
+	// The bundled crictl sees the node's pods.
+	crictl := exec.Command(n.bin, "crictl", "pods", "--name", "web", "-q")
+	crictl.Env = append(os.Environ(), "KEDGE_DATA_DIR="+n.dataDir())
+	if out, err := crictl.Output(); err != nil || len(strings.Fields(string(out))) != 2 {
+		t.Fatalf("kedge crictl pods: %v\n%s", err, out)
+	}
+
 	// Restart kedge: the pods keep running, untouched.
 	before := must(n.kubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.containerStatuses[0].containerID}"))
 	n.stop(15 * time.Second)
