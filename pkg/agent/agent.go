@@ -1,7 +1,7 @@
 // Package agent is the composition root of a node: it lists, in start order,
 // the components every node runs in the kedge process (containerd, the
-// pause image, the image importer, kubelet, the pod network, kube-proxy,
-// CoreDNS). A server adds them after its control plane; `kedge agent` will
+// pause image, the image importer, kubelet, flannel (the pod network, unless
+// --flannel-backend=none), kube-proxy, CoreDNS). A server adds them after its control plane; `kedge agent` will
 // run them alone.
 //
 //	for _, c := range agent.Components(cfg, assets, log) { manager.Add(c) }
@@ -18,11 +18,11 @@ import (
 	"github.com/kedge-io/kedge/pkg/containerd"
 	"github.com/kedge-io/kedge/pkg/coredns"
 	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
 	"github.com/kedge-io/kedge/pkg/pki"
-	"github.com/kedge-io/kedge/pkg/podnet"
 )
 
 // RunDir holds the node's sockets and runtime state.
@@ -48,8 +48,12 @@ type Config struct {
 	NodeLabels      map[string]string
 	KubeletArgs     []string // --kubelet-arg
 	KubeProxyArgs   []string // --kube-proxy-arg
-	Host            hostinfo.Host
-	Debug           bool
+	// FlannelBackend is the pod network between nodes (--flannel-backend);
+	// None: kedge configures no pod network, the user installs a CNI.
+	FlannelBackend flannel.Backend
+	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
+	Host           hostinfo.Host
+	Debug          bool
 }
 
 // Dir is the node's state directory, <data-dir>/agent.
@@ -62,7 +66,7 @@ func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "co
 func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []component.Component {
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
-	return []component.Component{
+	components := []component.Component{
 		containerd.New(containerd.Config{
 			Root:         filepath.Join(cfg.Dir(), "containerd"),
 			State:        filepath.Join(RunDir, "containerd"),
@@ -98,12 +102,21 @@ func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []componen
 			ExtraArgs:                cfg.KubeletArgs,
 			Log:                      log,
 		}),
-		podnet.New(podnet.Config{
-			NodeName:   cfg.NodeName,
-			Kubeconfig: cfg.KubeProxyKubeconfig,
-			ConfDir:    cniConf,
-			Log:        log,
-		}),
+	}
+	if cfg.FlannelBackend != flannel.None {
+		components = append(components, flannel.New(flannel.Config{
+			NodeName:    cfg.NodeName,
+			NodeIP:      cfg.NodeIP,
+			Iface:       cfg.FlannelIface,
+			Backend:     cfg.FlannelBackend,
+			ClusterCIDR: cfg.ClusterCIDR,
+			Kubeconfig:  cfg.KubeletKubeconfig,
+			Dir:         filepath.Join(cfg.Dir(), "etc", "flannel"),
+			CNIConfDir:  cniConf,
+			Log:         log,
+		}))
+	}
+	return append(components,
 		kubeproxy.New(kubeproxy.Config{
 			NodeName:    cfg.NodeName,
 			NodeIP:      cfg.NodeIP,
@@ -120,7 +133,7 @@ func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []componen
 			ResolvConf:    kubelet.HostResolvConf(),
 			Log:           log,
 		}),
-	}
+	)
 }
 
 // pauseImage imports the embedded pause image and pins it, so that pod

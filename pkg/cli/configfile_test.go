@@ -282,6 +282,7 @@ node-name: node-1
 node-ip: 192.0.2.10
 write-kubeconfig-mode: 0644
 tls-san: [kedge.example.com]
+flannel-backend: host-gw
 `})
 	f, fs := parseServerFlags(t)
 	if err := applyConfigFile(fs, filepath.Join(dir, "config.yaml"), true); err != nil {
@@ -296,6 +297,9 @@ tls-san: [kedge.example.com]
 	}
 	if c.NodeName != "node-1" || c.NodeIP.String() != "192.0.2.10" || !reflect.DeepEqual(c.TLSSANs, []string{"kedge.example.com"}) {
 		t.Errorf("got node %q ip %s sans %q", c.NodeName, c.NodeIP, c.TLSSANs)
+	}
+	if c.FlannelBackend != "host-gw" {
+		t.Errorf("FlannelBackend = %q, want host-gw", c.FlannelBackend)
 	}
 }
 

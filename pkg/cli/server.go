@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/server"
 )
 
@@ -38,6 +39,8 @@ type serverFlags struct {
 	etcdArgs       []string
 	kubeletArgs    []string
 	kubeProxyArgs  []string
+	flannelBackend string
+	flannelIface   string
 	disableAgent   bool
 	debug          bool
 }
@@ -63,6 +66,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.etcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, with etcd's config file keys (repeatable)")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
+	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
@@ -80,6 +85,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		EtcdArgs:              f.etcdArgs,
 		KubeletArgs:           f.kubeletArgs,
 		KubeProxyArgs:         f.kubeProxyArgs,
+		FlannelIface:          f.flannelIface,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
@@ -142,6 +148,15 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}
 	if ones, bits := c.ClusterCIDR.Mask.Size(); bits == 32 && ones > 24 {
 		return c, fmt.Errorf("--cluster-cidr %s: too small, each node gets a /24 (use a /24 or larger)", c.ClusterCIDR)
+	}
+	if c.FlannelBackend, err = flannel.ParseBackend(f.flannelBackend); err != nil {
+		return c, fmt.Errorf("--flannel-backend: %w", err)
+	}
+	if f.flannelIface != "" {
+		// The interface holding --node-ip, the default, is checked before the server starts (see server.preflight).
+		if _, err := net.InterfaceByName(f.flannelIface); err != nil {
+			return c, fmt.Errorf("--flannel-iface %q: no such network interface on this host", f.flannelIface)
+		}
 	}
 	if c.ClusterDNS = net.ParseIP(f.clusterDNS); c.ClusterDNS == nil {
 		return c, fmt.Errorf("--cluster-dns %q: not an IP address", f.clusterDNS)

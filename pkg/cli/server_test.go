@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/server"
 	"github.com/kedge-io/kedge/pkg/version"
 )
@@ -53,6 +54,9 @@ func TestServerConfigErrors(t *testing.T) {
 		{"kube-controller-manager-arg without =", []string{"--kube-controller-manager-arg=v"}, []string{"--kube-controller-manager-arg"}},
 		{"kube-scheduler-arg without =", []string{"--kube-scheduler-arg=v"}, []string{"--kube-scheduler-arg"}},
 		{"etcd-arg without =", []string{"--etcd-arg=quota-backend-bytes"}, []string{"--etcd-arg"}},
+		{"unknown flannel-backend", []string{"--flannel-backend=wireguard"}, []string{"--flannel-backend", `"wireguard"`, "vxlan, host-gw or none"}},
+		{"empty flannel-backend", []string{"--flannel-backend="}, []string{"--flannel-backend"}},
+		{"missing flannel-iface", []string{"--flannel-iface=kedge-nope0"}, []string{"--flannel-iface", `"kedge-nope0"`, "no such network interface"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +106,8 @@ func TestServerConfigDefaults(t *testing.T) {
 		{"DisableAgent", c.DisableAgent, false},
 		{"Exec", c.Exec, testExec},
 		{"TLSSANs", len(c.TLSSANs), 0},
+		{"FlannelBackend", c.FlannelBackend, flannel.VXLAN},
+		{"FlannelIface", c.FlannelIface, ""},
 		{"APIServerArgs", len(c.APIServerArgs), 0},
 	}
 	for _, ch := range checks {
@@ -167,6 +173,24 @@ func TestServerConfigValues(t *testing.T) {
 				}
 				if c.HTTPSPort != 7443 || c.KubeconfigMode != 0o644 || c.ClusterDomain != "corp.example" || c.BindAddress.String() != "::" {
 					t.Errorf("port %d mode %o domain %q bind %s", c.HTTPSPort, c.KubeconfigMode, c.ClusterDomain, c.BindAddress)
+				}
+			},
+		},
+		{
+			name:    "flannel backend and interface",
+			cmdline: []string{"--flannel-backend=host-gw", "--flannel-iface=lo"},
+			check: func(t *testing.T, c server.Config) {
+				if c.FlannelBackend != flannel.HostGW || c.FlannelIface != "lo" {
+					t.Errorf("FlannelBackend %q FlannelIface %q", c.FlannelBackend, c.FlannelIface)
+				}
+			},
+		},
+		{
+			name:    "no pod network",
+			cmdline: []string{"--flannel-backend=none"},
+			check: func(t *testing.T, c server.Config) {
+				if c.FlannelBackend != flannel.None {
+					t.Errorf("FlannelBackend %q", c.FlannelBackend)
 				}
 			},
 		},

@@ -19,6 +19,12 @@ func TestRenderBuiltins(t *testing.T) {
 			t.Errorf("coredns.yaml lacks %q", want)
 		}
 	}
+	fl := string(docs["flannel.yaml"])
+	for _, want := range []string{"name: kedge:flannel", "verbs: [list, watch]", "kind: Group", "name: system:nodes"} {
+		if !strings.Contains(fl, want) {
+			t.Errorf("flannel.yaml lacks %q", want)
+		}
+	}
 }
 
 func TestRenderMissingValueIsAnError(t *testing.T) {

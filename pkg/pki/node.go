@@ -38,8 +38,8 @@ type NodeBundle struct {
 	// KubeletServingCert and KubeletServingKey are the kubelet's HTTPS
 	// certificate, signed by the cluster (server) CA.
 	KubeletServingCert, KubeletServingKey string
-	// KubeProxyCert and KubeProxyKey authenticate kube-proxy (and kedge's
-	// in-process node networking) as system:kube-proxy.
+	// KubeProxyCert and KubeProxyKey authenticate kube-proxy as
+	// system:kube-proxy.
 	KubeProxyCert, KubeProxyKey string
 	// CoreDNSCert and CoreDNSKey authenticate the node's in-process CoreDNS
 	// as system:kedge-coredns (bound to the kedge:coredns ClusterRole).

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/kedge-io/kedge/pkg/flannel"
 )
 
 // Config is everything a server node needs to know, as the user set it
@@ -30,6 +32,9 @@ type Config struct {
 	EtcdArgs              []string // --etcd-arg
 	KubeletArgs           []string // --kubelet-arg
 	KubeProxyArgs         []string // --kube-proxy-arg
+
+	FlannelBackend flannel.Backend // --flannel-backend; None: no pod network
+	FlannelIface   string          // --flannel-iface; empty: the interface holding NodeIP
 
 	DisableAgent bool
 	Debug        bool

@@ -15,17 +15,19 @@ import (
 // CoreDNS, and the host facts.
 func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *slog.Logger) (agent.Config, error) {
 	node := agent.Config{
-		DataDir:       cfg.DataDir,
-		NodeName:      cfg.NodeName,
-		NodeIP:        cfg.NodeIP,
-		ClusterCIDR:   cfg.ClusterCIDR.String(),
-		ClusterDNS:    cfg.ClusterDNS,
-		ClusterDomain: cfg.ClusterDomain,
-		NodeLabels:    map[string]string{"node-role.kubernetes.io/control-plane": "true"},
-		KubeletArgs:   cfg.KubeletArgs,
-		KubeProxyArgs: cfg.KubeProxyArgs,
-		Host:          hostinfo.Detect(),
-		Debug:         cfg.Debug,
+		DataDir:        cfg.DataDir,
+		NodeName:       cfg.NodeName,
+		NodeIP:         cfg.NodeIP,
+		ClusterCIDR:    cfg.ClusterCIDR.String(),
+		ClusterDNS:     cfg.ClusterDNS,
+		ClusterDomain:  cfg.ClusterDomain,
+		NodeLabels:     map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		KubeletArgs:    cfg.KubeletArgs,
+		KubeProxyArgs:  cfg.KubeProxyArgs,
+		FlannelBackend: cfg.FlannelBackend,
+		FlannelIface:   cfg.FlannelIface,
+		Host:           hostinfo.Detect(),
+		Debug:          cfg.Debug,
 	}
 	if node.Host.CgroupV1 {
 		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; cgroup v2 is recommended", "component", "agent")

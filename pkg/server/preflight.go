@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/flannel"
 )
 
 // port is one address the server will listen on, and who asked for it.
@@ -45,7 +46,8 @@ func (c Config) ports() []port {
 }
 
 // preflight checks what would make the server fail half-way, before
-// anything is written: it must run as root and every port must be free.
+// anything is written: it must run as root, every port must be free, and
+// flannel must find its interface.
 func preflight(c Config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("kedge server must run as root (it manages certificates under /var/lib and /etc, and later containers and networking)")
@@ -59,6 +61,12 @@ func preflight(c Config) error {
 			return fmt.Errorf("%s: cannot listen on %s: %w", p.what, p.addr, err)
 		}
 		l.Close()
+	}
+	if !c.DisableAgent && c.FlannelBackend != flannel.None {
+		// The interface holding --node-ip, or --flannel-iface, with a usable IPv4 address.
+		if _, err := flannel.ExternalInterface(c.FlannelIface, c.NodeIP); err != nil {
+			return err
+		}
 	}
 	return nil
 }
