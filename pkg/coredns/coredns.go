@@ -1,6 +1,6 @@
 // Package coredns runs CoreDNS in the kedge process on every node (node-local
 // DNS built in), from the CoreDNS library with only the plugins kedge needs:
-// kubernetes, forward, cache, loop, errors, loadbalance, bind and ready.
+// kubernetes, forward, cache, loop, errors, loadbalance, bind, health and ready.
 //
 // How pods reach it: the kube-dns Service (ClusterIP --cluster-dns) has no
 // selector and internalTrafficPolicy: Local; each node publishes an
@@ -29,6 +29,7 @@ import (
 	_ "github.com/coredns/coredns/plugin/cache"
 	_ "github.com/coredns/coredns/plugin/errors"
 	_ "github.com/coredns/coredns/plugin/forward"
+	_ "github.com/coredns/coredns/plugin/health"
 	_ "github.com/coredns/coredns/plugin/kubernetes"
 	_ "github.com/coredns/coredns/plugin/loadbalance"
 	_ "github.com/coredns/coredns/plugin/loop"
@@ -43,6 +44,9 @@ import (
 
 // ReadyAddress is where the ready plugin reports on this node.
 const ReadyAddress = "127.0.0.1:8181"
+
+// HealthAddress is where the health plugin answers /health on this node.
+const HealthAddress = "127.0.0.1:8180"
 
 // Port is the DNS port CoreDNS serves on the node IP.
 const Port = 53
@@ -78,6 +82,7 @@ func Corefile(cfg Config) string {
 	fmt.Fprintf(&b, ".:%d {\n", Port)
 	fmt.Fprintf(&b, "    bind %s\n", cfg.NodeIP)
 	b.WriteString("    errors\n")
+	fmt.Fprintf(&b, "    health %s\n", HealthAddress)
 	fmt.Fprintf(&b, "    ready %s\n", ReadyAddress)
 	fmt.Fprintf(&b, "    kubernetes %s in-addr.arpa ip6.arpa {\n", cfg.ClusterDomain)
 	fmt.Fprintf(&b, "        kubeconfig %s\n", cfg.Kubeconfig)

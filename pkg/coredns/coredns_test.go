@@ -14,7 +14,7 @@ import (
 func TestCorefile(t *testing.T) {
 	got := Corefile(Config{NodeIP: net.ParseIP("192.0.2.5"), ClusterDomain: "example.internal", Kubeconfig: "/k/dns.kubeconfig", ResolvConf: "/run/resolv.conf"})
 	for _, want := range []string{
-		".:53 {", "bind 192.0.2.5", "ready " + ReadyAddress,
+		".:53 {", "bind 192.0.2.5", "ready " + ReadyAddress, "health " + HealthAddress,
 		"kubernetes example.internal in-addr.arpa ip6.arpa {", "kubeconfig /k/dns.kubeconfig",
 		"forward . /run/resolv.conf", "cache 30", "loop",
 	} {

@@ -37,6 +37,7 @@ func (c Config) ports() []port {
 			port{"127.0.0.1:10249", "kube-proxy metrics port"},
 			port{net.JoinHostPort(c.NodeIP.String(), "53"), "cluster DNS port (CoreDNS on the node IP)"},
 			port{"127.0.0.1:8181", "CoreDNS ready port"},
+			port{"127.0.0.1:8180", "CoreDNS health port"},
 		)
 	}
 	if !c.AdvertiseIP.IsLoopback() {

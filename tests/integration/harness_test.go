@@ -184,8 +184,11 @@ func (n *node) sinceExec() string {
 }
 
 // rssMiB reads the resident set size of the running process.
-func (n *node) rssMiB() float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid))
+func (n *node) rssMiB() float64 { return rssMiB(strconv.Itoa(n.cmd.Process.Pid)) }
+
+// rssMiB reads the resident set size of process pid.
+func rssMiB(pid string) float64 {
+	raw, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return -1
 	}

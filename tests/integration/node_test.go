@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kedge-io/kedge/pkg/coredns"
 	"github.com/kedge-io/kedge/pkg/images/ociimage"
 )
 
@@ -166,7 +167,14 @@ func TestNode(t *testing.T) {
 	if before != after || restarts != "0 0" {
 		t.Fatalf("containers changed across a kedge restart: %s → %s, restarts %q", before, after, restarts)
 	}
-	t.Logf("RSS after the restart: %.0f MiB", n.rssMiB())
+	shimRSS := 0.0
+	for _, pid := range processesNamed("containerd-shim") {
+		shimRSS += rssMiB(pid)
+	}
+	t.Logf("RSS after the restart: kedge %.0f MiB, its %d pod shims %.0f MiB together", n.rssMiB(), len(processesNamed("containerd-shim")), shimRSS)
+	if _, err := httpGet("http://" + coredns.HealthAddress + "/health"); err != nil {
+		t.Fatalf("CoreDNS health: %v", err)
+	}
 	n.stop(15 * time.Second)
 
 	// killall: no containers, mounts or interfaces left.
@@ -179,8 +187,10 @@ func TestNode(t *testing.T) {
 			t.Fatalf("mounts left under %s after killall: %v", root, m)
 		}
 	}
-	if _, err := os.Stat("/sys/class/net/cni0"); err == nil {
-		t.Fatal("cni0 still exists after killall")
+	for _, link := range []string{"cni0", "flannel.1"} {
+		if _, err := os.Stat("/sys/class/net/" + link); err == nil {
+			t.Fatalf("%s still exists after killall", link)
+		}
 	}
 }
 
