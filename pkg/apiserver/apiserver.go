@@ -40,7 +40,11 @@ type Config struct {
 	CertDir       string   // where upstream may write generated files
 	Certs         pki.Bundle
 	ExtraArgs     []string // --kube-apiserver-arg key=value
-	Log           *slog.Logger
+	// Wrap, if set, wraps the apiserver's whole handler (authentication
+	// included) on its port: the supervisor serves its own paths there and
+	// hands every other request to the apiserver.
+	Wrap func(http.Handler) http.Handler
+	Log  *slog.Logger
 }
 
 // APIServer is the kube-apiserver component.
@@ -131,8 +135,34 @@ func (a *APIServer) Start(ctx context.Context) error {
 	if errs := completed.Validate(); len(errs) > 0 {
 		return errors.Join(fmt.Errorf("--kube-apiserver-arg: %w", utilerrors.NewAggregate(errs)), a.Stop(ctx))
 	}
-	a.Go(func(context.Context) error { return app.Run(ctx, completed) })
+	a.Go(func(context.Context) error { return run(ctx, completed, a.cfg.Wrap) })
 	return nil
+}
+
+// run is upstream app.Run with one addition: the handler of the outermost
+// server (the aggregator) is wrapped with wrap before it starts serving.
+func run(ctx context.Context, opts options.CompletedOptions, wrap func(http.Handler) http.Handler) error {
+	config, err := app.NewConfig(opts)
+	if err != nil {
+		return err
+	}
+	completed, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := app.CreateServerChain(completed)
+	if err != nil {
+		return err
+	}
+	if wrap != nil {
+		h := server.GenericAPIServer.Handler
+		h.FullHandlerChain = wrap(h.FullHandlerChain)
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // Ready polls /readyz with the admin credentials until the apiserver reports ready.

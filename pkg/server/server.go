@@ -23,6 +23,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
+	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
 // StopTimeout bounds a clean shutdown.
@@ -57,6 +58,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
+	sup, err := supervisor.New(supervisor.Config{CACertFile: certs.ServerCA})
+	if err != nil {
+		return err
+	}
+
 	etcdCfg := etcd.Config{
 		Name:        cfg.NodeName,
 		DataDir:     cfg.dbDir(),
@@ -81,6 +87,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		CertDir:       cfg.tlsDir(),
 		Certs:         certs,
 		ExtraArgs:     cfg.APIServerArgs,
+		Wrap:          sup.Wrap,
 		Log:           log,
 	}))
 	m.Add(controllermanager.New(controllermanager.Config{

@@ -4,11 +4,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,12 +87,16 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(filepath.Join(n.dataDir(), "server", "tls", "client-ca.crt"))
+	clientCAPEM, err := os.ReadFile(filepath.Join(n.dataDir(), "server", "tls", "client-ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(n.dataDir(), "server", "tls", "server-ca.crt"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
+	pool.AppendCertsFromPEM(clientCAPEM)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatalf("issued certificate for %s does not verify against the client CA: %v", cert.Subject, err)
 	}
@@ -104,6 +112,25 @@ spec:
 	if out, _ := n.kubectl("auth", "can-i", "get", "secret/some-secret", "-n", "kube-system", "--as", "system:node:ipam-probe", "--as-group", "system:nodes"); !strings.HasPrefix(out, "no") {
 		t.Fatalf("can-i get a secret as a node = %q, want no", out)
 	}
+	// The supervisor shares the apiserver's port: /cacerts and /ping answer
+	// without credentials, everything else is the apiserver's (401 here).
+	insecure := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	base := fmt.Sprintf("https://127.0.0.1:%d", n.port)
+	for path, want := range map[string]string{"/cacerts": string(caPEM), "/ping": "pong"} {
+		resp, err := insecure.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Fatalf("GET %s = %d %q", path, resp.StatusCode, body)
+		}
+	}
+	if resp, err := insecure.Get(base + "/api/v1/namespaces"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("anonymous GET /api/v1/namespaces = %v, %v; want 401", resp, err)
+	}
+
 	// Built-in manifests: the kube-dns Service at --cluster-dns.
 	if ip, err := n.kubectl("-n", "kube-system", "get", "service", "kube-dns", "-o", "jsonpath={.spec.clusterIP}"); err != nil || ip != "10.43.0.10" {
 		t.Fatalf("kube-dns clusterIP = %q, %v; want 10.43.0.10", ip, err)

@@ -1,0 +1,59 @@
+// Package supervisor serves kedge's join API on the apiserver's own port
+// (6443), in front of the apiserver's handler: a node that wants to join
+// first fetches the cluster CA from /cacerts — unauthenticated, since it has
+// no trust yet — checks it against the hash in its token, and only then
+// talks TLS-verified to the rest. Every other path goes to the apiserver.
+//
+//	s, err := supervisor.New(supervisor.Config{CACertFile: bundle.ServerCA})
+//	apiserverCfg.Wrap = s.Wrap
+package supervisor
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+// Paths served without authentication.
+const (
+	CACertsPath = "/cacerts"
+	PingPath    = "/ping"
+)
+
+// Config describes the supervisor of one server.
+type Config struct {
+	// CACertFile is the cluster (server) CA bundle, the CA that signs the
+	// apiserver's serving certificate; /cacerts serves its exact bytes (the
+	// bytes a join token's hash is computed over).
+	CACertFile string
+}
+
+// Supervisor is the join API's HTTP front.
+type Supervisor struct {
+	caPEM []byte
+}
+
+// New reads the CA bundle once.
+func New(cfg Config) (*Supervisor, error) {
+	ca, err := os.ReadFile(cfg.CACertFile)
+	if err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	return &Supervisor{caPEM: ca}, nil
+}
+
+// Wrap returns a handler that serves the supervisor's paths and hands every
+// other request to next (the apiserver, with its own authentication).
+func (s *Supervisor) Wrap(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+CACertsPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(s.caPEM)
+	})
+	mux.HandleFunc("GET "+PingPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("pong"))
+	})
+	mux.Handle("/", next)
+	return mux
+}
