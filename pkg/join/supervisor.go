@@ -1,0 +1,112 @@
+package join
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Users of the supervisor's basic auth; the password is the token's secret.
+const (
+	// UserNode is the user an agent authenticates as.
+	UserNode = "node"
+	// UserServer is the user a joining server authenticates as.
+	UserServer = "server"
+)
+
+// maxAnswerBytes bounds an answer Supervisor.Get reads.
+const maxAnswerBytes = 16 << 20
+
+// Supervisor is a client of a server's supervisor API that trusts only the
+// cluster CA and authenticates with the token's secret. Create it with
+// NewSupervisor from a CA that FetchCA returned.
+type Supervisor struct {
+	base   string
+	host   string
+	user   string
+	secret string
+	client *http.Client
+}
+
+// NewSupervisor returns a client of the supervisor at serverURL (--server)
+// that verifies the server's certificate against caPEM only, for the URL's
+// host, and sends user (UserNode or UserServer) and tok.Secret as HTTP
+// basic auth on every request. Since the secret travels only inside a TLS
+// connection verified against caPEM, caPEM must be trusted: from FetchCA, or
+// from the node's own disk. If tok is pinned, caPEM must hash to tok.CAHash.
+//
+// It never follows redirects. Requests end with their context; call Close
+// when done.
+func NewSupervisor(serverURL string, caPEM []byte, tok Token, user string) (*Supervisor, error) {
+	base, host, err := parseServerURL(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSecret(tok.Secret, "--token"); err != nil {
+		return nil, err
+	}
+	if user == "" || strings.ContainsAny(user, ":\r\n") {
+		return nil, fmt.Errorf("join: supervisor user %q: want %q or %q", user, UserNode, UserServer)
+	}
+	if tok.Pinned() && CAHash(caPEM) != tok.CAHash {
+		return nil, fmt.Errorf("join: the CA for --server %s does not match the --token's hash (sha256 %s, token says %s)", base, CAHash(caPEM), tok.CAHash)
+	}
+	pool, err := parseBundle(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("join: the CA for --server %s: %w", base, err)
+	}
+	return &Supervisor{
+		base:   base,
+		host:   host,
+		user:   user,
+		secret: tok.Secret,
+		client: newHTTPClient(verifiedTLS(pool, host)),
+	}, nil
+}
+
+// Do sends an authenticated request for path (which starts with "/") and
+// returns the answer whatever its status; the caller closes its body.
+func (s *Supervisor) Do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("join: supervisor path %q must start with /", path)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("join: --server %s: %w", s.base, err)
+	}
+	req.SetBasicAuth(s.user, s.secret)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("join: --server %s: %w", s.base, explainTLS(err, "the cluster CA", s.host))
+	}
+	return resp, nil
+}
+
+// Get makes an authenticated GET of path and returns the body of a 200
+// answer (at most 16 MiB). Any other status is an error naming the URL;
+// 401 and 403 say that the --token's secret was refused.
+func (s *Supervisor) Get(ctx context.Context, path string) ([]byte, error) {
+	resp, err := s.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	u := s.base + path
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, fmt.Errorf("join: --server %s refused the --token's secret for user %q: GET %s: %s", s.base, s.user, u, resp.Status)
+	default:
+		return nil, fmt.Errorf("join: --server %s: GET %s: %s", s.base, u, resp.Status)
+	}
+	b, err := readLimited(resp.Body, u, maxAnswerBytes)
+	if err != nil {
+		return nil, fmt.Errorf("join: --server %s: %w", s.base, err)
+	}
+	return b, nil
+}
+
+// Close releases the client's idle connections.
+func (s *Supervisor) Close() { s.client.CloseIdleConnections() }
