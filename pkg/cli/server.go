@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/server"
 )
 
@@ -41,6 +42,7 @@ type serverFlags struct {
 	kubeProxyArgs  []string
 	flannelBackend string
 	flannelIface   string
+	token          string
 	disableAgent   bool
 	debug          bool
 }
@@ -68,6 +70,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
+	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
@@ -86,6 +89,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		KubeletArgs:           f.kubeletArgs,
 		KubeProxyArgs:         f.kubeProxyArgs,
 		FlannelIface:          f.flannelIface,
+		Token:                 f.token,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
@@ -178,6 +182,11 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		return c, fmt.Errorf("--write-kubeconfig-mode %q: want an octal file mode such as 0600", f.kubeconfigMode)
 	}
 	c.KubeconfigMode = os.FileMode(mode)
+	if f.token != "" {
+		if _, err := join.Parse(f.token); err != nil {
+			return c, err
+		}
+	}
 	for flag, list := range map[string][]string{
 		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,
 		"--kube-scheduler-arg": f.schedulerArgs, "--etcd-arg": f.etcdArgs,

@@ -36,6 +36,10 @@ type Config struct {
 	FlannelBackend flannel.Backend // --flannel-backend; None: no pod network
 	FlannelIface   string          // --flannel-iface; empty: the interface holding NodeIP
 
+	// Token is --token: the cluster's join secret, or a full token whose CA
+	// hash must then match this cluster's CA. Empty: generated on first start.
+	Token string
+
 	DisableAgent bool
 	Debug        bool
 	// Exec is when the process started, for the "ready after" log line.
@@ -47,6 +51,9 @@ func (c Config) serverDir() string { return filepath.Join(c.DataDir, "server") }
 func (c Config) tlsDir() string    { return filepath.Join(c.serverDir(), "tls") }
 func (c Config) dbDir() string     { return filepath.Join(c.serverDir(), "db") }
 func (c Config) credDir() string   { return filepath.Join(c.serverDir(), "cred") }
+
+// TokenFile is where a server keeps the cluster's join token.
+func (c Config) TokenFile() string { return filepath.Join(c.serverDir(), "token") }
 
 // firstServiceIP is the address of the kubernetes Service: the first IP of
 // the service CIDR.

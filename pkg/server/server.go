@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
@@ -60,6 +62,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	sup, err := supervisor.New(supervisor.Config{CACertFile: certs.ServerCA})
 	if err != nil {
+		return err
+	}
+	if err := ensureToken(cfg, certs.ServerCA); err != nil {
 		return err
 	}
 
@@ -132,7 +137,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		err = fmt.Errorf("--write-kubeconfig: %w", err)
 		return errors.Join(err, stop(m))
 	}
-	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig)
+	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
 
 	var runErr error
 	select {
@@ -151,6 +156,28 @@ func stop(m *component.Manager) error {
 	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
 	defer cancel()
 	return m.Stop(ctx)
+}
+
+// ensureToken writes the join token on first start (the secret from --token
+// or a generated one) and checks --token against it afterwards.
+func ensureToken(cfg Config, caFile string) error {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return err
+	}
+	var secret string
+	if cfg.Token != "" {
+		tok, err := join.Parse(cfg.Token)
+		if err != nil {
+			return err
+		}
+		if tok.Pinned() && tok.CAHash != join.CAHash(caPEM) {
+			return fmt.Errorf("--token: its CA hash does not match this cluster's CA (%s); give the bare secret or this cluster's token from %s", caFile, cfg.TokenFile())
+		}
+		secret = tok.Secret
+	}
+	_, err = join.EnsureTokenFile(cfg.TokenFile(), caPEM, secret)
+	return err
 }
 
 // sans lists the extra names of the apiserver serving certificate.

@@ -3,7 +3,11 @@ package integration
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kedge-io/kedge/pkg/join"
 )
 
 // TestServerLifecycle boots `kedge server --disable-agent`, uses the API,
@@ -70,6 +76,32 @@ func TestServerLifecycle(t *testing.T) {
 		t.Fatalf("second instance created %s (err %v); a refused start must change nothing", other, err)
 	}
 
+	// The join token: 0600, carries this CA's hash; a joining node that
+	// fetches the CA with it succeeds, one with another hash is refused.
+	tokenFile := filepath.Join(n.dataDir(), "server", "token")
+	if info, err := os.Stat(tokenFile); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("token file %s: %v, mode %v; want 0600", tokenFile, err, info.Mode().Perm())
+	}
+	raw, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := join.Parse(strings.TrimSpace(string(raw)))
+	if err != nil || !tok.Pinned() || tok.CAHash != join.CAHash(certs["server-ca.crt"]) {
+		t.Fatalf("token %v, %v: want one pinned to server-ca.crt", tok, err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d", n.port)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if ca, err := join.FetchCA(t.Context(), url, tok, log); err != nil || !bytes.Equal(ca, certs["server-ca.crt"]) {
+		t.Fatalf("FetchCA with the cluster's token: %v", err)
+	}
+	wrong := tok
+	wrong.CAHash = strings.Repeat("0", 64)
+	var mismatch *join.CAMismatchError
+	if _, err := join.FetchCA(t.Context(), url, wrong, log); !errors.As(err, &mismatch) {
+		t.Fatalf("FetchCA with a wrong CA hash: %v, want a CA mismatch", err)
+	}
+
 	time.Sleep(15 * time.Second)
 	t.Logf("RSS after ~15 s idle: %.0f MiB", n.rssMiB())
 
@@ -94,6 +126,12 @@ func TestServerLifecycle(t *testing.T) {
 		}
 	}
 	n.stop(10 * time.Second)
+
+	// The cluster's secret cannot change silently.
+	out, code = runKedge(t, n.bin, nil, append(n.args("--disable-agent"), "--token", "another-secret")...)
+	if code == 0 || !strings.Contains(out, "--token") {
+		t.Fatalf("restart with another --token: exit %d\n%s", code, out)
+	}
 }
 
 // TestBadInput checks that wrong flags, config files and users are refused
@@ -118,6 +156,7 @@ func TestBadInput(t *testing.T) {
 		want []string
 	}{
 		{"invalid cluster CIDR", []string{"--config", empty, "--cluster-cidr", "10.42.0.0/33"}, nil, []string{"--cluster-cidr", "invalid CIDR"}},
+		{"malformed token", []string{"--config", empty, "--token", "KEDGE1nothex::secret"}, nil, []string{"--token"}},
 		{"DNS outside service CIDR", []string{"--config", empty, "--cluster-dns", "10.99.0.10"}, nil, []string{"--cluster-dns", "--service-cidr"}},
 		{"malformed config file", []string{"--config", write("bad.yaml", "cluster-cidr: [unclosed\n")}, nil, []string{"bad.yaml", "malformed"}},
 		{"unknown config key", []string{"--config", write("unknown.yaml", "cluster-cidr: 10.42.0.0/16\nclustr-dns: 10.43.0.10\n")}, nil, []string{"unknown.yaml", `"clustr-dns"`, "unknown key"}},
