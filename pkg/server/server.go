@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/apiserver"
 	"github.com/kedge-io/kedge/pkg/component"
@@ -60,11 +63,30 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	sup, err := supervisor.New(supervisor.Config{CACertFile: certs.ServerCA})
+	tok, err := ensureToken(cfg, certs.ServerCA)
 	if err != nil {
 		return err
 	}
-	if err := ensureToken(cfg, certs.ServerCA); err != nil {
+	adminKubeconfig := filepath.Join(cfg.credDir(), "admin.kubeconfig")
+	sup, err := supervisor.New(supervisor.Config{
+		CACertFile: certs.ServerCA,
+		Secret:     tok.Secret,
+		CA:         certs,
+		Cluster: supervisor.Cluster{
+			ClusterCIDR:   cfg.ClusterCIDR.String(),
+			ClusterDNS:    cfg.ClusterDNS.String(),
+			ClusterDomain: cfg.ClusterDomain,
+			Servers:       []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
+		},
+		NewClient: func() (kubernetes.Interface, error) {
+			rest, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
+			if err != nil {
+				return nil, err
+			}
+			return kubernetes.NewForConfig(rest)
+		},
+	})
+	if err != nil {
 		return err
 	}
 
@@ -160,24 +182,23 @@ func stop(m *component.Manager) error {
 
 // ensureToken writes the join token on first start (the secret from --token
 // or a generated one) and checks --token against it afterwards.
-func ensureToken(cfg Config, caFile string) error {
+func ensureToken(cfg Config, caFile string) (join.Token, error) {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
-		return err
+		return join.Token{}, err
 	}
 	var secret string
 	if cfg.Token != "" {
 		tok, err := join.Parse(cfg.Token)
 		if err != nil {
-			return err
+			return join.Token{}, err
 		}
 		if tok.Pinned() && tok.CAHash != join.CAHash(caPEM) {
-			return fmt.Errorf("--token: its CA hash does not match this cluster's CA (%s); give the bare secret or this cluster's token from %s", caFile, cfg.TokenFile())
+			return join.Token{}, fmt.Errorf("--token: its CA hash does not match this cluster's CA (%s); give the bare secret or this cluster's token from %s", caFile, cfg.TokenFile())
 		}
 		secret = tok.Secret
 	}
-	_, err = join.EnsureTokenFile(cfg.TokenFile(), caPEM, secret)
-	return err
+	return join.EnsureTokenFile(cfg.TokenFile(), caPEM, secret)
 }
 
 // sans lists the extra names of the apiserver serving certificate.

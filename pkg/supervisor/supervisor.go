@@ -12,6 +12,11 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 // Paths served without authentication.
@@ -26,11 +31,23 @@ type Config struct {
 	// apiserver's serving certificate; /cacerts serves its exact bytes (the
 	// bytes a join token's hash is computed over).
 	CACertFile string
+	// Secret is the join token's secret, the password of authenticated calls.
+	Secret string
+	// CA are the cluster's CAs, which sign the certificates of joining nodes.
+	CA pki.Bundle
+	// Cluster are the settings every node must share.
+	Cluster Cluster
+	// NewClient returns an admin API client (node passwords are Secrets).
+	NewClient func() (kubernetes.Interface, error)
 }
 
 // Supervisor is the join API's HTTP front.
 type Supervisor struct {
+	cfg   Config
 	caPEM []byte
+
+	mu   sync.Mutex
+	kube kubernetes.Interface
 }
 
 // New reads the CA bundle once.
@@ -39,7 +56,7 @@ func New(cfg Config) (*Supervisor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
-	return &Supervisor{caPEM: ca}, nil
+	return &Supervisor{cfg: cfg, caPEM: ca}, nil
 }
 
 // Wrap returns a handler that serves the supervisor's paths and hands every
@@ -54,6 +71,7 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("pong"))
 	})
+	mux.HandleFunc("POST "+NodePath, s.nodeHandler)
 	mux.Handle("/", next)
 	return mux
 }

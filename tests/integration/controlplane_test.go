@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,9 +9,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +21,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
 // TestControlPlaneControllers checks what the in-process controller-manager
@@ -129,6 +135,45 @@ spec:
 	}
 	if resp, err := insecure.Get(base + "/api/v1/namespaces"); err != nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("anonymous GET /api/v1/namespaces = %v, %v; want 401", resp, err)
+	}
+
+	// An agent joins through the supervisor: CA pinned by the token, then
+	// node certificates for its name; the same name from another machine
+	// (another node password) is refused with the remedy.
+	tokenRaw, err := os.ReadFile(filepath.Join(n.dataDir(), "server", "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := join.Parse(strings.TrimSpace(string(tokenRaw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched, err := join.FetchCA(t.Context(), base, tok, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := join.NewSupervisor(base, fetched, tok, join.UserNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.Close()
+	joinAs := func(password string) (int, supervisor.NodeResponse) {
+		body, _ := json.Marshal(supervisor.NodeRequest{Name: "edge-7", Password: password, IPs: []string{"192.0.2.77"}})
+		resp, err := sup.Do(t.Context(), http.MethodPost, supervisor.NodePath, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out supervisor.NodeResponse
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	code, joined := joinAs("first-machine-password-0123")
+	if code != http.StatusOK || len(joined.Files["kubelet-client.crt"]) == 0 || joined.ClusterCIDR != "10.77.0.0/16" {
+		t.Fatalf("node join: %d %+v", code, joined)
+	}
+	if code, _ := joinAs("second-machine-password-0123"); code != http.StatusForbidden {
+		t.Fatalf("same node name, other password: %d, want 403", code)
 	}
 
 	// Built-in manifests: the kube-dns Service at --cluster-dns.

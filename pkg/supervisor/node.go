@@ -1,0 +1,180 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/crypto/bcrypt"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kedge-io/kedge/pkg/pki"
+)
+
+// NodePath is where an agent asks for its certificates and the cluster's
+// settings (POST, basic auth "node" with the token's secret).
+const NodePath = "/v1-kedge/node"
+
+// NodeRequest is what a joining agent sends.
+type NodeRequest struct {
+	Name     string   `json:"name"`
+	Password string   `json:"password"` // the node's own secret, kept in <data-dir>/agent/node-password
+	IPs      []string `json:"ips"`
+}
+
+// NodeResponse is what the agent gets back: PEM certificates and keys, and
+// the settings every node of the cluster must share.
+type NodeResponse struct {
+	Files         map[string][]byte `json:"files"` // file name → content, as pki.NodeBundle names them
+	ClusterCIDR   string            `json:"clusterCIDR"`
+	ClusterDNS    string            `json:"clusterDNS"`
+	ClusterDomain string            `json:"clusterDomain"`
+	Servers       []string          `json:"servers"` // apiserver URLs
+}
+
+// Cluster holds the settings handed to agents.
+type Cluster struct {
+	ClusterCIDR, ClusterDNS, ClusterDomain string
+	Servers                                []string
+}
+
+// nodeHandler issues node certificates to an agent that knows the secret
+// and, for a node name seen before, the same node password.
+func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
+	user, pass, ok := r.BasicAuth()
+	if !ok || user != "node" || subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.Secret)) != 1 {
+		http.Error(w, "the token's secret is wrong", http.StatusUnauthorized)
+		return
+	}
+	var req NodeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if errs := validation.IsDNS1123Subdomain(req.Name); len(errs) > 0 || len(req.Password) < 16 {
+		http.Error(w, fmt.Sprintf("bad node name %q or node password", req.Name), http.StatusBadRequest)
+		return
+	}
+	var ips []net.IP
+	for _, s := range req.IPs {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			http.Error(w, fmt.Sprintf("bad node IP %q", s), http.StatusBadRequest)
+			return
+		}
+		ips = append(ips, ip)
+	}
+	if err := s.checkNodePassword(r.Context(), req.Name, req.Password); err != nil {
+		var refused *passwordError
+		if errors.As(err, &refused) {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	dir, err := os.MkdirTemp("", "kedge-node-")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	defer os.RemoveAll(dir)
+	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips}); err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	resp := NodeResponse{
+		Files:         map[string][]byte{},
+		ClusterCIDR:   s.cfg.Cluster.ClusterCIDR,
+		ClusterDNS:    s.cfg.Cluster.ClusterDNS,
+		ClusterDomain: s.cfg.Cluster.ClusterDomain,
+		Servers:       s.cfg.Cluster.Servers,
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		resp.Files[e.Name()] = data
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// passwordError is a refused node password.
+type passwordError struct{ node string }
+
+func (e *passwordError) Error() string {
+	return fmt.Sprintf("node %q already joined from another machine (its node password differs): give this machine another --node-name, or delete the Node and the Secret kube-system/%s first", e.node, passwordSecret(e.node))
+}
+
+func passwordSecret(node string) string { return node + ".node-password.kedge" }
+
+// checkNodePassword records the bcrypt hash of a node's password the first
+// time the name joins, and compares it afterwards.
+func (s *Supervisor) checkNodePassword(ctx context.Context, node, password string) error {
+	client, err := s.client()
+	if err != nil {
+		return err
+	}
+	secrets := client.CoreV1().Secrets(metav1.NamespaceSystem)
+	name := passwordSecret(node)
+	existing, err := secrets.Get(ctx, name, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		if bcrypt.CompareHashAndPassword(existing.Data["hash"], []byte(password)) != nil {
+			return &passwordError{node: node}
+		}
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("node password of %s: %w", node, err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	if err != nil {
+		return err
+	}
+	_, err = secrets.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceSystem},
+		Type:       "kedge.io/node-password",
+		Data:       map[string][]byte{"hash": hash},
+	}, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return s.checkNodePassword(ctx, node, password) // lost a race with another join of the same name
+	}
+	return err
+}
+
+// client returns the admin client, created on first use (the apiserver is
+// not up yet when the supervisor is built).
+func (s *Supervisor) client() (kubernetes.Interface, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kube != nil {
+		return s.kube, nil
+	}
+	if s.cfg.NewClient == nil {
+		return nil, errors.New("supervisor: no API client")
+	}
+	c, err := s.cfg.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	s.kube = c
+	return c, nil
+}
