@@ -53,6 +53,7 @@ func Main(argv []string, exec time.Time) int {
 	}
 	root.AddCommand(
 		newServerCommand(exec, runServer),
+		newAgentCommand(),
 		newKillallCommand(),
 		&cobra.Command{
 			Use:                "crictl",

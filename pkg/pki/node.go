@@ -75,14 +75,7 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 	if err != nil {
 		return NodeBundle{}, err
 	}
-	p := func(name string) string { return filepath.Join(dir, name) }
-	b := NodeBundle{
-		ServerCA: p("server-ca.crt"), ClientCA: p("client-ca.crt"),
-		KubeletClientCert: p("kubelet-client.crt"), KubeletClientKey: p("kubelet-client.key"),
-		KubeletServingCert: p("kubelet-serving.crt"), KubeletServingKey: p("kubelet-serving.key"),
-		KubeProxyCert: p("kube-proxy.crt"), KubeProxyKey: p("kube-proxy.key"),
-		CoreDNSCert: p("coredns.crt"), CoreDNSKey: p("coredns.key"),
-	}
+	b := NodeLayout(dir)
 	for src, dst := range map[string]string{ca.ServerCA: b.ServerCA, ca.ClientCA: b.ClientCA} {
 		if err := copyIfChanged(src, dst); err != nil {
 			return NodeBundle{}, err
@@ -108,6 +101,19 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 		}
 	}
 	return b, nil
+}
+
+// NodeLayout returns the paths of a node's files in dir, as IssueNode
+// writes them.
+func NodeLayout(dir string) NodeBundle {
+	p := func(name string) string { return filepath.Join(dir, name) }
+	return NodeBundle{
+		ServerCA: p("server-ca.crt"), ClientCA: p("client-ca.crt"),
+		KubeletClientCert: p("kubelet-client.crt"), KubeletClientKey: p("kubelet-client.key"),
+		KubeletServingCert: p("kubelet-serving.crt"), KubeletServingKey: p("kubelet-serving.key"),
+		KubeProxyCert: p("kube-proxy.crt"), KubeProxyKey: p("kube-proxy.key"),
+		CoreDNSCert: p("coredns.crt"), CoreDNSKey: p("coredns.key"),
+	}
 }
 
 // readCA loads an existing CA; unlike Generate it never creates one.

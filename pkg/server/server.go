@@ -73,10 +73,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Secret:     tok.Secret,
 		CA:         certs,
 		Cluster: supervisor.Cluster{
-			ClusterCIDR:   cfg.ClusterCIDR.String(),
-			ClusterDNS:    cfg.ClusterDNS.String(),
-			ClusterDomain: cfg.ClusterDomain,
-			Servers:       []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
+			ClusterCIDR:    cfg.ClusterCIDR.String(),
+			ClusterDNS:     cfg.ClusterDNS.String(),
+			ClusterDomain:  cfg.ClusterDomain,
+			FlannelBackend: string(cfg.FlannelBackend),
+			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
 		NewClient: func() (kubernetes.Interface, error) {
 			rest, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)

@@ -35,17 +35,18 @@ type NodeRequest struct {
 // NodeResponse is what the agent gets back: PEM certificates and keys, and
 // the settings every node of the cluster must share.
 type NodeResponse struct {
-	Files         map[string][]byte `json:"files"` // file name → content, as pki.NodeBundle names them
-	ClusterCIDR   string            `json:"clusterCIDR"`
-	ClusterDNS    string            `json:"clusterDNS"`
-	ClusterDomain string            `json:"clusterDomain"`
-	Servers       []string          `json:"servers"` // apiserver URLs
+	Files          map[string][]byte `json:"files"` // file name → content, as pki.NodeBundle names them
+	ClusterCIDR    string            `json:"clusterCIDR"`
+	ClusterDNS     string            `json:"clusterDNS"`
+	ClusterDomain  string            `json:"clusterDomain"`
+	FlannelBackend string            `json:"flannelBackend"`
+	Servers        []string          `json:"servers"` // apiserver URLs
 }
 
 // Cluster holds the settings handed to agents.
 type Cluster struct {
-	ClusterCIDR, ClusterDNS, ClusterDomain string
-	Servers                                []string
+	ClusterCIDR, ClusterDNS, ClusterDomain, FlannelBackend string
+	Servers                                                []string
 }
 
 // nodeHandler issues node certificates to an agent that knows the secret
@@ -94,11 +95,12 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := NodeResponse{
-		Files:         map[string][]byte{},
-		ClusterCIDR:   s.cfg.Cluster.ClusterCIDR,
-		ClusterDNS:    s.cfg.Cluster.ClusterDNS,
-		ClusterDomain: s.cfg.Cluster.ClusterDomain,
-		Servers:       s.cfg.Cluster.Servers,
+		Files:          map[string][]byte{},
+		ClusterCIDR:    s.cfg.Cluster.ClusterCIDR,
+		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
+		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
+		FlannelBackend: s.cfg.Cluster.FlannelBackend,
+		Servers:        s.cfg.Cluster.Servers,
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {

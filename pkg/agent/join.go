@@ -1,0 +1,127 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/supervisor"
+)
+
+// Join fetches the cluster's CA from serverURL (checked against the token's
+// hash before the secret is sent), then the node's certificates and the
+// cluster's settings from the supervisor, and completes node: certificates
+// under <data-dir>/agent/tls, kubeconfigs pointing at the server, cluster
+// CIDR, DNS and pod network backend.
+func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.Logger) error {
+	tok, err := join.Parse(token)
+	if err != nil {
+		return err
+	}
+	ca, err := join.FetchCA(ctx, serverURL, tok, log)
+	if err != nil {
+		return err
+	}
+	password, err := nodePassword(filepath.Join(node.Dir(), "node-password"))
+	if err != nil {
+		return err
+	}
+	sup, err := join.NewSupervisor(serverURL, ca, tok, join.UserNode)
+	if err != nil {
+		return err
+	}
+	defer sup.Close()
+	body, _ := json.Marshal(supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}})
+	resp, err := sup.Do(ctx, http.MethodPost, supervisor.NodePath, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("join %s as node %s: %s: %s", serverURL, node.NodeName, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var answer supervisor.NodeResponse
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return fmt.Errorf("join %s: %w", serverURL, err)
+	}
+	certs, err := writeNodeFiles(filepath.Join(node.Dir(), "tls"), answer.Files)
+	if err != nil {
+		return err
+	}
+	node.Certs = certs
+	node.ClusterCIDR = answer.ClusterCIDR
+	node.ClusterDomain = answer.ClusterDomain
+	if node.ClusterDNS = net.ParseIP(answer.ClusterDNS); node.ClusterDNS == nil {
+		return fmt.Errorf("join %s: the server sent no cluster DNS address", serverURL)
+	}
+	if node.FlannelBackend, err = flannel.ParseBackend(answer.FlannelBackend); err != nil {
+		return fmt.Errorf("join %s: %w", serverURL, err)
+	}
+	log.Info("joined", "component", "agent", "server", serverURL, "node", node.NodeName, "servers", answer.Servers)
+	return WriteKubeconfigs(node, serverURL)
+}
+
+// nodePassword reads the node's own secret, creating it (0600) on first use.
+// The server binds the node name to it: another machine with this name is refused.
+func nodePassword(path string) (string, error) {
+	if raw, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(raw)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 20)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	pw := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return pw, os.WriteFile(path, []byte(pw+"\n"), 0o600)
+}
+
+// writeNodeFiles stores the certificates and keys the supervisor issued
+// (keys 0600) and returns their paths.
+func writeNodeFiles(dir string, files map[string][]byte) (pki.NodeBundle, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return pki.NodeBundle{}, err
+	}
+	for name, data := range files {
+		if name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+			return pki.NodeBundle{}, fmt.Errorf("join: the server sent a bad file name %q", name)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600
+		}
+		tmp := filepath.Join(dir, "."+name+".tmp")
+		if err := os.WriteFile(tmp, data, mode); err != nil {
+			return pki.NodeBundle{}, err
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			return pki.NodeBundle{}, err
+		}
+	}
+	b := pki.NodeLayout(dir)
+	for _, f := range []string{b.ServerCA, b.ClientCA, b.KubeletClientCert, b.KubeletClientKey, b.KubeletServingCert, b.KubeletServingKey, b.KubeProxyCert, b.KubeProxyKey, b.CoreDNSCert, b.CoreDNSKey} {
+		if _, err := os.Stat(f); err != nil {
+			return b, fmt.Errorf("join: the server did not send %s", filepath.Base(f))
+		}
+	}
+	return b, nil
+}

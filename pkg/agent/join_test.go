@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"crypto/tls"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/supervisor"
+)
+
+// TestJoin runs an agent's join against a real supervisor over TLS.
+func TestJoin(t *testing.T) {
+	ca, err := pki.Generate(pki.Config{Dir: t.TempDir(), ServiceIP: net.ParseIP("10.43.0.1"), NodeName: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := supervisor.New(supervisor.Config{
+		CACertFile: ca.ServerCA, Secret: "s3cret", CA: ca,
+		Cluster: supervisor.Cluster{ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
+			FlannelBackend: "host-gw", Servers: []string{"https://192.0.2.1:6443"}},
+		NewClient: func() (kubernetes.Interface, error) { return fake.NewClientset(), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(sup.Wrap(http.NotFoundHandler()))
+	cert, err := tls.LoadX509KeyPair(ca.APIServerCert, ca.APIServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.StartTLS()
+	defer srv.Close()
+	caPEM, _ := os.ReadFile(ca.ServerCA)
+	token := join.New(caPEM, "s3cret").String()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	node := Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: net.ParseIP("192.0.2.7")}
+	if err := Join(t.Context(), &node, srv.URL, token, log); err != nil {
+		t.Fatal(err)
+	}
+	if node.ClusterCIDR != "10.42.0.0/16" || node.ClusterDNS.String() != "10.43.0.10" || node.FlannelBackend != flannel.HostGW {
+		t.Fatalf("cluster settings not taken from the server: %+v", node)
+	}
+	for _, key := range []string{node.Certs.KubeletClientKey, node.Certs.KubeletServingKey, node.Certs.KubeProxyKey, node.Certs.CoreDNSKey, filepath.Join(node.Dir(), "node-password")} {
+		if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s: %v, mode %v; want 0600", key, err, st.Mode())
+		}
+	}
+	kc, err := clientcmd.LoadFromFile(node.KubeletKubeconfig)
+	if err != nil || kc.Clusters["default"].Server != srv.URL {
+		t.Fatalf("kubelet kubeconfig: %v", err)
+	}
+	// Joining again from the same machine (same node password) works.
+	again := Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}
+	if err := Join(t.Context(), &again, srv.URL, token, log); err != nil {
+		t.Fatalf("rejoin: %v", err)
+	}
+	// Another machine with the same name is refused with the remedy; a token
+	// for another CA is refused before anything is sent.
+	other := Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: node.NodeIP}
+	if err := Join(t.Context(), &other, srv.URL, token, log); err == nil || !strings.Contains(err.Error(), "--node-name") {
+		t.Fatalf("same name from another machine: %v", err)
+	}
+	wrong := join.New([]byte("another CA"), "s3cret").String()
+	if err := Join(t.Context(), &Config{DataDir: t.TempDir(), NodeName: "w2", NodeIP: node.NodeIP}, srv.URL, wrong, log); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("wrong CA hash: %v", err)
+	}
+}

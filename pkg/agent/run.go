@@ -1,0 +1,66 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/hostinfo"
+)
+
+// DetectHost reads the host facts and logs how kedge adapts to them.
+func DetectHost(log *slog.Logger) hostinfo.Host {
+	h := hostinfo.Detect()
+	if h.CgroupV1 {
+		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; cgroup v2 is recommended", "component", "agent")
+	}
+	if !h.CanRaiseOOMPriority {
+		log.Warn("no CAP_SYS_RESOURCE: containerd restricts oom_score_adj so that runc can start pods", "component", "agent")
+	}
+	return h
+}
+
+// Run is the agent role (`kedge agent`): it joins the cluster at serverURL
+// with token, then runs the node's components until ctx is done or one of
+// them fails, and stops them in reverse order. Pods keep running.
+func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Logger) error {
+	if os.Geteuid() != 0 {
+		return errors.New("kedge agent must run as root (it runs containers and configures networking)")
+	}
+	if err := CheckPorts(Ports(node.NodeIP)); err != nil {
+		return err
+	}
+	node.Host = DetectHost(log)
+	if err := Join(ctx, &node, serverURL, token, log); err != nil {
+		return err
+	}
+	if err := CheckNetwork(node); err != nil {
+		return err
+	}
+	assets, err := embedded.Extract(node.DataDir)
+	if err != nil {
+		return err
+	}
+	m := component.NewManager(log)
+	for _, c := range Components(node, assets, log) {
+		m.Add(c)
+	}
+	if err := m.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("kedge agent ready", "node", node.NodeName, "server", serverURL)
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx))
+	case runErr = <-m.Err():
+		log.Error("component failed, shutting down", "err", runErr)
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+	defer cancel()
+	return errors.Join(runErr, m.Stop(stopCtx))
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/logging"
+	"github.com/kedge-io/kedge/pkg/version"
+)
+
+// agentFlags holds the raw flag values of `kedge agent`.
+type agentFlags struct {
+	config        string
+	server        string
+	token         string
+	dataDir       string
+	nodeIP        string
+	nodeName      string
+	flannelIface  string
+	kubeletArgs   []string
+	kubeProxyArgs []string
+	debug         bool
+}
+
+func (f *agentFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.config, "config", "c", DefaultConfigFile, "config file: YAML whose keys are these flags' names (plus <file>.d/*.yaml)")
+	fs.StringVarP(&f.server, "server", "s", "", "URL of a kedge server to join, e.g. https://10.0.0.1:6443 (required)")
+	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join token, from the first server's <data-dir>/server/token (required)")
+	fs.StringVarP(&f.dataDir, "data-dir", "d", "/var/lib/kedge", "directory of kedge's state")
+	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this node (default: the address of the default route's interface)")
+	fs.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the hostname)")
+	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
+	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
+	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+}
+
+// agentConfig validates the flags; every error names the flag at fault.
+func (f *agentFlags) agentConfig() (agent.Config, error) {
+	c := agent.Config{KubeletArgs: f.kubeletArgs, KubeProxyArgs: f.kubeProxyArgs, FlannelIface: f.flannelIface, Debug: f.debug}
+	u, err := url.Parse(f.server)
+	if f.server == "" || err != nil || u.Scheme != "https" || u.Host == "" {
+		return c, fmt.Errorf("--server %q: want the https URL of a kedge server, e.g. https://10.0.0.1:6443", f.server)
+	}
+	if f.token == "" {
+		return c, fmt.Errorf("--token: required (the first server writes it to <data-dir>/server/token)")
+	}
+	if _, err := join.Parse(f.token); err != nil {
+		return c, err
+	}
+	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil || f.dataDir == "" {
+		return c, fmt.Errorf("--data-dir %q: not a usable path", f.dataDir)
+	}
+	if f.nodeIP == "" {
+		c.NodeIP = defaultNodeIP()
+	} else if c.NodeIP = net.ParseIP(f.nodeIP); c.NodeIP == nil {
+		return c, fmt.Errorf("--node-ip %q: not an IP address", f.nodeIP)
+	}
+	if c.NodeIP.IsLoopback() || c.NodeIP.IsUnspecified() {
+		return c, fmt.Errorf("--node-ip %s: other nodes must reach this address; not loopback or unspecified", c.NodeIP)
+	}
+	c.NodeName = strings.ToLower(f.nodeName)
+	if c.NodeName == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return c, fmt.Errorf("--node-name: not set and the hostname is unknown: %w", err)
+		}
+		c.NodeName = strings.ToLower(host)
+	}
+	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
+		return c, fmt.Errorf("--node-name %q: %s", c.NodeName, strings.Join(errs, "; "))
+	}
+	for flag, list := range map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs} {
+		for _, kv := range list {
+			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {
+				return c, fmt.Errorf("%s %q: want key=value", flag, kv)
+			}
+		}
+	}
+	return c, nil
+}
+
+func newAgentCommand() *cobra.Command {
+	f := &agentFlags{}
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run a worker node that joins a kedge server: containerd, kubelet, kube-proxy, flannel, CoreDNS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyConfigFile(cmd.Flags(), f.config, cmd.Flags().Changed("config")); err != nil {
+				return err
+			}
+			node, err := f.agentConfig()
+			if err != nil {
+				return err
+			}
+			log := logging.Setup(os.Stderr, f.debug)
+			log.Info("starting kedge agent", "version", version.String(), "node", node.NodeName, "node_ip", node.NodeIP, "server", f.server)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return agent.Run(ctx, node, strings.TrimSuffix(f.server, "/"), f.token, log)
+		},
+	}
+	f.register(cmd.Flags())
+	return cmd
+}
