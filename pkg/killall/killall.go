@@ -57,6 +57,13 @@ func Run(ctx context.Context, cfg Config) error {
 	} else {
 		cfg.Log.Info("unmounted", "mounts", n)
 	}
+	// The pods' network namespace files, now unmounted (CNI names them cni-*).
+	netns, _ := filepath.Glob("/run/netns/cni-*")
+	for _, f := range netns {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", f, err))
+		}
+	}
 	for _, name := range cfg.Links {
 		link, err := netlink.LinkByName(name)
 		if err != nil {
@@ -85,14 +92,18 @@ func isShim(argv []string) bool {
 	return len(argv) > 0 && filepath.Base(argv[0]) == Shim
 }
 
-// stopProcesses sends SIGTERM to every process matching, then, for shims,
-// their descendants too (the containers), waits up to grace and SIGKILLs
+// stopProcesses sends SIGTERM to every process of this mount namespace that
+// matches, and to their descendants (for shims: the containers), waits up to grace and SIGKILLs
 // what is left. It returns how many processes matched.
 func stopProcesses(ctx context.Context, log *slog.Logger, match func([]string) bool, what string, grace time.Duration) int {
 	procs := processes()
+	self, _ := os.Readlink("/proc/self/ns/mnt")
 	var targets []int
 	for pid, p := range procs {
-		if pid != os.Getpid() && match(p.argv) {
+		// Only this node's: a process in another mount namespace belongs to
+		// another node on the same machine (a test harness) or a container.
+		mnt, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+		if pid != os.Getpid() && mnt == self && match(p.argv) {
 			targets = append(targets, pid)
 			targets = append(targets, descendants(procs, pid)...)
 		}

@@ -187,6 +187,9 @@ func TestNode(t *testing.T) {
 			t.Fatalf("mounts left under %s after killall: %v", root, m)
 		}
 	}
+	if ns, _ := filepath.Glob("/run/netns/cni-*"); len(ns) > 0 {
+		t.Fatalf("pod network namespaces left after killall: %v", ns)
+	}
 	for _, link := range []string{"cni0", "flannel.1"} {
 		if _, err := os.Stat("/sys/class/net/" + link); err == nil {
 			t.Fatalf("%s still exists after killall", link)
