@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/join"
@@ -64,33 +62,16 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil || f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir %q: not a usable path", f.dataDir)
 	}
-	if f.nodeIP == "" {
-		c.NodeIP = defaultNodeIP()
-	} else if c.NodeIP = net.ParseIP(f.nodeIP); c.NodeIP == nil {
-		return c, fmt.Errorf("--node-ip %q: not an IP address", f.nodeIP)
+	if c.NodeIP, err = parseNodeIP(f.nodeIP); err != nil {
+		return c, err
 	}
 	if c.NodeIP.IsLoopback() || c.NodeIP.IsUnspecified() {
 		return c, fmt.Errorf("--node-ip %s: other nodes must reach this address; not loopback or unspecified", c.NodeIP)
 	}
-	c.NodeName = strings.ToLower(f.nodeName)
-	if c.NodeName == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return c, fmt.Errorf("--node-name: not set and the hostname is unknown: %w", err)
-		}
-		c.NodeName = strings.ToLower(host)
+	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
+		return c, err
 	}
-	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
-		return c, fmt.Errorf("--node-name %q: %s", c.NodeName, strings.Join(errs, "; "))
-	}
-	for flag, list := range map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs} {
-		for _, kv := range list {
-			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {
-				return c, fmt.Errorf("%s %q: want key=value", flag, kv)
-			}
-		}
-	}
-	return c, nil
+	return c, checkKeyValues(map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs})
 }
 
 func newAgentCommand() *cobra.Command {

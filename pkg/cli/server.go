@@ -107,10 +107,8 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	if f.httpsPort < 1 || f.httpsPort > 65535 {
 		return c, fmt.Errorf("--https-listen-port %d: must be between 1 and 65535", f.httpsPort)
 	}
-	if f.nodeIP == "" {
-		c.NodeIP = defaultNodeIP()
-	} else if c.NodeIP = net.ParseIP(f.nodeIP); c.NodeIP == nil {
-		return c, fmt.Errorf("--node-ip %q: not an IP address", f.nodeIP)
+	if c.NodeIP, err = parseNodeIP(f.nodeIP); err != nil {
+		return c, err
 	}
 	c.AdvertiseIP = c.NodeIP
 	if f.advertiseAddr != "" {
@@ -125,16 +123,8 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		}
 		return c, fmt.Errorf("%s %s: the apiserver must advertise an address other nodes and pods can reach, not loopback or unspecified (set --node-ip)", flag, c.AdvertiseIP)
 	}
-	c.NodeName = strings.ToLower(f.nodeName)
-	if c.NodeName == "" {
-		host, err := os.Hostname()
-		if err != nil {
-			return c, fmt.Errorf("--node-name: not set and the hostname is unknown: %w", err)
-		}
-		c.NodeName = strings.ToLower(host)
-	}
-	if errs := validation.IsDNS1123Subdomain(c.NodeName); len(errs) > 0 {
-		return c, fmt.Errorf("--node-name %q: %s", c.NodeName, strings.Join(errs, "; "))
+	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
+		return c, err
 	}
 	for _, san := range f.tlsSANs {
 		if strings.TrimSpace(san) == "" || strings.ContainsAny(san, " /") {
@@ -187,16 +177,12 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 			return c, err
 		}
 	}
-	for flag, list := range map[string][]string{
+	if err := checkKeyValues(map[string][]string{
 		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,
 		"--kube-scheduler-arg": f.schedulerArgs, "--etcd-arg": f.etcdArgs,
 		"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs,
-	} {
-		for _, kv := range list {
-			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {
-				return c, fmt.Errorf("%s %q: want key=value", flag, kv)
-			}
-		}
+	}); err != nil {
+		return c, err
 	}
 	return c, nil
 }

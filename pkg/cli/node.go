@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// parseNodeIP returns --node-ip, or the default route's source address
+// when it is empty.
+func parseNodeIP(s string) (net.IP, error) {
+	if s == "" {
+		return defaultNodeIP(), nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("--node-ip %q: not an IP address", s)
+	}
+	return ip, nil
+}
+
+// parseNodeName returns --node-name lowercased, or the hostname when it is
+// empty, checked to be a valid Node name.
+func parseNodeName(s string) (string, error) {
+	name := strings.ToLower(s)
+	if name == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("--node-name: not set and the hostname is unknown: %w", err)
+		}
+		name = strings.ToLower(host)
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "", fmt.Errorf("--node-name %q: %s", name, strings.Join(errs, "; "))
+	}
+	return name, nil
+}
+
+// checkKeyValues checks that every --*-arg value is key=value.
+func checkKeyValues(flags map[string][]string) error {
+	for flag, list := range flags {
+		for _, kv := range list {
+			if k, _, ok := strings.Cut(kv, "="); !ok || strings.Trim(k, "-+ ") == "" {
+				return fmt.Errorf("%s %q: want key=value", flag, kv)
+			}
+		}
+	}
+	return nil
+}
