@@ -17,7 +17,7 @@ helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, then the integration tests against the real binary (root)
-test: unit integration
+test: unit integration smoke
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
@@ -26,6 +26,10 @@ unit: helpers
 
 integration: build
 	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m ./tests/integration/...
+
+## smoke: the CI slice of tests/e2e: 1 server + 1 agent that joins it, cross-node pod traffic, DNS
+smoke: build
+	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestAgentJoin' ./tests/e2e/...
 
 ## e2e: multi-node clusters on this machine, each node in its own network, mount
 ## and PID namespaces (root; not part of `make test`). KEDGE_E2E_LOGS=<dir> keeps the node logs.

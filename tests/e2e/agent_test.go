@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kedge-io/kedge/pkg/images/ociimage"
+	"github.com/kedge-io/kedge/tests/e2e/harness"
+)
+
+const webImage = "kedge.local/webapp:test"
+
+// TestAgentJoin: a server and an agent that joins it with the token; pods on
+// both; pod-to-pod across nodes over flannel VXLAN, a Service and DNS from
+// the agent's pod.
+func TestAgentJoin(t *testing.T) {
+	c := harness.NewCluster(t)
+	image := buildWebImage(t)
+	var a, w *harness.Node
+	c.Step("boot and start server a", func() {
+		a = c.AddNode("a")
+		dropImage(t, a, image)
+		a.Start()
+		a.WaitReady(5 * time.Minute)
+	})
+	token, err := a.Exec("cat", "/var/lib/kedge/server/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token = strings.TrimSpace(token)
+	c.Step("agent w joins with the token, Ready", func() {
+		w = c.AddNode("w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", token)
+		dropImage(t, w, image)
+		w.Start()
+		waitNodeReady(c, a, w, 5*time.Minute)
+	})
+	c.Step("a pod on each node", func() {
+		for _, n := range []*harness.Node{a, w} {
+			overrides := fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n.Name())
+			if _, err := a.Kubectl("run", "web-"+n.Name(), "--image="+webImage, "--image-pull-policy=Never", "--port=8080", "--overrides="+overrides, "--labels=app=web"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, n := range []*harness.Node{a, w} {
+			c.Eventually(3*time.Minute, "pod web-"+n.Name()+" Running", func() error {
+				s, err := a.Kubectl("get", "pod", "web-"+n.Name(), "-o", "jsonpath={.status.phase}")
+				if s != "Running" {
+					return fmt.Errorf("phase %q, %v", s, err)
+				}
+				return nil
+			})
+		}
+	})
+	wIP := a.MustKubectl("get", "pod", "web-w", "-o", "jsonpath={.status.podIP}")
+	aIP := a.MustKubectl("get", "pod", "web-a", "-o", "jsonpath={.status.podIP}")
+	c.Step("pod on a → pod on w across nodes (VXLAN)", func() {
+		c.Eventually(time.Minute, "a → "+wIP, func() error {
+			out, err := a.Kubectl("exec", "web-a", "--", "/webapp", "get", "http://"+wIP+":8080/")
+			if err != nil || !strings.HasPrefix(out, "hello from web-w") {
+				return fmt.Errorf("%q, %v", out, err)
+			}
+			return nil
+		})
+	})
+	c.Step("pod on w → pod on a, a Service and DNS from w", func() {
+		a.MustKubectl("expose", "pod", "web-a", "--name=web", "--port=80", "--target-port=8080")
+		c.Eventually(time.Minute, "w → "+aIP, func() error {
+			out, err := a.Kubectl("exec", "web-w", "--", "/webapp", "get", "http://"+aIP+":8080/")
+			if err != nil || !strings.HasPrefix(out, "hello from web-a") {
+				return fmt.Errorf("%q, %v", out, err)
+			}
+			return nil
+		})
+		c.Eventually(time.Minute, "w → web.default.svc.cluster.local", func() error {
+			out, err := a.Kubectl("exec", "web-w", "--", "/webapp", "get", "http://web.default.svc.cluster.local/")
+			if err != nil || !strings.HasPrefix(out, "hello from web-a") {
+				return fmt.Errorf("%q, %v", out, err)
+			}
+			return nil
+		})
+	})
+	t.Log("\n" + c.Summary())
+}
+
+// waitNodeReady waits until server sees node n Ready and n logged ready.
+func waitNodeReady(c *harness.Cluster, server, n *harness.Node, timeout time.Duration) {
+	c.Eventually(timeout, "node "+n.Name()+" Ready", func() error {
+		if !n.LoggedReady() {
+			return fmt.Errorf("%s has not logged ready yet", n.Name())
+		}
+		s, err := server.Kubectl("get", "node", n.Name(), "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if s != "True" {
+			return fmt.Errorf("Ready=%q, %v", s, err)
+		}
+		return nil
+	})
+}
+
+// buildWebImage builds tests/integration/testdata/webapp into an image tarball.
+func buildWebImage(t *testing.T) []byte {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "webapp")
+	cmd := exec.Command("go", "build", "-o", bin, "../integration/testdata/webapp")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build webapp: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := ociimage.Build(raw, "/webapp", webImage, &buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// dropImage puts the image tarball into the node's images dir, imported on start.
+func dropImage(t *testing.T, n *harness.Node, image []byte) {
+	t.Helper()
+	dir := filepath.Join(n.DataDir(), "agent", "images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "webapp.tar"), image, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
