@@ -6,7 +6,7 @@ PKG     := github.com/kedge-io/kedge
 LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT)
 BIN     := $(CURDIR)/bin/kedge
 
-.PHONY: build helpers test unit integration e2e bench clean
+.PHONY: build helpers test unit integration smoke e2e bench clean
 
 ## build: bin/kedge, version-stamped, with the helpers embedded
 build: helpers
@@ -16,7 +16,7 @@ build: helpers
 helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
-## test: unit tests, then the integration tests against the real binary (root)
+## test: unit tests, the integration tests against the real binary, and the multi-node smoke (root)
 test: unit integration smoke
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
