@@ -29,12 +29,12 @@ integration: build
 
 ## smoke: the CI slice of tests/e2e: 1 server + 1 agent that joins it, cross-node pod traffic, DNS
 smoke: build
-	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestAgentJoin' ./tests/e2e/...
+	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m -run 'TestAgentJoin' ./tests/e2e/
 
 ## e2e: multi-node clusters on this machine, each node in its own network, mount
 ## and PID namespaces (root; not part of `make test`). KEDGE_E2E_LOGS=<dir> keeps the node logs.
 e2e: build
-	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 30m ./tests/e2e/...
+	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 30m ./tests/e2e/
 
 ## bench: kedge against the upstream separate-process setup (not built yet: issue "Benchmarks")
 bench:
