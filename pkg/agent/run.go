@@ -50,6 +50,10 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 		m.Add(c)
 	}
 	if err := m.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped during start-up", "reason", context.Cause(ctx))
+			return nil // a requested stop, not a failure
+		}
 		return err
 	}
 	log.Info("kedge agent ready", "node", node.NodeName, "server", serverURL)

@@ -153,6 +153,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 
 	if err := m.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped during start-up", "reason", context.Cause(ctx))
+			return nil // a requested stop, not a failure
+		}
 		return err
 	}
 	admin := kubeconfigs["admin.kubeconfig"]

@@ -85,6 +85,29 @@ func TestAgentJoin(t *testing.T) {
 			return nil
 		})
 	})
+	c.Step("a token for another CA and a wrong secret are refused; the cluster is unchanged", func() {
+		cut := strings.LastIndex(token, "::") + 2
+		for name, tc := range map[string]struct{ token, want string }{
+			"x1": {"KEDGE1" + strings.Repeat("0", 64) + "::" + token[cut:], "does not match the --token's hash"},
+			"x2": {token[:cut] + "not-the-secret", "--token"},
+		} {
+			n := c.AddNode(name, "agent", "--server", "https://"+a.IP().String()+":6443", "--token", tc.token)
+			n.Start()
+			c.Eventually(time.Minute, name+" refuses to join", func() error {
+				if n.Running() {
+					return fmt.Errorf("%s still running", name)
+				}
+				return nil
+			})
+			log, _ := os.ReadFile(n.LogFile())
+			if !strings.Contains(string(log), tc.want) {
+				t.Fatalf("%s: log does not say %q:\n%s", name, tc.want, log)
+			}
+		}
+		if nodes := a.MustKubectl("get", "nodes", "-o", "name"); nodes != "node/a\nnode/w" {
+			t.Fatalf("nodes after refused joins: %q", nodes)
+		}
+	})
 	t.Log("\n" + c.Summary())
 }
 
