@@ -85,6 +85,13 @@ func TestAgentJoin(t *testing.T) {
 			return nil
 		})
 	})
+	if out, err := w.Exec("ps", "-o", "rss=,args=", "-C", "kedge"); err == nil {
+		for _, line := range strings.Split(out, "\n") {
+			if f := strings.Fields(line); len(f) > 2 && f[2] == "agent" {
+				t.Logf("agent w: kedge RSS %s KiB with one pod", f[0])
+			}
+		}
+	}
 	c.Step("a token for another CA and a wrong secret are refused; the cluster is unchanged", func() {
 		cut := strings.LastIndex(token, "::") + 2
 		for name, tc := range map[string]struct{ token, want string }{
