@@ -52,8 +52,11 @@ type Config struct {
 	// None: kedge configures no pod network, the user installs a CNI.
 	FlannelBackend flannel.Backend
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
-	Host           hostinfo.Host
-	Debug          bool
+	// Servers are the apiservers (host:port) an agent balances over; empty
+	// on a server, whose node talks to its own apiserver.
+	Servers []string
+	Host    hostinfo.Host
+	Debug   bool
 }
 
 // Dir is the node's state directory, <data-dir>/agent.

@@ -25,7 +25,7 @@ import (
 // Join fetches the cluster's CA from serverURL (checked against the token's
 // hash before the secret is sent), then the node's certificates and the
 // cluster's settings from the supervisor, and completes node: certificates
-// under <data-dir>/agent/tls, kubeconfigs pointing at the server, cluster
+// under <data-dir>/agent/tls, the apiservers (serverURL's first), cluster
 // CIDR, DNS and pod network backend.
 func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.Logger) error {
 	tok, err := join.Parse(token)
@@ -72,8 +72,14 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	if node.FlannelBackend, err = flannel.ParseBackend(answer.FlannelBackend); err != nil {
 		return fmt.Errorf("join %s: %w", serverURL, err)
 	}
-	log.Info("joined", "component", "agent", "server", serverURL, "node", node.NodeName, "servers", answer.Servers)
-	return WriteKubeconfigs(node, serverURL)
+	node.Servers = []string{strings.TrimPrefix(serverURL, "https://")}
+	for _, s := range answer.Servers {
+		if hostPort := strings.TrimPrefix(s, "https://"); hostPort != node.Servers[0] {
+			node.Servers = append(node.Servers, hostPort)
+		}
+	}
+	log.Info("joined", "component", "agent", "server", serverURL, "node", node.NodeName, "servers", node.Servers)
+	return nil
 }
 
 // nodePassword reads the node's own secret, creating it (0600) on first use.

@@ -61,8 +61,14 @@ func TestJoin(t *testing.T) {
 			t.Fatalf("%s: %v, mode %v; want 0600", key, err, st.Mode())
 		}
 	}
+	if want := strings.TrimPrefix(srv.URL, "https://"); len(node.Servers) != 2 || node.Servers[0] != want || node.Servers[1] != "192.0.2.1:6443" {
+		t.Fatalf("servers = %v, want %s first, then the supervisor's list", node.Servers, want)
+	}
+	if err := WriteKubeconfigs(&node, "https://127.0.0.1:6444"); err != nil {
+		t.Fatal(err)
+	}
 	kc, err := clientcmd.LoadFromFile(node.KubeletKubeconfig)
-	if err != nil || kc.Clusters["default"].Server != srv.URL {
+	if err != nil || kc.Clusters["default"].Server != "https://127.0.0.1:6444" {
 		t.Fatalf("kubelet kubeconfig: %v", err)
 	}
 	// Joining again from the same machine (same node password) works.

@@ -5,12 +5,17 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/loadbalancer"
 )
+
+// LoadBalancerAddress is where an agent's apiserver load balancer listens.
+const LoadBalancerAddress = "127.0.0.1:6444"
 
 // DetectHost reads the host facts and logs how kedge adapts to them.
 func DetectHost(log *slog.Logger) hostinfo.Host {
@@ -31,7 +36,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if os.Geteuid() != 0 {
 		return errors.New("kedge agent must run as root (it runs containers and configures networking)")
 	}
-	if err := CheckPorts(Ports(node.NodeIP)); err != nil {
+	if err := CheckPorts(append(Ports(node.NodeIP), Port{Addr: LoadBalancerAddress, What: "apiserver load balancer"})); err != nil {
 		return err
 	}
 	node.Host = DetectHost(log)
@@ -45,7 +50,15 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	// Node components reach the apiservers through a load balancer on
+	// loopback that fails over between every server it knows.
+	lb := loadbalancer.New(loadbalancer.Config{Listen: LoadBalancerAddress, Servers: node.Servers, Log: log,
+		Kubeconfig: filepath.Join(node.Dir(), "etc", "kube-proxy.kubeconfig")})
+	if err := WriteKubeconfigs(&node, lb.Address()); err != nil {
+		return err
+	}
 	m := component.NewManager(log)
+	m.Add(lb)
 	for _, c := range Components(node, assets, log) {
 		m.Add(c)
 	}
