@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -43,6 +44,8 @@ type serverFlags struct {
 	flannelBackend string
 	flannelIface   string
 	token          string
+	server         string
+	clusterInit    bool
 	disableAgent   bool
 	debug          bool
 }
@@ -71,6 +74,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
+	fs.StringVarP(&f.server, "server", "s", "", "URL of a running server (https://host:6443) to join as another server; needs --token")
+	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
@@ -90,6 +95,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		KubeProxyArgs:         f.kubeProxyArgs,
 		FlannelIface:          f.flannelIface,
 		Token:                 f.token,
+		JoinURL:               f.server,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
@@ -175,6 +181,18 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	if f.token != "" {
 		if _, err := join.Parse(f.token); err != nil {
 			return c, err
+		}
+	}
+	if f.server != "" {
+		if f.clusterInit {
+			return c, fmt.Errorf("--cluster-init and --server: give one (a new cluster, or join the server's)")
+		}
+		u, err := url.Parse(f.server)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return c, fmt.Errorf("--server %q: want an https URL such as https://10.0.0.1:6443", f.server)
+		}
+		if f.token == "" {
+			return c, fmt.Errorf("--server: needs --token (the cluster's token, from <data-dir>/server/token on that server)")
 		}
 	}
 	if err := checkKeyValues(map[string][]string{

@@ -50,8 +50,16 @@ type Config struct {
 	// ExtraArgs are the user's --etcd-arg key=value overrides, with the keys
 	// of etcd's configuration file (e.g. quota-backend-bytes=4294967296).
 	ExtraArgs []string
-	Debug     bool
-	Log       *slog.Logger
+	// InitialCluster is the cluster this member starts into, as etcd's
+	// initial-cluster (name=peerURL,...); empty means a new cluster of this
+	// member alone. It matters only on the first start (no data dir yet).
+	InitialCluster string
+	// ClusterState is etcd's initial-cluster-state: "new" (empty) or
+	// "existing" (a member joining a running cluster as a learner; Ready
+	// then also promotes it to a voting member).
+	ClusterState string
+	Debug        bool
+	Log          *slog.Logger
 }
 
 // ClientURL is the URL the local apiserver uses to reach this member.
@@ -127,6 +135,13 @@ func (m *Etcd) settings() (map[string]any, error) {
 	ip := m.cfg.AdvertiseIP.String()
 	peerURL := "https://" + net.JoinHostPort(ip, strconv.Itoa(PeerPort))
 	clientURL := "https://" + net.JoinHostPort(ip, strconv.Itoa(ClientPort))
+	initialCluster, state := m.cfg.InitialCluster, m.cfg.ClusterState
+	if initialCluster == "" {
+		initialCluster = m.cfg.Name + "=" + peerURL
+	}
+	if state == "" {
+		state = "new"
+	}
 	listenClient := m.cfg.ClientURL()
 	if !m.cfg.AdvertiseIP.IsLoopback() {
 		listenClient += "," + clientURL
@@ -138,8 +153,8 @@ func (m *Etcd) settings() (map[string]any, error) {
 		"advertise-client-urls":       clientURL,
 		"listen-peer-urls":            peerURL,
 		"initial-advertise-peer-urls": peerURL,
-		"initial-cluster":             m.cfg.Name + "=" + peerURL,
-		"initial-cluster-state":       "new",
+		"initial-cluster":             initialCluster,
+		"initial-cluster-state":       state,
 		"listen-metrics-urls":         "http://127.0.0.1:2381",
 		// Only for what etcd logs before kedge's logger takes over (Start).
 		"log-level":          "error",
@@ -206,10 +221,10 @@ func (m *Etcd) Ready(ctx context.Context) error {
 	}
 	select {
 	case <-e.Server.ReadyNotify():
-		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("etcd: waiting for ready: %w", ctx.Err())
 	}
+	return m.promote(ctx, e)
 }
 
 // Err reports a failure of the running member.

@@ -35,6 +35,7 @@ func TestSettings(t *testing.T) {
 		name    string
 		ip      string
 		extra   []string
+		join    [2]string      // InitialCluster, ClusterState
 		want    map[string]any // top-level key → value
 		wantErr []string
 	}{
@@ -93,6 +94,16 @@ func TestSettings(t *testing.T) {
 			},
 		},
 		{
+			name: "a joining member starts into the existing cluster",
+			ip:   "192.0.2.11",
+			join: [2]string{"node-0=https://192.0.2.10:2380,node-1=https://192.0.2.11:2380", "existing"},
+			want: map[string]any{
+				"initial-cluster":             "node-0=https://192.0.2.10:2380,node-1=https://192.0.2.11:2380",
+				"initial-cluster-state":       "existing",
+				"initial-advertise-peer-urls": "https://192.0.2.11:2380",
+			},
+		},
+		{
 			name:    "unknown key names --etcd-arg and the key",
 			ip:      "192.0.2.10",
 			extra:   []string{"bogus-key=1"},
@@ -113,7 +124,8 @@ func TestSettings(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := New(Config{Name: "node-1", DataDir: dataDir, AdvertiseIP: net.ParseIP(tc.ip), TLS: testTLS(), ExtraArgs: tc.extra})
+			m := New(Config{Name: "node-1", DataDir: dataDir, AdvertiseIP: net.ParseIP(tc.ip), TLS: testTLS(), ExtraArgs: tc.extra,
+				InitialCluster: tc.join[0], ClusterState: tc.join[1]})
 			s, err := m.settings()
 			if len(tc.wantErr) > 0 {
 				if err == nil {

@@ -237,3 +237,7 @@ func Generate(cfg Config) (Bundle, error) {
 	}
 	return b, nil
 }
+
+// Layout returns the paths Generate uses under dir, without touching the
+// disk: a joining server writes the cluster's CAs there before Generate.
+func Layout(dir string) Bundle { return layout(dir) }

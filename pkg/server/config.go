@@ -39,6 +39,9 @@ type Config struct {
 	// Token is --token: the cluster's join secret, or a full token whose CA
 	// hash must then match this cluster's CA. Empty: generated on first start.
 	Token string
+	// JoinURL is --server: a running server whose cluster this one joins
+	// (etcd learner, then voting member). Empty: a new cluster (--cluster-init).
+	JoinURL string
 
 	DisableAgent bool
 	Debug        bool
@@ -51,6 +54,12 @@ func (c Config) serverDir() string { return filepath.Join(c.DataDir, "server") }
 func (c Config) tlsDir() string    { return filepath.Join(c.serverDir(), "tls") }
 func (c Config) dbDir() string     { return filepath.Join(c.serverDir(), "db") }
 func (c Config) credDir() string   { return filepath.Join(c.serverDir(), "cred") }
+
+// initialClusterFile keeps the etcd member list a joining server got, until
+// its etcd has a data dir.
+func (c Config) initialClusterFile() string {
+	return filepath.Join(c.serverDir(), "etcd-initial-cluster")
+}
 
 // TokenFile is where a server keeps the cluster's join token.
 func (c Config) TokenFile() string { return filepath.Join(c.serverDir(), "token") }

@@ -41,6 +41,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := preflight(cfg); err != nil {
 		return err
 	}
+	initialCluster, err := joinCluster(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
 	certs, err := pki.Generate(pki.Config{
 		Dir:           cfg.tlsDir(),
 		ClusterDomain: cfg.ClusterDomain,
@@ -79,6 +83,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			FlannelBackend: string(cfg.FlannelBackend),
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
+		Settings: settings(cfg),
+		NewEtcd:  etcdMembers(etcd.ClientTLS{CA: certs.EtcdServerCA, Cert: certs.EtcdClientCert, Key: certs.EtcdClientKey}),
 		NewClient: func() (kubernetes.Interface, error) {
 			rest, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
 			if err != nil {
@@ -102,6 +108,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExtraArgs: cfg.EtcdArgs,
 		Debug:     cfg.Debug,
 		Log:       log,
+	}
+	if initialCluster != "" {
+		etcdCfg.InitialCluster, etcdCfg.ClusterState = initialCluster, "existing"
 	}
 	m := component.NewManager(log)
 	m.Add(etcd.New(etcdCfg))

@@ -2,7 +2,9 @@
 // (6443), in front of the apiserver's handler: a node that wants to join
 // first fetches the cluster CA from /cacerts — unauthenticated, since it has
 // no trust yet — checks it against the hash in its token, and only then
-// talks TLS-verified to the rest. Every other path goes to the apiserver.
+// talks TLS-verified to the rest: an agent POSTs /v1-kedge/node for its
+// certificates, another server POSTs /v1-kedge/server to be added to etcd as
+// a learner and get the cluster's CAs. Every other path goes to the apiserver.
 //
 //	s, err := supervisor.New(supervisor.Config{CACertFile: bundle.ServerCA})
 //	apiserverCfg.Wrap = s.Wrap
@@ -39,6 +41,11 @@ type Config struct {
 	Cluster Cluster
 	// NewClient returns an admin API client (node passwords are Secrets).
 	NewClient func() (kubernetes.Interface, error)
+	// Settings are the flags a joining server must share with this one.
+	Settings Settings
+	// NewEtcd returns a client of the local etcd member, which adds joining
+	// servers as learners; it is called per join and may return a shared client.
+	NewEtcd func() (EtcdMembers, error)
 }
 
 // Supervisor is the join API's HTTP front.
@@ -72,6 +79,7 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 		_, _ = w.Write([]byte("pong"))
 	})
 	mux.HandleFunc("POST "+NodePath, s.nodeHandler)
+	mux.HandleFunc("POST "+ServerPath, s.serverHandler)
 	mux.Handle("/", next)
 	return mux
 }

@@ -1,0 +1,182 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/supervisor"
+)
+
+// settings are the flags this server must share with the rest of the cluster.
+func settings(cfg Config) supervisor.Settings {
+	return supervisor.Settings{
+		ClusterCIDR:    cfg.ClusterCIDR.String(),
+		ServiceCIDR:    cfg.ServiceCIDR.String(),
+		ClusterDNS:     cfg.ClusterDNS.String(),
+		ClusterDomain:  cfg.ClusterDomain,
+		FlannelBackend: string(cfg.FlannelBackend),
+	}
+}
+
+// joinCluster makes this server a member of the cluster of cfg.JoinURL on
+// its first start: it fetches the cluster CA (pinned by the token), asks the
+// supervisor to add it to etcd as a learner, and writes the cluster's CAs
+// where pki.Generate finds them. It returns etcd's initial-cluster, or ""
+// when there is nothing to join (no --server, or the server has its CAs,
+// so it joined before).
+func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
+	if cfg.JoinURL == "" {
+		return "", nil
+	}
+	want := pki.Layout(cfg.tlsDir())
+	if _, err := os.Stat(want.ServerCA); err == nil {
+		// Joined before: etcd has its data dir and ignores the member list,
+		// or it stopped before etcd first started and needs it.
+		raw, err := os.ReadFile(cfg.initialClusterFile())
+		if errors.Is(err, os.ErrNotExist) {
+			return "", nil
+		}
+		return strings.TrimSpace(string(raw)), err
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	tok, err := join.Parse(cfg.Token)
+	if err != nil {
+		return "", err
+	}
+	caPEM, err := join.FetchCA(ctx, cfg.JoinURL, tok, log)
+	if err != nil {
+		return "", err
+	}
+	sup, err := join.NewSupervisor(cfg.JoinURL, caPEM, tok, join.UserServer)
+	if err != nil {
+		return "", err
+	}
+	defer sup.Close()
+	ip := cfg.AdvertiseIP.String()
+	body, _ := json.Marshal(supervisor.ServerRequest{
+		Name:      cfg.NodeName,
+		PeerURL:   "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.PeerPort)),
+		ClientURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.ClientPort)),
+		Settings:  settings(cfg),
+	})
+	resp, err := sup.Do(ctx, http.MethodPost, supervisor.ServerPath, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return "", fmt.Errorf("join %s as server %s: %s: %s", cfg.JoinURL, cfg.NodeName, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	var answer supervisor.ServerResponse
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
+	}
+	if answer.InitialCluster == "" {
+		return "", fmt.Errorf("join %s: the server sent no etcd member list", cfg.JoinURL)
+	}
+	if err := os.MkdirAll(cfg.serverDir(), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(cfg.initialClusterFile(), []byte(answer.InitialCluster+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := writeCAFiles(want, answer.Files); err != nil {
+		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
+	}
+	log.Info("joined as etcd learner", "component", "server", "server", cfg.JoinURL, "initial_cluster", answer.InitialCluster)
+	return answer.InitialCluster, nil
+}
+
+// writeCAFiles stores the cluster's CAs (keys 0600) under the paths of
+// layout; the server CA is written last, since its presence marks a
+// completed join.
+func writeCAFiles(layout pki.Bundle, files map[string][]byte) error {
+	allowed := map[string]bool{}
+	for _, p := range []string{
+		layout.ServerCA, layout.ServerCAKey, layout.ClientCA, layout.ClientCAKey, layout.RequestHeaderCA, layout.RequestHeaderCAKey,
+		layout.EtcdServerCA, layout.EtcdServerCAKey, layout.EtcdPeerCA, layout.EtcdPeerCAKey, layout.ServiceAccountKey, layout.ServiceAccountPub,
+	} {
+		rel, err := filepath.Rel(layout.Dir, p)
+		if err != nil {
+			return err
+		}
+		allowed[filepath.ToSlash(rel)] = true
+	}
+	for name := range allowed {
+		if _, ok := files[name]; !ok {
+			return fmt.Errorf("the server did not send %s", name)
+		}
+	}
+	serverCA := "server-ca.crt"
+	if rel, err := filepath.Rel(layout.Dir, layout.ServerCA); err == nil {
+		serverCA = filepath.ToSlash(rel)
+	}
+	write := func(name string) error {
+		if !allowed[name] {
+			return fmt.Errorf("the server sent an unexpected file %q", name)
+		}
+		dst := filepath.Join(layout.Dir, filepath.FromSlash(path.Clean(name)))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600
+		}
+		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
+		if err := os.WriteFile(tmp, files[name], mode); err != nil {
+			return err
+		}
+		return os.Rename(tmp, dst)
+	}
+	for name := range files {
+		if name == serverCA {
+			continue
+		}
+		if err := write(name); err != nil {
+			return err
+		}
+	}
+	return write(serverCA)
+}
+
+// etcdMembers returns the supervisor's etcd client factory: one client of
+// the local member, created on first use (etcd is not up when the
+// supervisor is built) and kept for the life of the process.
+func etcdMembers(t etcd.ClientTLS) func() (supervisor.EtcdMembers, error) {
+	var (
+		mu sync.Mutex
+		c  supervisor.EtcdMembers
+	)
+	return func() (supervisor.EtcdMembers, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
+		client, err := etcd.NewClient("https://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort)), t)
+		if err != nil {
+			return nil, err
+		}
+		c = client
+		return c, nil
+	}
+}
