@@ -6,10 +6,19 @@ import (
 	"strconv"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
+
+func endpointSubsets(items []corev1.Endpoints) []corev1.EndpointSubset {
+	var out []corev1.EndpointSubset
+	for _, ep := range items {
+		out = append(out, ep.Subsets...)
+	}
+	return out
+}
 
 // watchEndpoints keeps the server list equal to the addresses of the
 // default/kubernetes Endpoints (every apiserver registers itself there),
@@ -27,11 +36,20 @@ func (lb *LoadBalancer) watchEndpoints(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	var lastErr string
 	for {
-		ep, err := client.CoreV1().Endpoints(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
-		if err == nil {
+		// List, not Get: kube-proxy's role (system:node-proxier) may list
+		// and watch endpoints but not get them.
+		eps, err := client.CoreV1().Endpoints(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=kubernetes"})
+		if err != nil && err.Error() != lastErr && ctx.Err() == nil {
+			lb.cfg.Log.Warn("apiserver load balancer cannot read the kubernetes Endpoints", "component", "loadbalancer", "err", err)
+		}
+		if err != nil {
+			lastErr = err.Error()
+		} else {
+			lastErr = ""
 			var servers []string
-			for _, subset := range ep.Subsets {
+			for _, subset := range endpointSubsets(eps.Items) {
 				for _, port := range subset.Ports {
 					if port.Name != "https" {
 						continue

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
@@ -94,13 +95,17 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	servers := s.cfg.Cluster.Servers
+	if all := s.apiservers(r.Context()); len(all) > 0 {
+		servers = all
+	}
 	resp := NodeResponse{
 		Files:          map[string][]byte{},
 		ClusterCIDR:    s.cfg.Cluster.ClusterCIDR,
 		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
 		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
 		FlannelBackend: s.cfg.Cluster.FlannelBackend,
-		Servers:        s.cfg.Cluster.Servers,
+		Servers:        servers,
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -117,6 +122,32 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// apiservers lists every apiserver of the cluster as https URLs, from the
+// kubernetes Endpoints (each apiserver registers itself there), so that an
+// agent's load balancer knows them all from its first start.
+func (s *Supervisor) apiservers(ctx context.Context) []string {
+	client, err := s.client()
+	if err != nil {
+		return nil
+	}
+	ep, err := client.CoreV1().Endpoints(metav1.NamespaceDefault).Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, subset := range ep.Subsets {
+		for _, port := range subset.Ports {
+			if port.Name != "https" {
+				continue
+			}
+			for _, addr := range subset.Addresses {
+				out = append(out, "https://"+net.JoinHostPort(addr.IP, strconv.Itoa(int(port.Port))))
+			}
+		}
+	}
+	return out
 }
 
 // passwordError is a refused node password.
