@@ -1,31 +1,28 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/kedge-io/kedge/pkg/images/ociimage"
 	"github.com/kedge-io/kedge/tests/e2e/harness"
+	"github.com/kedge-io/kedge/tests/testimage"
 )
 
-const webImage = "kedge.local/webapp:test"
+const webImage = testimage.Name
 
 // TestAgentJoin: a server and an agent that joins it with the token; pods on
 // both; pod-to-pod across nodes over flannel VXLAN, a Service and DNS from
 // the agent's pod.
 func TestAgentJoin(t *testing.T) {
 	c := harness.NewCluster(t)
-	image := buildWebImage(t)
+	image := testimage.Build(t)
 	var a, w *harness.Node
 	c.Step("boot and start server a", func() {
 		a = c.AddNode("a")
-		dropImage(t, a, image)
+		testimage.Drop(t, a.DataDir(), image)
 		a.Start()
 		a.WaitReady(5 * time.Minute)
 	})
@@ -36,7 +33,7 @@ func TestAgentJoin(t *testing.T) {
 	token = strings.TrimSpace(token)
 	c.Step("agent w joins with the token, Ready", func() {
 		w = c.AddNode("w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", token)
-		dropImage(t, w, image)
+		testimage.Drop(t, w.DataDir(), image)
 		w.Start()
 		waitNodeReady(c, a, w, 5*time.Minute)
 	})
@@ -130,36 +127,4 @@ func waitNodeReady(c *harness.Cluster, server, n *harness.Node, timeout time.Dur
 		}
 		return nil
 	})
-}
-
-// buildWebImage builds tests/integration/testdata/webapp into an image tarball.
-func buildWebImage(t *testing.T) []byte {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "webapp")
-	cmd := exec.Command("go", "build", "-o", bin, "../integration/testdata/webapp")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build webapp: %v\n%s", err, out)
-	}
-	raw, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := ociimage.Build(raw, "/webapp", webImage, &buf); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-// dropImage puts the image tarball into the node's images dir, imported on start.
-func dropImage(t *testing.T, n *harness.Node, image []byte) {
-	t.Helper()
-	dir := filepath.Join(n.DataDir(), "agent", "images")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "webapp.tar"), image, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

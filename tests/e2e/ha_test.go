@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kedge-io/kedge/tests/e2e/harness"
+	"github.com/kedge-io/kedge/tests/testimage"
 )
 
 // TestHA: three servers (a; b and c join a) and an agent w. A Deployment
@@ -23,11 +24,11 @@ import (
 // split brain) while the others accept them, and heals when reconnected.
 func TestHA(t *testing.T) {
 	c := harness.NewCluster(t)
-	image := buildWebImage(t)
+	image := testimage.Build(t)
 	var a, b, cc, w *harness.Node
 	c.Step("start server a", func() {
 		a = c.AddNode("a")
-		dropImage(t, a, image)
+		testimage.Drop(t, a.DataDir(), image)
 		a.Start()
 		a.WaitReady(5 * time.Minute)
 	})
@@ -39,14 +40,14 @@ func TestHA(t *testing.T) {
 	aURL := "https://" + a.IP().String() + ":6443"
 	c.Step("server b joins a, Ready", func() {
 		b = c.AddNode("b", "--server", aURL, "--token", token)
-		dropImage(t, b, image)
+		testimage.Drop(t, b.DataDir(), image)
 		b.Start()
 		b.WaitReady(5 * time.Minute)
 		waitNodeReady(c, a, b, 5*time.Minute)
 	})
 	c.Step("server c joins a, Ready; three voting members", func() {
 		cc = c.AddNode("c", "--server", aURL, "--token", token)
-		dropImage(t, cc, image)
+		testimage.Drop(t, cc.DataDir(), image)
 		cc.Start()
 		cc.WaitReady(5 * time.Minute)
 		waitNodeReady(c, a, cc, 5*time.Minute)
@@ -54,7 +55,7 @@ func TestHA(t *testing.T) {
 	})
 	c.Step("agent w joins a, Ready; four nodes Ready", func() {
 		w = c.AddNode("w", "agent", "--server", aURL, "--token", token)
-		dropImage(t, w, image)
+		testimage.Drop(t, w.DataDir(), image)
 		w.Start()
 		waitNodeReady(c, a, w, 5*time.Minute)
 		if nodes := a.MustKubectl("get", "nodes", "-o", "name"); nodes != "node/a\nnode/b\nnode/c\nnode/w" {

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,35 +13,10 @@ import (
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/coredns"
-	"github.com/kedge-io/kedge/pkg/images/ociimage"
+	"github.com/kedge-io/kedge/tests/testimage"
 )
 
-const webImage = "kedge.local/webapp:test"
-
-// buildWebImage compiles testdata/webapp statically and writes it as an image
-// tarball into the node's images dir, where kedge imports it on start.
-func buildWebImage(t *testing.T, dataDir string) {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "webapp")
-	cmd := exec.Command("go", "build", "-o", bin, "./testdata/webapp")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build webapp: %v\n%s", err, out)
-	}
-	raw, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(dataDir, "agent", "images")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := ociimage.Build(raw, "/webapp", webImage, &buf); err != nil {
-		t.Fatal(err)
-	}
-	write(t, filepath.Join(dir, "webapp.tar"), buf.String())
-}
+const webImage = testimage.Name
 
 const webManifest = `apiVersion: apps/v1
 kind: Deployment
@@ -78,7 +52,7 @@ spec:
 // locally built image, Services, DNS, restart, a missing image, killall.
 func TestNode(t *testing.T) {
 	n := newNode(t)
-	buildWebImage(t, n.dataDir())
+	testimage.Drop(t, n.dataDir(), testimage.Build(t))
 	t.Cleanup(func() { n.killall() })
 	n.start("--kubelet-arg", "max-pods=50")
 	n.waitReady(3 * time.Minute)
