@@ -21,20 +21,12 @@ func TestAgentJoin(t *testing.T) {
 	image := testimage.Build(t)
 	var a, w *harness.Node
 	c.Step("boot and start server a", func() {
-		a = c.AddNode("a")
-		testimage.Drop(t, a.DataDir(), image)
-		a.Start()
+		a = startNode(t, c, image, "a")
 		a.WaitReady(5 * time.Minute)
 	})
-	token, err := a.Exec("cat", "/var/lib/kedge/server/token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	token = strings.TrimSpace(token)
+	token := joinToken(t, a)
 	c.Step("agent w joins with the token, Ready", func() {
-		w = c.AddNode("w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", token)
-		testimage.Drop(t, w.DataDir(), image)
-		w.Start()
+		w = startNode(t, c, image, "w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", token)
 		waitNodeReady(c, a, w, 5*time.Minute)
 	})
 	c.Step("a pod on each node", func() {
@@ -113,6 +105,26 @@ func TestAgentJoin(t *testing.T) {
 		}
 	})
 	t.Log("\n" + c.Summary())
+}
+
+// joinToken reads the join token the first server wrote.
+func joinToken(t *testing.T, server *harness.Node) string {
+	t.Helper()
+	token, err := server.Exec("cat", "/var/lib/kedge/server/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(token)
+}
+
+// startNode boots a node with the test image in its images dir and starts
+// kedge on it with args (a role, then flags; none: a first server).
+func startNode(t *testing.T, c *harness.Cluster, image []byte, name string, args ...string) *harness.Node {
+	t.Helper()
+	n := c.AddNode(name, args...)
+	testimage.Drop(t, n.DataDir(), image)
+	n.Start()
+	return n
 }
 
 // waitNodeReady waits until server sees node n Ready and n logged ready.

@@ -27,36 +27,24 @@ func TestHA(t *testing.T) {
 	image := testimage.Build(t)
 	var a, b, cc, w *harness.Node
 	c.Step("start server a", func() {
-		a = c.AddNode("a")
-		testimage.Drop(t, a.DataDir(), image)
-		a.Start()
+		a = startNode(t, c, image, "a")
 		a.WaitReady(5 * time.Minute)
 	})
-	token, err := a.Exec("cat", "/var/lib/kedge/server/token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	token = strings.TrimSpace(token)
+	token := joinToken(t, a)
 	aURL := "https://" + a.IP().String() + ":6443"
 	c.Step("server b joins a, Ready", func() {
-		b = c.AddNode("b", "--server", aURL, "--token", token)
-		testimage.Drop(t, b.DataDir(), image)
-		b.Start()
+		b = startNode(t, c, image, "b", "--server", aURL, "--token", token)
 		b.WaitReady(5 * time.Minute)
 		waitNodeReady(c, a, b, 5*time.Minute)
 	})
 	c.Step("server c joins a, Ready; three voting members", func() {
-		cc = c.AddNode("c", "--server", aURL, "--token", token)
-		testimage.Drop(t, cc.DataDir(), image)
-		cc.Start()
+		cc = startNode(t, c, image, "c", "--server", aURL, "--token", token)
 		cc.WaitReady(5 * time.Minute)
 		waitNodeReady(c, a, cc, 5*time.Minute)
 		waitVoters(c, a, "a voter,b voter,c voter", 2*time.Minute)
 	})
 	c.Step("agent w joins a, Ready; four nodes Ready", func() {
-		w = c.AddNode("w", "agent", "--server", aURL, "--token", token)
-		testimage.Drop(t, w.DataDir(), image)
-		w.Start()
+		w = startNode(t, c, image, "w", "agent", "--server", aURL, "--token", token)
 		waitNodeReady(c, a, w, 5*time.Minute)
 		if nodes := a.MustKubectl("get", "nodes", "-o", "name"); nodes != "node/a\nnode/b\nnode/c\nnode/w" {
 			t.Fatalf("nodes: %q", nodes)

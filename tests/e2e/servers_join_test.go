@@ -24,11 +24,7 @@ func TestServerJoin(t *testing.T) {
 		a.Start()
 		a.WaitReady(5 * time.Minute)
 	})
-	token, err := a.Exec("cat", "/var/lib/kedge/server/token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	token = strings.TrimSpace(token)
+	token := joinToken(t, a)
 	aURL := "https://" + a.IP().String() + ":6443"
 	c.Step("server b joins with --server and --token; a sees node b Ready", func() {
 		b = c.AddNode("b", "--server", aURL, "--token", token)
