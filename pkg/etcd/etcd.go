@@ -71,6 +71,7 @@ func (c Config) ClientURL() string {
 type Etcd struct {
 	cfg     Config
 	closing atomic.Bool
+	removed atomic.Bool
 	mu      sync.Mutex
 	e       *embed.Etcd
 	errc    chan error
@@ -111,7 +112,7 @@ func (m *Etcd) Start(ctx context.Context) error {
 		level = zapcore.InfoLevel
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{
-		log: m.cfg.Log.With("component", "etcd"), level: level, closing: &m.closing,
+		log: m.cfg.Log.With("component", "etcd"), level: level, closing: &m.closing, removed: &m.removed,
 	}))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -120,11 +121,7 @@ func (m *Etcd) Start(ctx context.Context) error {
 	m.mu.Lock()
 	m.e = e
 	m.mu.Unlock()
-	go func() {
-		if err, ok := <-e.Err(); ok && err != nil {
-			m.errc <- err
-		}
-	}()
+	go m.watch(e)
 	m.cfg.Log.Info("etcd started", "component", "etcd", "name", m.cfg.Name, "dir", m.cfg.DataDir, "client", m.cfg.ClientURL())
 	return nil
 }
@@ -209,6 +206,36 @@ func knownKeys() map[string]bool {
 		}
 	}
 	return keys
+}
+
+// ErrRemoved means this member was removed from the cluster's etcd (by
+// `kedge etcd member-remove`, or because its server's Node was deleted)
+// and etcd stopped: its data dir can never serve again.
+var ErrRemoved = errors.New("this server was removed from the cluster's etcd membership")
+
+// watch reports the member's failure: a listener error, or etcd stopping
+// by itself — ErrRemoved when it stopped because it was removed.
+func (m *Etcd) watch(e *embed.Etcd) {
+	var err error
+	select {
+	case lerr, ok := <-e.Err():
+		if !ok || lerr == nil {
+			return
+		}
+		err = lerr
+	case <-e.Server.StopNotify():
+		err = errors.New("etcd: the member stopped")
+	}
+	if m.closing.Load() {
+		return
+	}
+	if m.removed.Load() {
+		err = ErrRemoved
+	}
+	select {
+	case m.errc <- err:
+	default:
+	}
 }
 
 // Ready waits until the member has joined the cluster and serves.

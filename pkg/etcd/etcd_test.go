@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -374,6 +375,22 @@ func TestStartStopRestart(t *testing.T) {
 	defer c.Close()
 	if resp, err := c.Get(ctx, "/kedge/test"); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "value-1" {
 		t.Fatalf("Get after restart = %v, %v", resp, err)
+	}
+
+	// The membership as `kedge etcd member-list` shows it: one healthy
+	// voter, probed over its advertised client URL; it cannot be removed.
+	members, err := Members(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 1 || members[0].Name != "test" || members[0].Learner || !members[0].Healthy {
+		t.Fatalf("Members = %+v", members)
+	}
+	if _, err := RemoveMember(ctx, c, "test"); !errors.Is(err, ErrOnlyMember) {
+		t.Fatalf("RemoveMember(only member) = %v, want ErrOnlyMember", err)
+	}
+	if _, err := RemoveMember(ctx, c, "other"); err == nil || !strings.Contains(err.Error(), `no etcd member is named "other" (members: test)`) {
+		t.Fatalf("RemoveMember(unknown) = %v", err)
 	}
 	stop(m)
 }

@@ -18,7 +18,16 @@ type slogCore struct {
 	// closing is set while the member shuts down: etcd then logs every
 	// listener it closes as "setting up serving … failed", which is noise.
 	closing *atomic.Bool
+	// removed is set when etcd says its data dir must be removed: the
+	// member was removed from the cluster (while it ran, or while it was
+	// down and the other members now refuse it).
+	removed *atomic.Bool
 }
+
+// removedMessage is what etcd logs when it stops because this member was
+// removed from the cluster (etcdserver's run loop, on its error channel,
+// which carries only the removal).
+const removedMessage = "data-dir used by this member must be removed"
 
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
 
@@ -38,6 +47,9 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if c.closing.Load() && e.Message == "setting up serving from embedded etcd failed." {
 		return nil
+	}
+	if e.Message == removedMessage {
+		c.removed.Store(true)
 	}
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range c.fields {

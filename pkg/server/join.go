@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -39,13 +41,17 @@ func settings(cfg Config) supervisor.Settings {
 // supervisor to add it to etcd as a learner, and writes the cluster's CAs
 // where pki.Generate finds them. It returns etcd's initial-cluster, or ""
 // when there is nothing to join (no --server, or the server has its CAs,
-// so it joined before).
+// so it joined before — unless its etcd member was removed since: then it
+// joins again).
 func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
-	if cfg.JoinURL == "" {
-		return "", nil
+	removed, err := checkRemoved(cfg)
+	if err != nil || cfg.JoinURL == "" {
+		return "", err
 	}
 	want := pki.Layout(cfg.tlsDir())
-	if _, err := os.Stat(want.ServerCA); err == nil {
+	if _, err := os.Stat(want.ServerCA); removed {
+		log.Info("this server was removed from the cluster's etcd; joining again", "component", "server", "server", cfg.JoinURL)
+	} else if err == nil {
 		// Joined before: etcd has its data dir and ignores the member list,
 		// or it stopped before etcd first started and needs it.
 		raw, err := os.ReadFile(cfg.initialClusterFile())
@@ -100,6 +106,9 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 	}
 	if err := writeCAFiles(want, answer.Files); err != nil {
 		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
+	}
+	if err := os.Remove(cfg.removedFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
 	}
 	log.Info("joined as etcd learner", "component", "server", "server", cfg.JoinURL, "initial_cluster", answer.InitialCluster)
 	return answer.InitialCluster, nil
@@ -158,15 +167,15 @@ func writeCAFiles(layout pki.Bundle, files map[string][]byte) error {
 	return write(serverCA)
 }
 
-// etcdMembers returns the supervisor's etcd client factory: one client of
-// the local member, created on first use (etcd is not up when the
-// supervisor is built) and kept for the life of the process.
-func etcdMembers(t etcd.ClientTLS) func() (supervisor.EtcdMembers, error) {
+// localEtcd returns a factory of the client of the local etcd member,
+// created on first use (etcd is not up when the components are built) and
+// shared for the life of the process.
+func localEtcd(t etcd.ClientTLS) func() (*clientv3.Client, error) {
 	var (
 		mu sync.Mutex
-		c  supervisor.EtcdMembers
+		c  *clientv3.Client
 	)
-	return func() (supervisor.EtcdMembers, error) {
+	return func() (*clientv3.Client, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if c != nil {

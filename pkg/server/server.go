@@ -24,6 +24,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/etcdnode"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -72,6 +73,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	adminKubeconfig := filepath.Join(cfg.credDir(), "admin.kubeconfig")
+	etcdClient := localEtcd(etcd.ClientTLS{CA: certs.EtcdServerCA, Cert: certs.EtcdClientCert, Key: certs.EtcdClientKey})
 	sup, err := supervisor.New(supervisor.Config{
 		CACertFile: certs.ServerCA,
 		Secret:     tok.Secret,
@@ -84,7 +86,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
 		Settings: settings(cfg),
-		NewEtcd:  etcdMembers(etcd.ClientTLS{CA: certs.EtcdServerCA, Cert: certs.EtcdClientCert, Key: certs.EtcdClientKey}),
+		NewEtcd:  func() (supervisor.EtcdMembers, error) { return etcdClient() },
 		NewClient: func() (kubernetes.Interface, error) {
 			rest, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
 			if err != nil {
@@ -146,6 +148,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Log:        log,
 	}))
+	m.Add(etcdnode.New(etcdnode.Config{
+		Kubeconfig: adminKubeconfig,
+		NodeName:   ownNode(cfg),
+		Etcd:       etcdClient,
+		Log:        log,
+	}))
 
 	if !cfg.DisableAgent {
 		node, err := nodeConfig(cfg, certs, kubeconfigs["admin.kubeconfig"], log)
@@ -166,6 +174,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))
 			return nil // a requested stop, not a failure
 		}
+		if errors.Is(err, etcd.ErrRemoved) {
+			return leaveCluster(cfg, log)
+		}
 		return err
 	}
 	admin := kubeconfigs["admin.kubeconfig"]
@@ -184,6 +195,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	begin := time.Now()
 	err = errors.Join(runErr, stop(m))
+	if errors.Is(runErr, etcd.ErrRemoved) {
+		err = leaveCluster(cfg, log)
+	}
 	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return err
 }
