@@ -30,7 +30,7 @@ test: unit integration smoke
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
 unit: helpers
-	KEDGE_TEST_BINDIR=$(CURDIR)/pkg/embedded/assets/bin $(GO) test -count=1 ./cmd/... ./pkg/...
+	KEDGE_TEST_BINDIR=$(CURDIR)/pkg/embedded/assets/bin $(GO) test -count=1 ./cmd/... ./pkg/... ./bench/...
 
 integration: build
 	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 15m ./tests/integration/...
@@ -44,9 +44,15 @@ smoke: build
 e2e: build
 	KEDGE_BIN=$(BIN) $(GO) test -count=1 -v -timeout 30m ./tests/e2e/
 
-## bench: kedge against the upstream separate-process setup (not built yet: issue "Benchmarks")
-bench:
-	@echo "make bench: the benchmarks (bench/) do not exist yet" >&2; exit 1
+## bench: kedge against the upstream components as separate processes (root, ~1 h, not in CI):
+## builds both, runs each setup BENCH_RUNS times alternating, prints one Markdown table (also
+## bin/bench.md; logs in /var/tmp/kedge-bench). BENCH_FLAGS=-quick for a short development run.
+BENCH_RUNS ?= 3
+bench: build
+	@test "$$(id -u)" = 0 || { echo "make bench runs clusters on this host: run it as root" >&2; exit 1; }
+	GO=$(GO) scripts/bench-build.sh
+	$(GO) build -o bin/kedge-bench ./bench/cmd/kedge-bench
+	bin/kedge-bench -kedge $(BIN) -baseline-bin $(CURDIR)/bench/bin -repo $(CURDIR) -runs $(BENCH_RUNS) -out bin/bench.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// LoadConfig is the API load: Creates ConfigMaps from Clients concurrent
+// clients (each its own client-go clientset and connection), then Lists
+// LISTs of them, one after the other.
+type LoadConfig struct {
+	Namespace string // created if missing
+	Creates   int    // 2000
+	Clients   int    // 16
+	Lists     int    // 200
+	DataBytes int    // size of each ConfigMap's one value
+}
+
+// LoadResult is what the load measured.
+type LoadResult struct {
+	CreateWall    time.Duration   // first create sent → last create answered
+	Creates       []time.Duration // latency of each create
+	Lists         []time.Duration // latency of each LIST
+	ListedObjects int             // items in the last LIST
+}
+
+// Throughput is creates per second over the wall time.
+func (r LoadResult) Throughput() float64 {
+	if r.CreateWall <= 0 {
+		return 0
+	}
+	return float64(len(r.Creates)) / r.CreateWall.Seconds()
+}
+
+// APILoad runs the load against the apiserver cfg points at. Any failed
+// request fails the whole load: a benchmark of errors is no benchmark.
+func APILoad(ctx context.Context, cfg *rest.Config, lc LoadConfig) (LoadResult, error) {
+	if lc.Clients < 1 || lc.Creates < 1 {
+		return LoadResult{}, fmt.Errorf("load: need at least one client and one create")
+	}
+	clients := make([]kubernetes.Interface, lc.Clients)
+	for i := range clients {
+		c := rest.CopyConfig(cfg)
+		c.UserAgent = fmt.Sprintf("kedge-bench/%d", i)
+		// client-go caches transports; a dialer of its own keeps each
+		// clientset off the shared one, so each has its own connection.
+		c.Dial = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		cs, err := kubernetes.NewForConfig(c)
+		if err != nil {
+			return LoadResult{}, fmt.Errorf("load: client: %w", err)
+		}
+		clients[i] = cs
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lc.Namespace}}
+	if _, err := clients[0].CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return LoadResult{}, fmt.Errorf("load: namespace: %w", err)
+	}
+	data := strings.Repeat("x", lc.DataBytes)
+
+	var res LoadResult
+	res.Creates = make([]time.Duration, lc.Creates)
+	next := make(chan int)
+	errc := make(chan error, lc.Clients)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for _, cs := range clients {
+		wg.Add(1)
+		go func(cs kubernetes.Interface) {
+			defer wg.Done()
+			for i := range next {
+				cm := &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%05d", i)},
+					Data:       map[string]string{"v": data},
+				}
+				t := time.Now()
+				_, err := cs.CoreV1().ConfigMaps(lc.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+				res.Creates[i] = time.Since(t)
+				if err != nil {
+					errc <- fmt.Errorf("load: create %s: %w", cm.Name, err)
+					return
+				}
+			}
+		}(cs)
+	}
+	var failed error
+feed:
+	for i := 0; i < lc.Creates; i++ {
+		select {
+		case next <- i:
+		case failed = <-errc:
+			break feed
+		case <-ctx.Done():
+			failed = ctx.Err()
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	res.CreateWall = time.Since(begin)
+	if failed == nil {
+		select {
+		case failed = <-errc:
+		default:
+		}
+	}
+	if failed != nil {
+		return LoadResult{}, failed
+	}
+
+	for i := 0; i < lc.Lists; i++ {
+		t := time.Now()
+		l, err := clients[0].CoreV1().ConfigMaps(lc.Namespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return LoadResult{}, fmt.Errorf("load: list: %w", err)
+		}
+		res.Lists = append(res.Lists, time.Since(t))
+		res.ListedObjects = len(l.Items)
+	}
+	return res, nil
+}
