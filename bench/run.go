@@ -80,6 +80,7 @@ func RunServer(ctx context.Context, s Setup, exited <-chan struct{}, p Plan, r *
 		return err
 	}
 	defer func() {
+		logRestarts(log, s)
 		log.Info("stop")
 		if serr := s.Stop(context.WithoutCancel(ctx)); serr != nil {
 			err = errors.Join(err, fmt.Errorf("%s: stop: %w", s.Name(), serr))
@@ -206,6 +207,7 @@ func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName stri
 		return err
 	}
 	defer func() {
+		logRestarts(log, n)
 		log.Info("stop")
 		if serr := n.Stop(context.WithoutCancel(ctx)); serr != nil {
 			err = errors.Join(err, fmt.Errorf("%s node: stop: %w", n.Name(), serr))
@@ -237,6 +239,26 @@ func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName stri
 	r.Add(MetricNodeRSS, n.Name(), float64(u.RSS)/mib)
 	r.Add(MetricNodePSS, n.Name(), float64(u.PSS)/mib)
 	return nil
+}
+
+// restarter is a setup of supervised processes that counts their restarts
+// (the baseline, as systemd would restart them).
+type restarter interface {
+	Restarts() map[string]int
+}
+
+// logRestarts warns about processes of s that exited and were restarted
+// during the run: their figures include a crash.
+func logRestarts(log *slog.Logger, s Setup) {
+	r, ok := s.(restarter)
+	if !ok {
+		return
+	}
+	for name, n := range r.Restarts() {
+		if n > 0 {
+			log.Warn("process restarted during the run", "process", name, "restarts", n)
+		}
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
