@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/grpclog"
 
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/server"
@@ -86,6 +87,9 @@ func withLocalEtcd(dataDir string, f func(context.Context, *clientv3.Client) err
 			return fmt.Errorf("--data-dir %s: %w", dataDir, err)
 		}
 	}
+	// The probes of members that are down make gRPC log every failed dial
+	// (through klog, on stderr); the table says it once per member.
+	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)

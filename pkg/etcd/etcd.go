@@ -113,7 +113,7 @@ func (m *Etcd) Start(ctx context.Context) error {
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{
 		log: m.cfg.Log.With("component", "etcd"), level: level, closing: &m.closing, removed: &m.removed,
-	}))
+	}, zap.WithPanicHook(removedPanicHook{})))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("etcd: start: %w", err)

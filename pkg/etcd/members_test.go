@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -124,4 +125,28 @@ func TestRemovedMessageSetsRemoved(t *testing.T) {
 	if !removed.Load() {
 		t.Fatal("removed not set by etcd's removal line")
 	}
+}
+
+// TestRemovedPanicHook: etcd's panic on a removed member ends only the
+// goroutine that hit it; every other etcd panic still panics.
+func TestRemovedPanicHook(t *testing.T) {
+	var closing, removed atomic.Bool
+	log := zap.New(&slogCore{log: slog.New(slog.NewTextHandler(io.Discard, nil)), level: zapcore.WarnLevel, closing: &closing, removed: &removed},
+		zap.WithPanicHook(removedPanicHook{}))
+	returned, unwound := false, make(chan struct{})
+	go func() {
+		defer close(unwound)
+		log.Panic(localMemberGone)
+		returned = true
+	}()
+	<-unwound
+	if returned {
+		t.Fatal("the removed-member panic returned to its caller")
+	}
+	defer func() {
+		if r := recover(); r != "another invariant" {
+			t.Fatalf("recover() = %v, want etcd's other panics kept", r)
+		}
+	}()
+	log.Panic("another invariant")
 }

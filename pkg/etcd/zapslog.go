@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync/atomic"
 
@@ -28,6 +29,26 @@ type slogCore struct {
 // removed from the cluster (etcdserver's run loop, on its error channel,
 // which carries only the removal).
 const removedMessage = "data-dir used by this member must be removed"
+
+// removedPanicHook keeps etcd's panics, except the one a removed member
+// hits in the second before it stops: a status request then finds the local
+// member gone from the membership and etcd panics
+// ("failed to find local ID in cluster members", membership.RaftCluster's
+// IsLocalMemberLearner), which would kill the whole kedge process before it
+// can stop cleanly. That request's goroutine ends instead (the client times
+// out); the member stops by itself a moment later.
+type removedPanicHook struct{}
+
+func (removedPanicHook) OnWrite(ce *zapcore.CheckedEntry, fields []zapcore.Field) {
+	if ce.Message == localMemberGone {
+		runtime.Goexit()
+	}
+	zapcore.WriteThenPanic.OnWrite(ce, fields)
+}
+
+// localMemberGone is etcd's panic when the local member is not in the
+// membership any more.
+const localMemberGone = "failed to find local ID in cluster members"
 
 func (c *slogCore) Enabled(l zapcore.Level) bool { return l >= c.level }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/etcd"
@@ -58,9 +59,8 @@ func checkRemoved(cfg Config) (bool, error) {
 		return false, err
 	}
 	if cfg.JoinURL == "" {
-		return true, fmt.Errorf("this server was %s"+
-			"start it with --server https://<a server of the cluster>:6443 --token <token> to join again, or delete %s to start a new cluster",
-			raw, cfg.serverDir())
+		return true, fmt.Errorf("this server was %s (%s): start it with --server https://<a server of the cluster>:6443 --token <token> to join again, or delete %s to start a new cluster",
+			strings.TrimSpace(string(raw)), cfg.removedFile(), cfg.serverDir())
 	}
 	return true, nil
 }
