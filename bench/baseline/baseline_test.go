@@ -384,3 +384,100 @@ func dumpLogs(t *testing.T, dir string) {
 		t.Logf("--- %s ---\n%s", filepath.Base(f), raw)
 	}
 }
+
+// TestNodeJoinsKedgeServer runs a baseline Node against `kedge server
+// --disable-agent` (root, bench/bin built, KEDGE_BIN set): the node joins
+// with certificates from the server's CAs and becomes Ready.
+func TestNodeJoinsKedgeServer(t *testing.T) {
+	paths := RepoPaths(repo(t))
+	if err := paths.Check(); err != nil {
+		t.Skipf("baseline not built: %v", err)
+	}
+	kedge := os.Getenv("KEDGE_BIN")
+	if kedge == "" || os.Geteuid() != 0 {
+		t.Skip("needs root and KEDGE_BIN (a kedge binary)")
+	}
+	dir := t.TempDir()
+	serverDir := filepath.Join(dir, "kedge")
+	logf, err := os.Create(filepath.Join(dir, "kedge.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	srv := exec.Command(kedge, "server", "--disable-agent", "--data-dir", serverDir,
+		"--write-kubeconfig", filepath.Join(dir, "kedge.yaml"))
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		srv.Process.Signal(os.Interrupt)
+		srv.Wait()
+		if t.Failed() {
+			raw, _ := os.ReadFile(logf.Name())
+			if len(raw) > 3000 {
+				raw = raw[len(raw)-3000:]
+			}
+			t.Logf("kedge.log:\n%s", raw)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	admin := filepath.Join(serverDir, "server", "cred", "admin.kubeconfig")
+	if err := poll(ctx, 200*time.Millisecond, func(context.Context) (bool, error) { return fileExists(admin), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitAPIServer(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	ip := defaultNodeIP()
+	n := NewNode(NodeConfig{
+		Paths:           paths,
+		DataDir:         filepath.Join(dir, "node"),
+		ServerURL:       "https://" + net.JoinHostPort(ip.String(), "6443"),
+		ServerTLSDir:    filepath.Join(serverDir, "server", "tls"),
+		AdminKubeconfig: admin,
+	})
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			n.Stop(context.Background())
+		}
+		if t.Failed() {
+			dumpLogs(t, filepath.Join(dir, "node", "logs"))
+		}
+	}()
+	c, err := client(n.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	err = poll(ctx, 200*time.Millisecond, func(ctx context.Context) (bool, error) {
+		ok, _ := nodeReady(ctx, c, host)
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("node Ready: %v", err)
+	}
+	pids, _ := n.PIDs()
+	t.Logf("exec → node Ready: %s; processes %v; RSS %d MiB", time.Since(n.ExecTime()).Round(time.Millisecond),
+		n.Processes(), rssSum(pids)>>20)
+	stopped = true
+	if err := n.Stop(context.Background()); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	for _, pid := range pids {
+		if alive(pid) {
+			t.Errorf("pid %d still running", pid)
+		}
+	}
+	if !alive(srv.Process.Pid) {
+		t.Error("the kedge server stopped with the node")
+	}
+	if _, err := net.InterfaceByName("cni0"); err == nil {
+		t.Error("cni0 still there")
+	}
+}

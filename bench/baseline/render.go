@@ -150,13 +150,15 @@ type node struct {
 }
 
 // Node paths.
-func (n node) containerdRoot() string   { return filepath.Join(n.dir, "containerd") }
-func (n node) containerdState() string  { return filepath.Join(n.opts.RunDir, "containerd") }
-func (n node) containerdAddress() string { return filepath.Join(n.containerdState(), "containerd.sock") }
-func (n node) cniConfDir() string       { return filepath.Join(n.dir, "etc", "cni", "net.d") }
-func (n node) flannelDir() string       { return filepath.Join(n.dir, "etc", "flannel") }
-func (n node) subnetFile() string       { return filepath.Join(n.flannelDir(), "subnet.env") }
-func (n node) etcDir() string           { return filepath.Join(n.dir, "etc") }
+func (n node) containerdRoot() string  { return filepath.Join(n.dir, "containerd") }
+func (n node) containerdState() string { return filepath.Join(n.opts.RunDir, "containerd") }
+func (n node) containerdAddress() string {
+	return filepath.Join(n.containerdState(), "containerd.sock")
+}
+func (n node) cniConfDir() string { return filepath.Join(n.dir, "etc", "cni", "net.d") }
+func (n node) flannelDir() string { return filepath.Join(n.dir, "etc", "flannel") }
+func (n node) subnetFile() string { return filepath.Join(n.flannelDir(), "subnet.env") }
+func (n node) etcDir() string     { return filepath.Join(n.dir, "etc") }
 
 // snapshotter picks overlayfs where it works under the containerd root, as kedge does.
 func (n node) snapshotter() string {
