@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 )
 
 // ChurnConfig is the pod churn: a Deployment of Image scaled 0 → Replicas → 0.
@@ -68,12 +69,17 @@ func Churn(ctx context.Context, cs kubernetes.Interface, c ChurnConfig) (ChurnRe
 func scaleAndWait(ctx context.Context, cs kubernetes.Interface, c ChurnConfig, n int32, selector string) (time.Duration, error) {
 	deps := cs.AppsV1().Deployments(c.Namespace)
 	begin := time.Now()
-	scale, err := deps.GetScale(ctx, c.Name, metav1.GetOptions{})
+	// The deployment controller writes the status meanwhile: retry a conflict.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		scale, err := deps.GetScale(ctx, c.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		scale.Spec.Replicas = n
+		_, err = deps.UpdateScale(ctx, c.Name, scale, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		return 0, fmt.Errorf("churn: get scale: %w", err)
-	}
-	scale.Spec.Replicas = n
-	if _, err := deps.UpdateScale(ctx, c.Name, scale, metav1.UpdateOptions{}); err != nil {
 		return 0, fmt.Errorf("churn: scale to %d: %w", n, err)
 	}
 	deadline := time.Now().Add(c.Timeout)

@@ -138,10 +138,16 @@ func run(ctx context.Context, o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("runs clusters on this host: run as root")
 	}
-	kedgeBin, err := filepath.Abs(o.kedgeBin)
-	if err != nil {
-		return err
+	// Absolute paths: the setups exec from their own directories.
+	for _, p := range []*string{&o.kedgeBin, &o.baselineBin, &o.repo, &o.work} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return err
+		}
+		*p = abs
 	}
+	kedgeBin := o.kedgeBin
+	var err error
 	if _, err := os.Stat(kedgeBin); err != nil {
 		return fmt.Errorf("-kedge: %w (make build)", err)
 	}
@@ -165,6 +171,17 @@ func run(ctx context.Context, o options) error {
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, logFile), nil))
 	o.plan.Log = log
 
+	// kedge runs from a private copy of the binary, and the control plane
+	// the nodes join from another: a process shares the page cache of its
+	// executable with every other process running the same file (another
+	// kedge on the host, a test), which would lower its PSS below what it
+	// is on a host of its own. Both keep the name kedge (multicall, killall).
+	runBin, serverBin := filepath.Join(o.work, "bin", "kedge"), filepath.Join(o.work, "control-plane-bin", "kedge")
+	for _, dst := range []string{runBin, serverBin} {
+		if err := copyExecutable(kedgeBin, dst); err != nil {
+			return err
+		}
+	}
 	image, err := buildImage(ctx, o.repo, o.work)
 	if err != nil {
 		return err
@@ -192,7 +209,7 @@ func run(ctx context.Context, o options) error {
 	setups := []setup{{
 		name: "kedge",
 		server: func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
-			k := bench.NewKedge(bench.KedgeConfig{Bin: kedgeBin, Dir: dir, Role: "server", Images: []string{image},
+			k := bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: dir, Role: "server", Images: []string{image},
 				Args: []string{"--node-name", "bench"}, Log: w})
 			return k, k.Exited()
 		},
@@ -212,15 +229,6 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
-	// The control plane the nodes join runs from a copy of bin/kedge: the
-	// kedge agent would otherwise share the executable's page-cache pages
-	// with it, which lowers the agent's PSS below what it is on its own host.
-	serverBin := filepath.Join(o.work, "kedge-control-plane")
-	if o.only["agent"] {
-		if err := copyExecutable(kedgeBin, serverBin); err != nil {
-			return err
-		}
-	}
 	for i := 1; i <= o.runs && o.only["agent"]; i++ {
 		for _, s := range setups {
 			if err := withLog(o.work, fmt.Sprintf("%s-node-%d.log", s.name, i), func(w io.Writer) error {
@@ -231,7 +239,7 @@ func run(ctx context.Context, o options) error {
 				switch s.name {
 				case "kedge":
 					node = func(url, token string) bench.Setup {
-						return bench.NewKedge(bench.KedgeConfig{Bin: kedgeBin, Dir: filepath.Join(o.work, "agent"), Role: "agent",
+						return bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: filepath.Join(o.work, "agent"), Role: "agent",
 							Args: []string{"--server", url, "--token", token, "--node-name", "bench-node"}, AdminKC: server.Kubeconfig(), Log: w})
 					}
 				default:
@@ -309,6 +317,9 @@ func withLog(work, name string, f func(io.Writer) error) error {
 func copyExecutable(src, dst string) error {
 	raw, err := os.ReadFile(src)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	return os.WriteFile(dst, raw, 0o755)
