@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/killall"
 	"github.com/kedge-io/kedge/tests/testimage"
 )
 
@@ -352,6 +353,9 @@ func TestServerRuns(t *testing.T) {
 	}
 	if _, err := net.InterfaceByName("flannel.1"); err == nil {
 		t.Error("flannel.1 still there")
+	}
+	if out, err := exec.Command("iptables-save").Output(); err == nil && killall.FilterRules(string(out)) != string(out) {
+		t.Errorf("KUBE-/CNI-/FLANNEL iptables rules left:\n%s", out)
 	}
 }
 
