@@ -10,6 +10,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/loadbalancer"
 )
@@ -70,6 +71,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 		return err
 	}
 	log.Info("kedge agent ready", "node", node.NodeName, "server", serverURL)
+	go footprint.Keep(ctx, log)
 	var runErr error
 	select {
 	case <-ctx.Done():

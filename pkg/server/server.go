@@ -24,6 +24,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
+	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/manifests"
@@ -185,6 +186,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return errors.Join(err, stop(m))
 	}
 	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
+	go footprint.Keep(ctx, log)
 
 	var runErr error
 	select {
