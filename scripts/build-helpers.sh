@@ -7,6 +7,12 @@
 #   bin/crictl               sigs.k8s.io/cri-tools (kedge crictl runs it)
 #   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
 #   stamps/<asset>           what each asset was built from
+# and packs them into pkg/embedded/packed/, which is what the kedge binary
+# embeds (pkg/embedded): manifest (sha256, mode, size, name of each file),
+# assets.tar.zst (one tar of bin/ and images/, zstd -19 --long=26: one
+# archive with a window larger than all of it compresses the Go code the
+# helpers share, ~2.5 MB less than the files compressed one by one) and
+# stamps. Packing needs the zstd command (Debian: zstd).
 # Versions and the pause image tag come from pkg/embedded/versions.go; the
 # shim's containerd version (and its dependencies' versions) from go.mod.
 # Incremental: an asset whose stamp is unchanged is not rebuilt.
@@ -19,6 +25,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GO=${GO:-go}
 ASSETS=pkg/embedded/assets
 STAMPS=$ASSETS/stamps
+PACKED=pkg/embedded/packed
 RUNC_STATIC=${RUNC_STATIC:-1}
 
 log() { echo "build-helpers: $*" >&2; }
@@ -205,3 +212,33 @@ else
 	place "$tmp/pause.tar" "$ASSETS/images/pause.tar" 0644
 	echo "$pause_stamp" >"$STAMPS/pause"
 fi
+
+# pack: what the binary embeds. The manifest names the content; the archive
+# is rebuilt only when it changes (or the zstd settings do). The decoder in
+# pkg/embedded accepts windows up to --long=26.
+command -v zstd >/dev/null || die "zstd not found (Debian: apt-get install zstd; scripts/deps.sh installs it)"
+zstd_args=(-19 --long=26)
+mkdir -p "$PACKED"
+pack_files=$(cd "$ASSETS" && find bin images -type f | LC_ALL=C sort)
+: >"$tmp/manifest"
+for f in $pack_files; do
+	mode=0644
+	[ "${f%%/*}" = bin ] && mode=0755
+	printf '%s %s %s %s\n' "$(sha256sum <"$ASSETS/$f" | cut -d' ' -f1)" "$mode" "$(stat -c %s "$ASSETS/$f")" "$f" >>"$tmp/manifest"
+done
+for f in "$STAMPS"/*; do
+	[ "${f##*/}" = pack ] || printf '%s: %s\n' "${f##*/}" "$(cat "$f")"
+done >"$tmp/stamps"
+pack_stamp="manifest=$(sha256sum <"$tmp/manifest" | cut -d' ' -f1) zstd=[${zstd_args[*]}]"
+if uptodate pack "$pack_stamp" "$PACKED/manifest" "$PACKED/assets.tar.zst" && cmp -s "$tmp/manifest" "$PACKED/manifest"; then
+	log "packed assets up to date"
+else
+	log "packing the assets into $PACKED (zstd ${zstd_args[*]}, a minute)"
+	# shellcheck disable=SC2086 # pack_files: names without spaces
+	tar -C "$ASSETS" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -cf - $pack_files |
+		zstd -q "${zstd_args[@]}" -T0 -o "$tmp/assets.tar.zst" || die "packing the assets failed"
+	place "$tmp/assets.tar.zst" "$PACKED/assets.tar.zst" 0644
+	place "$tmp/manifest" "$PACKED/manifest" 0644
+	echo "$pack_stamp" >"$STAMPS/pack"
+fi
+place "$tmp/stamps" "$PACKED/stamps" 0644

@@ -25,7 +25,7 @@ import (
 // when it was built without them (`go test` without `make helpers`).
 func realAssets(t *testing.T) Assets {
 	t.Helper()
-	if _, err := fs.Stat(AssetsFS(), "bin/runc"); err != nil {
+	if _, err := fs.Stat(AssetsFS(), manifestFile); err != nil {
 		t.Skip("built without helper assets; run `make helpers` first")
 	}
 	a, err := Extract(t.TempDir())
@@ -285,9 +285,9 @@ func children(ppid int) []string {
 }
 
 // BenchmarkExtractWarm measures Extract on every start after the first:
-// hashing the embedded assets and checking the extracted directory.
+// hashing the manifest and checking the extracted directory.
 func BenchmarkExtractWarm(b *testing.B) {
-	if _, err := fs.Stat(AssetsFS(), "bin/runc"); err != nil {
+	if _, err := fs.Stat(AssetsFS(), manifestFile); err != nil {
 		b.Skip("built without helper assets; run `make helpers` first")
 	}
 	dir := b.TempDir()

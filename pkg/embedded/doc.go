@@ -4,7 +4,8 @@
 // containerd-shim-runc-v2 (the standalone binary, one small process per pod),
 // the CNI plugins bridge, host-local, loopback and portmap, and the pause
 // image (PauseImage), built from source by scripts/build-helpers.sh
-// (`make helpers`) into assets/.
+// (`make helpers`) into assets/ and packed, one zstd-compressed tar and its
+// manifest, into packed/, which is what the binary carries.
 //
 // On start the agent extracts them once per build into a content-addressed
 // directory of its data dir and points containerd at it:
@@ -16,6 +17,6 @@
 //	// a.BinDir:        runc, containerd-shim-runc-v2, CNI plugins
 //	// a.PauseImageTar: docker-archive tarball holding embedded.PauseImage
 //
-// A binary built without the assets (only assets/.gitkeep present) still
+// A binary built without the assets (only packed/.gitkeep present) still
 // compiles and runs; Extract then returns ErrNotBuilt.
 package embedded

@@ -5,20 +5,21 @@ import (
 	"io/fs"
 )
 
-// assets is what scripts/build-helpers.sh wrote into assets/: bin/*,
-// images/pause.tar and build stamps, or only .gitkeep in a plain `go build`.
-// It is the package's one variable, read-only by construction.
+// packed is what scripts/build-helpers.sh wrote into packed/: the manifest,
+// assets.tar.zst (bin/*, images/pause.tar) and stamps (what each asset was
+// built from), or only .gitkeep in a plain `go build`. It is the package's
+// one variable, read-only by construction.
 //
-//go:embed all:assets
-var assets embed.FS
+//go:embed all:packed
+var packed embed.FS
 
-// AssetsFS returns the embedded asset tree: bin/ (runc,
-// containerd-shim-runc-v2, CNI plugins), images/pause.tar, and stamps/
-// (what each asset was built from).
+// AssetsFS returns the embedded packed asset tree: manifest,
+// assets.tar.zst (runc, containerd-shim-runc-v2, CNI plugins, crictl,
+// images/pause.tar) and stamps (what each asset was built from).
 func AssetsFS() fs.FS {
-	sub, err := fs.Sub(assets, "assets")
+	sub, err := fs.Sub(packed, "packed")
 	if err != nil {
-		panic("embedded: assets directory missing from embed.FS: " + err.Error()) // impossible: go:embed names it
+		panic("embedded: packed directory missing from embed.FS: " + err.Error()) // impossible: go:embed names it
 	}
 	return sub
 }

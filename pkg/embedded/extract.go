@@ -1,18 +1,23 @@
 package embedded
 
 import (
+	"archive/tar"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 )
 
 // ErrNotBuilt is returned by Extract when the kedge binary carries no
@@ -52,6 +57,13 @@ const (
 	// shimAsset is the executable containerd runs for the
 	// io.containerd.runc.v2 runtime, found on PATH.
 	shimAsset = "bin/containerd-shim-runc-v2"
+	// manifestFile and archiveFile are the packed form of the assets that
+	// scripts/build-helpers.sh writes into packed/ and kedge embeds: the
+	// list of files (see readManifest) and one zstd-compressed tar of them.
+	// One archive compresses better than the files one by one: the Go
+	// helpers share much code, and zstd's long window finds it.
+	manifestFile = "manifest"
+	archiveFile  = "assets.tar.zst"
 )
 
 // required lists the assets every build must carry.
@@ -59,11 +71,12 @@ func required() []string {
 	return []string{"bin/runc", shimAsset, "bin/bridge", "bin/host-local", "bin/loopback", "bin/portmap", "bin/crictl", pauseTarAsset}
 }
 
-// assetFile is one file to extract.
+// assetFile is one file to extract, as the manifest lists it.
 type assetFile struct {
-	name string // slash-separated, relative to the asset root
-	mode fs.FileMode
-	size int64
+	name   string // slash-separated, relative to the asset root
+	mode   fs.FileMode
+	size   int64
+	sha256 string // hex
 }
 
 // staleAfter is how old a leftover temporary directory of an interrupted
@@ -71,26 +84,24 @@ type assetFile struct {
 // to a concurrent extraction.
 const staleAfter = time.Hour
 
-// ExtractFS is Extract for any asset tree: it extracts the regular files
-// under bin/ (as 0755) and images/ (as 0644) of fsys into
-// <dataDir>/data/<hash>/. Other files of fsys (build stamps, .gitkeep) are
-// ignored.
+// ExtractFS is Extract for any packed asset tree: fsys holds manifestFile and
+// archiveFile (what scripts/build-helpers.sh writes into packed/), and
+// ExtractFS unpacks the files the manifest lists into
+// <dataDir>/data/<hash>/, where hash names the manifest's content. Other
+// files of fsys (build stamps, .gitkeep) are ignored.
 //
 // The directory is written under a temporary name and renamed into place,
-// so it is either complete or absent. When it already exists, ExtractFS
-// only checks that every file has the expected type, mode and size, and
-// extracts it afresh if not. Directories of older builds are kept: a shim
-// started by an older kedge may still run its runc; deleting them is left
-// to the operator.
+// so it is either complete or absent; every file is checked against the
+// manifest's size and SHA-256 as it is written. When the directory already
+// exists, ExtractFS only checks that every file has the expected type,
+// mode and size (the archive is not even read), and extracts it afresh if
+// not. Directories of older builds are kept: a shim started by an older
+// kedge may still run its runc; deleting them is left to the operator.
 func ExtractFS(fsys fs.FS, dataDir string) (Assets, error) {
 	if dataDir == "" {
 		return Assets{}, errors.New("embedded: empty data dir")
 	}
-	files, err := listAssets(fsys)
-	if err != nil {
-		return Assets{}, err
-	}
-	hash, err := contentHash(fsys, files)
+	files, hash, err := readManifest(fsys)
 	if err != nil {
 		return Assets{}, err
 	}
@@ -113,37 +124,31 @@ func ExtractFS(fsys fs.FS, dataDir string) (Assets, error) {
 	return a, nil
 }
 
-// listAssets returns the files to extract, sorted by name, or ErrNotBuilt
-// when fsys holds none of them.
-func listAssets(fsys fs.FS) ([]assetFile, error) {
+// readManifest parses fsys's manifestFile: one line per file, sorted by name,
+//
+//	<sha256 hex> <mode, octal> <size> <name>
+//
+// It returns the files, the first 16 hex digits of the manifest's SHA-256,
+// or ErrNotBuilt when fsys has no manifest.
+func readManifest(fsys fs.FS) ([]assetFile, string, error) {
+	data, err := fs.ReadFile(fsys, manifestFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", ErrNotBuilt
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("embedded: %w", err)
+	}
 	var files []assetFile
-	for _, top := range []string{binDir, imagesDir} {
-		mode := fs.FileMode(0o644)
-		if top == binDir {
-			mode = 0o755
+	for i, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+		f, err := parseManifestLine(line)
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded: %s line %d: %w", manifestFile, i+1, err)
 		}
-		err := fs.WalkDir(fsys, top, func(name string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if !d.Type().IsRegular() {
-				return nil
-			}
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			files = append(files, assetFile{name: name, mode: mode, size: info.Size()})
-			return nil
-		})
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("embedded: list %s: %w", top, err)
+		if n := len(files); n > 0 && files[n-1].name >= f.name {
+			return nil, "", fmt.Errorf("embedded: %s line %d: %s not sorted after %s", manifestFile, i+1, f.name, files[n-1].name)
 		}
+		files = append(files, f)
 	}
-	if len(files) == 0 {
-		return nil, ErrNotBuilt
-	}
-	slices.SortFunc(files, func(a, b assetFile) int { return strings.Compare(a.name, b.name) })
 	var missing []string
 	for _, r := range required() {
 		if !slices.ContainsFunc(files, func(f assetFile) bool { return f.name == r }) {
@@ -151,34 +156,35 @@ func listAssets(fsys fs.FS) ([]assetFile, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("embedded: kedge was built with incomplete helper assets, missing %s: rebuild it with \"make build\"", strings.Join(missing, ", "))
+		return nil, "", fmt.Errorf("embedded: kedge was built with incomplete helper assets, missing %s: rebuild it with \"make build\"", strings.Join(missing, ", "))
 	}
-	return files, nil
+	sum := sha256.Sum256(data)
+	return files, hex.EncodeToString(sum[:])[:16], nil
 }
 
-// contentHash hashes the names, modes and contents of files.
-func contentHash(fsys fs.FS, files []assetFile) (string, error) {
-	h := sha256.New()
-	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%o\x00%d\x00", f.name, f.mode, f.size)
-		if err := copyFrom(fsys, f.name, h); err != nil {
-			return "", err
-		}
+// parseManifestLine parses one manifest line (see readManifest).
+func parseManifestLine(line string) (assetFile, error) {
+	fields := strings.Fields(line)
+	if len(fields) != 4 {
+		return assetFile{}, fmt.Errorf("%q: want <sha256> <mode> <size> <name>", line)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
-}
-
-// copyFrom copies the asset name to w.
-func copyFrom(fsys fs.FS, name string, w io.Writer) error {
-	r, err := fsys.Open(name)
-	if err != nil {
-		return fmt.Errorf("embedded: read asset %s: %w", name, err)
+	sum, modeStr, sizeStr, name := fields[0], fields[1], fields[2], fields[3]
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+		return assetFile{}, fmt.Errorf("%q: bad sha256", line)
 	}
-	defer r.Close()
-	if _, err := io.Copy(w, r); err != nil {
-		return fmt.Errorf("embedded: read asset %s: %w", name, err)
+	mode, err := strconv.ParseUint(modeStr, 8, 32)
+	if err != nil || (mode != 0o755 && mode != 0o644) {
+		return assetFile{}, fmt.Errorf("%q: mode must be 0755 or 0644", line)
 	}
-	return nil
+	size, err := strconv.ParseInt(sizeStr, 10, 64)
+	if err != nil || size < 0 {
+		return assetFile{}, fmt.Errorf("%q: bad size", line)
+	}
+	top, _, _ := strings.Cut(name, "/")
+	if !fs.ValidPath(name) || (top != binDir && top != imagesDir) || !strings.Contains(name, "/") {
+		return assetFile{}, fmt.Errorf("%q: name must be under %s/ or %s/", line, binDir, imagesDir)
+	}
+	return assetFile{name: name, mode: fs.FileMode(mode), size: size, sha256: sum}, nil
 }
 
 // verify checks that dir holds files with their modes and sizes.
@@ -211,10 +217,8 @@ func install(fsys fs.FS, files []assetFile, root, dir string) error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("embedded: %w", err)
 	}
-	for _, f := range files {
-		if err := writeFile(fsys, f, tmp); err != nil {
-			return err
-		}
+	if err := unpack(fsys, files, tmp); err != nil {
+		return err
 	}
 	if _, err := os.Lstat(dir); err == nil {
 		// A damaged extraction: move it aside so the rename can succeed.
@@ -234,8 +238,63 @@ func install(fsys fs.FS, files []assetFile, root, dir string) error {
 	return syncDir(root)
 }
 
-// writeFile writes the asset f under dir with its mode, and syncs it.
-func writeFile(fsys fs.FS, f assetFile, dir string) error {
+// maxWindow bounds the zstd window the decoder accepts, and so the memory
+// an extraction takes: build-helpers.sh compresses with --long=26 (64 MiB,
+// more than all the assets together, so it finds the code the Go helpers
+// share across files).
+const maxWindow = 1 << 26
+
+// unpack decompresses fsys's archiveFile into dir, writing the files listed in
+// files and checking each one's size and SHA-256.
+func unpack(fsys fs.FS, files []assetFile, dir string) error {
+	r, err := fsys.Open(archiveFile)
+	if err != nil {
+		return fmt.Errorf("embedded: %w", err)
+	}
+	defer r.Close()
+	zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(maxWindow))
+	if err != nil {
+		return fmt.Errorf("embedded: %s: %w", archiveFile, err)
+	}
+	defer zr.Close()
+	// The window is garbage once unpacked; give it back to the OS now
+	// rather than carry it in the RSS of the long-running kedge process.
+	defer debug.FreeOSMemory()
+	want := make(map[string]assetFile, len(files))
+	for _, f := range files {
+		want[f.name] = f
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("embedded: %s: %w", archiveFile, err)
+		}
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
+		f, ok := want[h.Name]
+		if !ok || h.Typeflag != tar.TypeReg || h.Size != f.size {
+			return fmt.Errorf("embedded: %s: entry %s (type %c, %d bytes) is not in %s as such", archiveFile, h.Name, h.Typeflag, h.Size, manifestFile)
+		}
+		if err := writeFile(tr, f, dir); err != nil {
+			return err
+		}
+		delete(want, h.Name)
+	}
+	if len(want) > 0 {
+		return fmt.Errorf("embedded: %s lacks %d file(s) of %s, e.g. %s", archiveFile, len(want), manifestFile, slices.Sorted(maps.Keys(want))[0])
+	}
+	return nil
+}
+
+// writeFile writes the asset f, read from r, under dir with its mode,
+// checks its SHA-256 and syncs it.
+func writeFile(r io.Reader, f assetFile, dir string) error {
 	p := filepath.Join(dir, filepath.FromSlash(f.name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return fmt.Errorf("embedded: %w", err)
@@ -244,7 +303,11 @@ func writeFile(fsys fs.FS, f assetFile, dir string) error {
 	if err != nil {
 		return fmt.Errorf("embedded: %w", err)
 	}
-	err = copyFrom(fsys, f.name, out)
+	h := sha256.New()
+	_, err = io.Copy(io.MultiWriter(out, h), r)
+	if err == nil && hex.EncodeToString(h.Sum(nil)) != f.sha256 {
+		err = fmt.Errorf("SHA-256 differs from %s", manifestFile)
+	}
 	if err == nil {
 		err = out.Chmod(f.mode) // the umask may have narrowed it
 	}

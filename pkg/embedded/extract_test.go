@@ -1,31 +1,83 @@
 package embedded
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
+	"maps"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"testing/fstest"
+
+	"github.com/klauspost/compress/zstd"
 )
 
-// fakeAssets is a complete asset tree with tiny contents.
-func fakeAssets() fstest.MapFS {
-	m := fstest.MapFS{
-		".gitkeep":         {},
-		"stamps/runc":      {Data: []byte("runc v0 stamp")},
-		"bin/runc":         {Data: []byte("runc"), Mode: 0o600},
-		shimAsset:          {Data: []byte("shim"), Mode: 0o700},
+// fakeFiles is a complete asset tree with tiny contents, before packing.
+// Extract sets the modes by directory (bin/ 0755, images/ 0644).
+func fakeFiles() fstest.MapFS {
+	return fstest.MapFS{
+		"bin/runc":         {Data: []byte("runc")},
+		shimAsset:          {Data: []byte("shim")},
 		"bin/bridge":       {Data: []byte("bridge")},
 		"bin/host-local":   {Data: []byte("host-local")},
 		"bin/loopback":     {Data: []byte("loopback")},
 		"bin/portmap":      {Data: []byte("portmap")},
 		"bin/crictl":       {Data: []byte("crictl")},
-		"images/pause.tar": {Data: []byte("pause image"), Mode: 0o777},
+		"images/pause.tar": {Data: []byte("pause image")},
 	}
-	return m
+}
+
+// fakeAssets is fakeFiles packed.
+func fakeAssets() fstest.MapFS { return pack(fakeFiles()) }
+
+// pack does what scripts/build-helpers.sh does: the manifest and a
+// zstd-compressed tar (with directory entries, as GNU tar writes them) of
+// files, plus a stamp and .gitkeep that Extract must ignore.
+func pack(files fstest.MapFS) fstest.MapFS {
+	var manifest, archive bytes.Buffer
+	zw, err := zstd.NewWriter(&archive)
+	if err != nil {
+		panic(err)
+	}
+	tw := tar.NewWriter(zw)
+	dirs := map[string]bool{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		data := files[name].Data
+		mode := int64(0o644)
+		if strings.HasPrefix(name, "bin/") {
+			mode = 0o755
+		}
+		if dir := path.Dir(name); !dirs[dir] {
+			dirs[dir] = true
+			must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: dir + "/", Mode: 0o755}))
+		}
+		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: mode, Size: int64(len(data))}))
+		_, err := tw.Write(data)
+		must(err)
+		fmt.Fprintf(&manifest, "%x %04o %d %s\n", sha256.Sum256(data), mode, len(data), name)
+	}
+	must(tw.Close())
+	must(zw.Close())
+	return fstest.MapFS{
+		".gitkeep":   {},
+		"stamps":     {Data: []byte("runc v0 stamp\n")},
+		manifestFile: {Data: manifest.Bytes()},
+		archiveFile:  {Data: archive.Bytes()},
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		panic(err)
+	}
 }
 
 func TestExtractLayoutAndModes(t *testing.T) {
@@ -54,11 +106,11 @@ func TestExtractLayoutAndModes(t *testing.T) {
 		if !info.Mode().IsRegular() || info.Mode().Perm() != mode {
 			t.Errorf("%s: mode %v, want %v", name, info.Mode(), mode)
 		}
-		if data, _ := os.ReadFile(p); string(data) != string(fakeAssets()[name].Data) {
+		if data, _ := os.ReadFile(p); string(data) != string(fakeFiles()[name].Data) {
 			t.Errorf("%s: content %q", name, data)
 		}
 	}
-	for _, skipped := range []string{".gitkeep", "stamps"} {
+	for _, skipped := range []string{".gitkeep", "stamps", manifestFile, archiveFile} {
 		if _, err := os.Lstat(filepath.Join(a.Dir, skipped)); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s extracted, want it skipped (err %v)", skipped, err)
 		}
@@ -95,9 +147,9 @@ func TestExtractIdempotent(t *testing.T) {
 	}
 
 	// A different build lands in its own directory; the old one stays.
-	changed := fakeAssets()
+	changed := fakeFiles()
 	changed["bin/runc"] = &fstest.MapFile{Data: []byte("runc v2")}
-	a3, err := ExtractFS(changed, dataDir)
+	a3, err := ExtractFS(pack(changed), dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +187,7 @@ func TestExtractRepairsDamage(t *testing.T) {
 
 func mustList(t *testing.T, fsys fs.FS) []assetFile {
 	t.Helper()
-	files, err := listAssets(fsys)
+	files, _, err := readManifest(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +206,11 @@ func TestExtractWithoutAssets(t *testing.T) {
 }
 
 func TestExtractIncompleteAssets(t *testing.T) {
-	m := fakeAssets()
+	m := fakeFiles()
 	delete(m, shimAsset)
 	delete(m, "bin/portmap")
 	delete(m, "images/pause.tar")
-	_, err := ExtractFS(m, t.TempDir())
+	_, err := ExtractFS(pack(m), t.TempDir())
 	if want := shimAsset + ", bin/portmap, images/pause.tar"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want it to name %s", err, want)
 	}
@@ -167,5 +219,43 @@ func TestExtractIncompleteAssets(t *testing.T) {
 func TestExtractArgs(t *testing.T) {
 	if _, err := ExtractFS(fakeAssets(), ""); err == nil {
 		t.Error("empty data dir accepted")
+	}
+}
+
+// TestExtractChecksContent: an archive that does not match its manifest is
+// refused, and nothing is left in the data dir.
+func TestExtractChecksContent(t *testing.T) {
+	good := fakeAssets()
+	other := pack(func() fstest.MapFS {
+		f := fakeFiles()
+		f["bin/runc"] = &fstest.MapFile{Data: []byte("cnur")} // same size, other bytes
+		return f
+	}())
+	missing := pack(func() fstest.MapFS {
+		f := fakeFiles()
+		delete(f, "bin/loopback")
+		return f
+	}())
+	cases := map[string]struct {
+		fsys fstest.MapFS
+		want string
+	}{
+		"content":  {fstest.MapFS{manifestFile: good[manifestFile], archiveFile: other[archiveFile]}, "SHA-256"},
+		"missing":  {fstest.MapFS{manifestFile: good[manifestFile], archiveFile: missing[archiveFile]}, "bin/loopback"},
+		"corrupt":  {fstest.MapFS{manifestFile: good[manifestFile], archiveFile: {Data: []byte("not zstd")}}, archiveFile},
+		"manifest": {fstest.MapFS{manifestFile: {Data: []byte("0 0755 1 bin/runc\n")}, archiveFile: good[archiveFile]}, "sha256"},
+		"escape":   {fstest.MapFS{manifestFile: {Data: []byte(strings.Repeat("0", 64) + " 0755 1 ../runc\n")}}, "name"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			dataDir := t.TempDir()
+			_, err := ExtractFS(c.fsys, dataDir)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("err = %v, want it to mention %q", err, c.want)
+			}
+			if entries, _ := os.ReadDir(filepath.Join(dataDir, "data")); len(entries) != 0 {
+				t.Errorf("data dir holds %d entries after a failed extraction", len(entries))
+			}
+		})
 	}
 }
