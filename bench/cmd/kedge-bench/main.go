@@ -190,11 +190,11 @@ func run(ctx context.Context, o options) error {
 	declareRows(&res, o)
 	if o.only["size"] {
 		log.Info("download sizes (gzip -9, zstd -19)")
-		if err := measureSizes(ctx, &res, "kedge", []string{kedgeBin}); err != nil {
+		if err := measureSizes(ctx, log, &res, "kedge", []string{kedgeBin}); err != nil {
 			return err
 		}
 		if base != nil {
-			if err := measureSizes(ctx, &res, "baseline", base.download); err != nil {
+			if err := measureSizes(ctx, log, &res, "baseline", base.download); err != nil {
 				return err
 			}
 		}
@@ -290,11 +290,12 @@ func declareRows(r *bench.Results, o options) {
 	}
 }
 
-func measureSizes(ctx context.Context, r *bench.Results, name string, files []string) error {
+func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name string, files []string) error {
 	s, err := bench.DownloadSize(ctx, files)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
+	log.Info("download", "setup", name, "files", len(files), "bytes", s.Raw, "gzip", s.Gzip, "zstd", s.Zstd)
 	r.Add(bench.MetricSize, name, float64(s.Raw)/(1<<20))
 	r.Add(bench.MetricGzip, name, float64(s.Gzip)/(1<<20))
 	r.Add(bench.MetricZstd, name, float64(s.Zstd)/(1<<20))
