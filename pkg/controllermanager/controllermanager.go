@@ -116,9 +116,29 @@ func (m *ControllerManager) Start(ctx context.Context) error {
 	le := c.ComponentConfig.Generic.LeaderElection
 	// Upstream exits the process when its election ends; kedge elects instead.
 	c.ComponentConfig.Generic.LeaderElection.LeaderElect = false
+	ipam := splitNodeIPAM(c)
 	completed := c.Complete()
+	run := func(ctx context.Context) error {
+		if ipam == nil {
+			return app.Run(ctx, completed)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ipamDone := make(chan error, 1)
+		go func() {
+			err := runAlone(ctx, ipam.Complete())
+			if ctx.Err() == nil { // stopped by itself: stop the rest too
+				err = errors.Join(errors.New("node IPAM controller stopped"), err)
+				cancel()
+			}
+			ipamDone <- err
+		}()
+		err := app.Run(ctx, completed)
+		cancel()
+		return errors.Join(err, <-ipamDone)
+	}
 	if !le.LeaderElect {
-		m.Go(func(context.Context) error { return app.Run(ctx, completed) })
+		m.Go(func(context.Context) error { return run(ctx) })
 		return nil
 	}
 	host, _ := os.Hostname()
@@ -136,7 +156,7 @@ func (m *ControllerManager) Start(ctx context.Context) error {
 		Name:          le.ResourceName,
 	}
 	m.Go(func(context.Context) error {
-		return leader.Run(ctx, election, log, func(ctx context.Context) error { return app.Run(ctx, completed) })
+		return leader.Run(ctx, election, log, run)
 	})
 	return nil
 }

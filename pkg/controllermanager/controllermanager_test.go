@@ -1,11 +1,13 @@
 package controllermanager
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
 	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app/config"
 	"k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 
 	"github.com/kedge-io/kedge/pkg/args"
@@ -127,5 +129,34 @@ func TestArgsParseUpstream(t *testing.T) {
 	}
 	if s.NodeIPAMController.NodeCIDRMaskSize != 24 {
 		t.Errorf("node-cidr-mask-size parsed as %d", s.NodeIPAMController.NodeCIDRMaskSize)
+	}
+}
+
+func TestSplitNodeIPAM(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		list       []string
+		wantRest   []string
+		splitsIPAM bool
+	}{
+		{"default", []string{"*"}, []string{"-node-ipam-controller", "*"}, true},
+		{"explicit", []string{"node-ipam-controller", "deployment-controller"}, []string{"-node-ipam-controller", "node-ipam-controller", "deployment-controller"}, true},
+		{"turned off by the user", []string{"*", "-node-ipam-controller"}, []string{"*", "-node-ipam-controller"}, false},
+		{"not in an explicit list", []string{"deployment-controller"}, []string{"deployment-controller"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &config.Config{}
+			c.ComponentConfig.Generic.Controllers = tc.list
+			alone := splitNodeIPAM(c)
+			if got := c.ComponentConfig.Generic.Controllers; !slices.Equal(got, tc.wantRest) {
+				t.Errorf("the other controllers' list = %v, want %v", got, tc.wantRest)
+			}
+			if (alone != nil) != tc.splitsIPAM {
+				t.Fatalf("split = %v, want %v", alone != nil, tc.splitsIPAM)
+			}
+			if alone != nil && !slices.Equal(alone.ComponentConfig.Generic.Controllers, []string{"node-ipam-controller"}) {
+				t.Errorf("alone = %v", alone.ComponentConfig.Generic.Controllers)
+			}
+		})
 	}
 }

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flannel-io/flannel/pkg/backend"
 	_ "github.com/flannel-io/flannel/pkg/backend/hostgw" // registers "host-gw"
 	_ "github.com/flannel-io/flannel/pkg/backend/vxlan"  // registers "vxlan"
+	"github.com/flannel-io/flannel/pkg/subnet"
 	"github.com/flannel-io/flannel/pkg/subnet/kube"
 	"github.com/flannel-io/flannel/pkg/trafficmngr/iptables"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -134,18 +136,31 @@ func (f *Flannel) subnetFilePath() string { return filepath.Join(f.cfg.Dir, "sub
 // run is flanneld's main, for one node with the kube subnet manager: it
 // returns when ctx ends or flannel fails.
 func (f *Flannel) run(ctx context.Context, client kubernetes.Interface, ext *backend.ExternalInterface) error {
-	if err := waitNode(ctx, client, f.cfg.NodeName); err != nil {
-		return err
-	}
 	// flannel's kube subnet manager takes the node's name only from the
 	// environment; one flannel runs per process, so this is its only writer.
 	if err := os.Setenv("NODE_NAME", f.cfg.NodeName); err != nil {
 		return err
 	}
-	sm, err := kube.NewSubnetManager(ctx, "", f.cfg.Kubeconfig, AnnotationPrefix, f.netConfPath(), true)
-	if err != nil {
-		return fmt.Errorf("kube subnet manager: %w", err)
+	// The subnet manager checks its node informer once a second until it
+	// has synced: build it while the Node waits for its pod CIDR.
+	type built struct {
+		sm  subnet.Manager
+		err error
 	}
+	smc := make(chan built, 1)
+	go func() {
+		sm, err := kube.NewSubnetManager(ctx, "", f.cfg.Kubeconfig, AnnotationPrefix, f.netConfPath(), true)
+		smc <- built{sm, err}
+	}()
+	if err := waitNode(ctx, client, f.cfg.NodeName); err != nil {
+		<-smc
+		return err
+	}
+	b := <-smc
+	if b.err != nil {
+		return fmt.Errorf("kube subnet manager: %w", b.err)
+	}
+	sm := b.sm
 	config, err := sm.GetNetworkConfig(ctx)
 	if err != nil {
 		return fmt.Errorf("network config: %w", err)
@@ -158,7 +173,7 @@ func (f *Flannel) run(ctx context.Context, client kubernetes.Interface, ext *bac
 	if err != nil {
 		return err
 	}
-	bn, err := be.RegisterNetwork(ctx, &wg, config)
+	bn, err := registerNetwork(ctx, be, &wg, config)
 	if err != nil {
 		return fmt.Errorf("%s backend: %w", config.BackendType, err)
 	}
@@ -209,7 +224,7 @@ func (f *Flannel) run(ctx context.Context, client kubernetes.Interface, ext *bac
 // if it is nil; the kubelet registers its Node with one, and the TTL
 // controller adds another).
 func waitNode(ctx context.Context, client kubernetes.Interface, name string) error {
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		node, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
@@ -220,6 +235,25 @@ func waitNode(ctx context.Context, client kubernetes.Interface, name string) err
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for node %s to get a pod CIDR: %w", name, ctx.Err())
 		case <-tick.C:
+		}
+	}
+}
+
+// registerNetwork takes the node's lease through the backend. The subnet
+// manager reads the Node from its informer, which may not have seen the pod
+// CIDR that waitNode read from the API a moment before: that refusal is
+// retried for a few seconds.
+func registerNetwork(ctx context.Context, be backend.Backend, wg *sync.WaitGroup, config *subnet.Config) (backend.Network, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		bn, err := be.RegisterNetwork(ctx, wg, config)
+		if err == nil || !strings.Contains(err.Error(), "pod cidr not assigned") || time.Now().After(deadline) {
+			return bn, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
