@@ -130,6 +130,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Wrap:          sup.Wrap,
 		Log:           log,
 	}))
+	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: kubeconfigs["admin.kubeconfig"]})
 	m.Add(controllermanager.New(controllermanager.Config{
 		Kubeconfig:  filepath.Join(cfg.credDir(), "controller.kubeconfig"),
 		ClusterCIDR: cfg.ClusterCIDR.String(),
@@ -179,11 +180,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return leaveCluster(cfg, log)
 		}
 		return err
-	}
-	admin := kubeconfigs["admin.kubeconfig"]
-	if err := pki.WriteKubeconfig(cfg.Kubeconfig, cfg.KubeconfigMode, admin); err != nil {
-		err = fmt.Errorf("--write-kubeconfig: %w", err)
-		return errors.Join(err, stop(m))
 	}
 	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
 	go footprint.Keep(ctx, log)
