@@ -17,8 +17,9 @@
 # shim's containerd version (and its dependencies' versions) from go.mod.
 # Incremental: an asset whose stamp is unchanged is not rebuilt.
 # Honours GO (default go), GOOS/GOARCH (target; cross builds skip the run
-# checks and need a cross C compiler for runc) and RUNC_STATIC=0 (link runc
-# dynamically, for build hosts without static glibc).
+# checks and need a cross C compiler for runc), RUNC_STATIC=0 (link runc
+# dynamically, for build hosts without static glibc) and NOINLINE= (build
+# the Go helpers with inlining; see NOINLINE below).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +28,14 @@ ASSETS=pkg/embedded/assets
 STAMPS=$ASSETS/stamps
 PACKED=pkg/embedded/packed
 RUNC_STATIC=${RUNC_STATIC:-1}
+
+# NOINLINE: the Go helpers are built without inlining (-gcflags=all=-l). They
+# spend their time in syscalls (runc, CNI plugins), waiting (the shim) or on
+# a terminal (crictl); without inlining their code is ~10% smaller and, more
+# to the point, far more of it is byte-identical across the helpers, which
+# the packed archive's long zstd window then stores once: packed assets
+# 13.7 -> 11.9 MB (crictl alone 28.0 -> 25.3 MB raw).
+NOINLINE=${NOINLINE-all=-l}
 
 log() { echo "build-helpers: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -71,19 +80,19 @@ place() {
 	mv -f "$2.tmp" "$2"
 }
 
-# goinstall DIR LDFLAGS TAGS PKG@VERSION...: builds the packages in their own
-# module (not ours) and copies the executables into DIR.
+# goinstall DIR LDFLAGS TAGS GCFLAGS PKG@VERSION...: builds the packages in
+# their own module (not ours) and copies the executables into DIR.
 goinstall() {
-	local dir=$1 ldflags=$2 tags=$3
-	shift 3
+	local dir=$1 ldflags=$2 tags=$3 gcflags=$4
+	shift 4
 	mkdir -p "$dir"
 	if $native; then
 		(cd "$tmp" && GOFLAGS= GOWORK=off GOBIN="$dir" \
-			$GO install -trimpath -tags "$tags" -ldflags "$ldflags" "$@") || return
+			$GO install -trimpath -tags "$tags" -gcflags "$gcflags" -ldflags "$ldflags" "$@") || return
 	else
 		# go install refuses GOBIN for cross builds; it uses GOPATH/bin/GOOS_GOARCH.
 		(cd "$tmp" && GOFLAGS= GOWORK=off GOBIN= \
-			$GO install -trimpath -tags "$tags" -ldflags "$ldflags" "$@") || return
+			$GO install -trimpath -tags "$tags" -gcflags "$gcflags" -ldflags "$ldflags" "$@") || return
 		local p
 		for p in "$@"; do
 			p=${p%@*}
@@ -96,14 +105,15 @@ goinstall() {
 # -static so it runs on any Linux host, whatever its libc.
 runc_ldflags="-s -w"
 [ "$RUNC_STATIC" = 1 ] && runc_ldflags="$runc_ldflags -extldflags -static"
-runc_stamp="runc $RUNC_VERSION seccomp $GOVERSION $GOOS/$GOARCH ldflags=[$runc_ldflags] cc=[$(${CC:-gcc} --version 2>/dev/null | head -n1)]"
+runc_gcflags=$NOINLINE
+runc_stamp="runc $RUNC_VERSION seccomp $GOVERSION $GOOS/$GOARCH ldflags=[$runc_ldflags] gcflags=[$runc_gcflags] cc=[$(${CC:-gcc} --version 2>/dev/null | head -n1)]"
 if uptodate runc "$runc_stamp" "$ASSETS/bin/runc"; then
 	log "runc $RUNC_VERSION up to date"
 else
 	log "building runc $RUNC_VERSION (cgo; the first build takes a minute or two)"
 	# seccomp: containerd gives every pod sandbox the RuntimeDefault profile,
 	# which a runc without seccomp support refuses.
-	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "seccomp netgo osusergo" \
+	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "seccomp netgo osusergo" "$runc_gcflags" \
 		"github.com/opencontainers/runc@$RUNC_VERSION"; then
 		log "hint: runc needs libseccomp (Debian: libseccomp-dev; scripts/deps.sh installs it)"
 		[ "$RUNC_STATIC" = 1 ] && log "hint: a static runc needs static glibc (Debian: libc6-dev, Fedora: glibc-static); RUNC_STATIC=0 links it dynamically"
@@ -128,18 +138,19 @@ CONTAINERD_VERSION=$($GO list -m -f '{{if .Replace}}{{.Replace.Version}}{{else}}
 	die "go.mod: no $shim_mod"
 [ -n "$CONTAINERD_VERSION" ] || die "go.mod: $shim_mod is replaced by a directory; the shim needs a module version"
 shim_tags="urfave_cli_no_docs no_grpc"
+shim_gcflags=$NOINLINE
 shim_ldflags="-s -w -X $shim_mod/version.Version=$CONTAINERD_VERSION -X $shim_mod/version.Package=$shim_mod"
 # Every module the shim is built from, so a bump of any of them (not only
 # containerd's) rebuilds it.
 shim_deps=$(CGO_ENABLED=0 $GO list -tags "$shim_tags" -deps \
 	-f '{{with .Module}}{{.Path}}@{{.Version}}{{with .Replace}}=>{{.Path}}@{{.Version}}{{end}}{{end}}' "$shim_pkg" |
 	sort -u | sha256sum | cut -d' ' -f1) || die "go list $shim_pkg failed"
-shim_stamp="containerd-shim-runc-v2 containerd $CONTAINERD_VERSION deps=$shim_deps $GOVERSION $GOOS/$GOARCH tags=[$shim_tags] ldflags=[$shim_ldflags]"
+shim_stamp="containerd-shim-runc-v2 containerd $CONTAINERD_VERSION deps=$shim_deps $GOVERSION $GOOS/$GOARCH tags=[$shim_tags] gcflags=[$shim_gcflags] ldflags=[$shim_ldflags]"
 if uptodate containerd-shim-runc-v2 "$shim_stamp" "$ASSETS/bin/containerd-shim-runc-v2"; then
 	log "containerd-shim-runc-v2 $CONTAINERD_VERSION up to date"
 else
 	log "building containerd-shim-runc-v2 $CONTAINERD_VERSION"
-	CGO_ENABLED=0 $GO build -trimpath -tags "$shim_tags" -ldflags "$shim_ldflags" \
+	CGO_ENABLED=0 $GO build -trimpath -tags "$shim_tags" -gcflags "$shim_gcflags" -ldflags "$shim_ldflags" \
 		-o "$tmp/containerd-shim-runc-v2" "$shim_pkg" ||
 		die "containerd-shim-runc-v2 $CONTAINERD_VERSION failed to build"
 	if $native; then
@@ -154,7 +165,8 @@ fi
 # CNI plugins: pure Go.
 cni_plugins=(main/bridge ipam/host-local main/loopback meta/portmap)
 cni_ldflags="-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$CNI_VERSION"
-cni_stamp="cni-plugins $CNI_VERSION ${cni_plugins[*]} $GOVERSION $GOOS/$GOARCH ldflags=[$cni_ldflags]"
+cni_gcflags=$NOINLINE
+cni_stamp="cni-plugins $CNI_VERSION ${cni_plugins[*]} $GOVERSION $GOOS/$GOARCH ldflags=[$cni_ldflags] gcflags=[$cni_gcflags]"
 cni_outputs=()
 for p in "${cni_plugins[@]}"; do cni_outputs+=("$ASSETS/bin/${p##*/}"); done
 if uptodate cni-plugins "$cni_stamp" "${cni_outputs[@]}"; then
@@ -163,7 +175,7 @@ else
 	log "building CNI plugins $CNI_VERSION: ${cni_plugins[*]}"
 	pkgs=()
 	for p in "${cni_plugins[@]}"; do pkgs+=("github.com/containernetworking/plugins/plugins/$p@$CNI_VERSION"); done
-	CGO_ENABLED=0 goinstall "$tmp/cni" "$cni_ldflags" "" "${pkgs[@]}" || die "CNI plugins $CNI_VERSION failed to build"
+	CGO_ENABLED=0 goinstall "$tmp/cni" "$cni_ldflags" "" "$cni_gcflags" "${pkgs[@]}" || die "CNI plugins $CNI_VERSION failed to build"
 	if $native; then
 		out=$("$tmp/cni/bridge" 2>&1 || true)
 		grep -q "CNI bridge plugin $CNI_VERSION" <<<"$out" || die "bridge says: $out"
@@ -176,8 +188,11 @@ fi
 # imported, so kedge crictl execs it). `go install pkg@version` would ask the
 # module proxy for the version list, which it refuses for cri-tools; so
 # download that exact version and build inside it, with its own go.mod.
+# Without gRPC's x/net/trace (grpcnotrace): crictl never serves it.
 crictl_ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-crictl_stamp="crictl $CRICTL_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$crictl_ldflags]"
+crictl_gcflags=$NOINLINE
+crictl_tags="grpcnotrace"
+crictl_stamp="crictl $CRICTL_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$crictl_ldflags] gcflags=[$crictl_gcflags] tags=[$crictl_tags]"
 if uptodate crictl "$crictl_stamp" "$ASSETS/bin/crictl"; then
 	log "crictl $CRICTL_VERSION up to date"
 else
@@ -187,7 +202,8 @@ else
 	[ -d "$crictl_src" ] || die "download cri-tools $CRICTL_VERSION: no source directory"
 	mkdir -p "$tmp/crictl"
 	(cd "$crictl_src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOWORK=off \
-		$GO build -trimpath -ldflags "$crictl_ldflags" -o "$tmp/crictl/crictl" ./cmd/crictl) ||
+		$GO build -trimpath -tags "$crictl_tags" -gcflags "$crictl_gcflags" -ldflags "$crictl_ldflags" \
+			-o "$tmp/crictl/crictl" ./cmd/crictl) ||
 		die "crictl $CRICTL_VERSION failed to build"
 	if $native; then
 		out=$("$tmp/crictl/crictl" --version) || die "crictl --version failed"
