@@ -122,6 +122,15 @@ func TestAPILoad(t *testing.T) {
 	}
 }
 
+func TestAPILoadAlreadyExists(t *testing.T) {
+	f, cfg := newFakeAPI(t, 0)
+	f.cms["bench-00007"] = corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "bench-00007"}}
+	res, err := APILoad(context.Background(), cfg, LoadConfig{Namespace: "load", Creates: 20, Clients: 2, Lists: 1})
+	if err != nil || res.Retried != 1 || len(f.cms) != 20 {
+		t.Errorf("err %v, retried %d, stored %d; want a stored create counted once", err, res.Retried, len(f.cms))
+	}
+}
+
 func TestAPILoadFailsOnError(t *testing.T) {
 	_, cfg := newFakeAPI(t, 50)
 	_, err := APILoad(context.Background(), cfg, LoadConfig{Namespace: "load", Creates: 200, Clients: 4, Lists: 1})

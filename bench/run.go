@@ -109,7 +109,7 @@ func RunServer(ctx context.Context, s Setup, exited <-chan struct{}, p Plan, r *
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
-		log.Info("api load", "creates/s", int(lr.Throughput()), "p99", Percentile(lr.Creates, 99), "list p99", Percentile(lr.Lists, 99), "listed", lr.ListedObjects)
+		log.Info("api load", "creates/s", int(lr.Throughput()), "p99", Percentile(lr.Creates, 99), "list p99", Percentile(lr.Lists, 99), "listed", lr.ListedObjects, "retried", lr.Retried)
 		r.Add(MetricCreateRate(p.Load), s.Name(), lr.Throughput())
 		r.Add(MetricCreateP50, s.Name(), ms(Percentile(lr.Creates, 50)))
 		r.Add(MetricCreateP99, s.Name(), ms(Percentile(lr.Creates, 99)))

@@ -134,7 +134,7 @@ func parseFlags(args []string) (options, error) {
 	return o, nil
 }
 
-func run(ctx context.Context, o options) error {
+func run(ctx context.Context, o options) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("runs clusters on this host: run as root")
 	}
@@ -147,7 +147,6 @@ func run(ctx context.Context, o options) error {
 		*p = abs
 	}
 	kedgeBin := o.kedgeBin
-	var err error
 	if _, err := os.Stat(kedgeBin); err != nil {
 		return fmt.Errorf("-kedge: %w (make build)", err)
 	}
@@ -218,6 +217,12 @@ func run(ctx context.Context, o options) error {
 		setups = append(setups, setup{name: "baseline", server: base.server(image)})
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
+	// On a failure, what was measured so far still goes to stderr.
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "partial results:\n%s", res.Table([2]string{"kedge", "baseline"}))
+		}
+	}()
 	for i := 1; i <= o.runs && serverParts; i++ {
 		for _, s := range setups {
 			if err := withLog(o.work, fmt.Sprintf("%s-server-%d.log", s.name, i), func(w io.Writer) error {
