@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/bench"
@@ -40,6 +41,7 @@ func newBaselineSet(repo, binDir string) (*baselineSet, error) {
 // server returns a factory of baseline servers importing image.
 func (b *baselineSet) server(image string) func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
 	return func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
+		fresh(dir, w)
 		s := baseline.NewServer(baseline.ServerConfig{
 			Paths:       b.paths,
 			DataDir:     dir,
@@ -55,6 +57,7 @@ func (b *baselineSet) server(image string) func(dir string, w io.Writer) (bench.
 func (b *baselineSet) node(dir string, server *bench.Kedge, w io.Writer) bench.NodeFactory {
 	return func(url, _ string) bench.Setup {
 		fmt.Fprintf(w, "baseline node in %s joins %s\n", dir, url)
+		fresh(dir, w)
 		return baseline.NewNode(baseline.NodeConfig{
 			Paths:           b.paths,
 			DataDir:         dir,
@@ -63,5 +66,15 @@ func (b *baselineSet) node(dir string, server *bench.Kedge, w io.Writer) bench.N
 			ServerTLSDir:    filepath.Join(server.DataDir(), "server", "tls"),
 			AdminKubeconfig: server.Kubeconfig(),
 		})
+	}
+}
+
+// fresh empties a baseline's data dir before a run, as kedge's runs start
+// on a new data dir: otherwise the etcd data, the Node object with its
+// Ready status, the images and the CNI config of the previous run would
+// make the baseline's start look faster than a first start is.
+func fresh(dir string, w io.Writer) {
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintf(w, "baseline: empty %s: %v\n", dir, err)
 	}
 }
