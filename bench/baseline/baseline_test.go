@@ -212,19 +212,6 @@ func TestReadSubnetEnv(t *testing.T) {
 	}
 }
 
-func TestIsShimOf(t *testing.T) {
-	addr := "/run/kedge-baseline/containerd/containerd.sock"
-	if !isShimOf([]string{"/x/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "abc", "-address", addr}, addr) {
-		t.Error("shim of ours not matched")
-	}
-	if isShimOf([]string{"/x/containerd-shim-runc-v2", "-namespace", "k8s.io", "-address", "/run/kedge/containerd/containerd.sock"}, addr) {
-		t.Error("kedge's shim matched")
-	}
-	if isShimOf([]string{"/x/containerd", "-address", addr}, addr) {
-		t.Error("containerd matched")
-	}
-}
-
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
@@ -484,4 +471,15 @@ func TestNodeJoinsKedgeServer(t *testing.T) {
 	if _, err := net.InterfaceByName("cni0"); err == nil {
 		t.Error("cni0 still there")
 	}
+}
+
+// alive says whether pid runs (not a zombie).
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(fields) > 0 && fields[0] != "Z"
 }

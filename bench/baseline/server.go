@@ -14,6 +14,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/killall"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
@@ -363,12 +364,7 @@ func (r *nodeRun) pids() []int {
 	for _, pid := range r.sv.running() {
 		out = append(out, pid)
 	}
-	for pid, p := range processTable() {
-		if isShimOf(p.argv, r.n.containerdAddress()) {
-			out = append(out, pid)
-		}
-	}
-	return out
+	return append(out, shimPIDs(r.n.containerdAddress())...)
 }
 
 // stop stops the processes and cleans up.
@@ -378,12 +374,9 @@ func (r *nodeRun) stop(ctx context.Context) error {
 		r.log.Warn("stop", "err", err)
 		err = nil // the processes were killed: not a failure of Stop
 	}
-	c := cleanup{
-		containerdAddress: r.n.containerdAddress(),
-		roots:             []string{filepath.Dir(r.n.dir), r.n.opts.RunDir, r.n.opts.KubeletRootDir},
-		log:               r.log,
-	}
-	err = c.run(ctx)
+	c := r.n.cleanupConfig()
+	c.Log = r.log
+	err = killall.Run(ctx, c)
 	if err != nil {
 		r.log.Error("cleanup", "err", err)
 	}

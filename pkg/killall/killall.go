@@ -31,8 +31,20 @@ type Config struct {
 	RunDir     string   // /run/kedge
 	KubeletDir string   // the kubelet's root dir, whose pod volume mounts go too
 	Links      []string // interfaces to delete; default cni0, flannel.1, flannel-v6.1
-	Log        *slog.Logger
+	// ContainerdAddress, when set, limits the shims stopped to those of the
+	// containerd at this address (their -address argument); empty: every
+	// shim of this mount namespace.
+	ContainerdAddress string
+	// KeepKedge leaves `kedge server` and `kedge agent` processes running:
+	// for cleaning up after another node that ran beside a kedge control
+	// plane (the benchmark's baseline).
+	KeepKedge bool
+	Log       *slog.Logger
 }
+
+// CNINetworkDir holds host-local's address reservations of kedge's pod
+// network (the bridge CNI configuration's name is "kedge").
+const CNINetworkDir = "/var/lib/cni/networks/kedge"
 
 // Shim is the process name of containerd's runc shim (the standalone
 // executable in the extracted assets' bin directory).
@@ -48,8 +60,15 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Links = []string{"cni0", "flannel.1", "flannel-v6.1"}
 	}
 	var errs []error
-	stopped := stopProcesses(ctx, cfg.Log, isKedgeDaemon, "kedge server/agent", 10*time.Second)
-	shims := stopProcesses(ctx, cfg.Log, isShim, "container shims and their containers", 5*time.Second)
+	stopped := 0
+	if !cfg.KeepKedge {
+		stopped = stopProcesses(ctx, cfg.Log, isKedgeDaemon, "kedge server/agent", 10*time.Second)
+	}
+	shim := isShim
+	if cfg.ContainerdAddress != "" {
+		shim = func(argv []string) bool { return IsShimOf(argv, cfg.ContainerdAddress) }
+	}
+	shims := stopProcesses(ctx, cfg.Log, shim, "container shims and their containers", 5*time.Second)
 	cfg.Log.Info("processes stopped", "kedge", stopped, "shims", shims)
 	roots := []string{cfg.DataDir, cfg.RunDir, cfg.KubeletDir, "/run/netns"}
 	if n, err := unmountUnder(roots); err != nil {
@@ -80,6 +99,11 @@ func Run(ctx context.Context, cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	// host-local's reservations of the pods that are gone (they got no CNI
+	// DEL): left, they would leak the node's pod addresses.
+	if err := os.RemoveAll(CNINetworkDir); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -90,6 +114,23 @@ func isKedgeDaemon(argv []string) bool {
 
 func isShim(argv []string) bool {
 	return len(argv) > 0 && filepath.Base(argv[0]) == Shim
+}
+
+// IsShimOf says whether argv is a containerd runc shim of the containerd at
+// address (its -address argument).
+func IsShimOf(argv []string, address string) bool {
+	if !isShim(argv) {
+		return false
+	}
+	for i, a := range argv {
+		if (a == "-address" || a == "--address") && i+1 < len(argv) && argv[i+1] == address {
+			return true
+		}
+		if a == "-address="+address || a == "--address="+address {
+			return true
+		}
+	}
+	return false
 }
 
 // stopProcesses sends SIGTERM to every process of this mount namespace that

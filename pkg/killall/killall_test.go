@@ -41,3 +41,23 @@ func TestDescendants(t *testing.T) {
 		t.Fatalf("descendants(10) = %v, want 11 and 12", got)
 	}
 }
+
+func TestIsShimOf(t *testing.T) {
+	addr := "/run/other/containerd/containerd.sock"
+	if !IsShimOf([]string{"/x/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", "abc", "-address", addr}, addr) {
+		t.Error("shim of ours not matched")
+	}
+	if IsShimOf([]string{"/x/containerd-shim-runc-v2", "-namespace", "k8s.io", "-address", "/run/kedge/containerd/containerd.sock"}, addr) {
+		t.Error("another containerd's shim matched")
+	}
+	if IsShimOf([]string{"/x/containerd", "-address", addr}, addr) {
+		t.Error("containerd matched")
+	}
+}
+
+// the --address=... spelling
+func TestIsShimOfEqualsForm(t *testing.T) {
+	if !IsShimOf([]string{"containerd-shim-runc-v2", "--address=/a.sock"}, "/a.sock") {
+		t.Error("--address=/a.sock not matched")
+	}
+}
