@@ -421,7 +421,7 @@ func TestNodeJoinsKedgeServer(t *testing.T) {
 	if err := waitAPIServer(ctx, admin); err != nil {
 		t.Fatal(err)
 	}
-	ip := defaultNodeIP()
+	ip := hostinfo.DefaultNodeIP()
 	n := NewNode(NodeConfig{
 		Paths:           paths,
 		DataDir:         filepath.Join(dir, "node"),

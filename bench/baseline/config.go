@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 )
 
@@ -119,7 +120,7 @@ func (o NodeOptions) withDefaults() (NodeOptions, error) {
 		o.NodeName = h
 	}
 	if o.NodeIP == nil {
-		o.NodeIP = defaultNodeIP()
+		o.NodeIP = hostinfo.DefaultNodeIP()
 		if o.NodeIP == nil {
 			return o, fmt.Errorf("baseline: no node IP: give NodeIP")
 		}
@@ -180,28 +181,3 @@ type NodeConfig struct {
 
 // pauseImage is the sandbox image's name, as kedge sets it.
 const pauseImage = embedded.PauseImage
-
-// defaultNodeIP returns the source address of the default route, or the
-// first global unicast IPv4 address of an interface that is up.
-func defaultNodeIP() net.IP {
-	if conn, err := net.Dial("udp4", "192.0.2.1:9"); err == nil {
-		ip := conn.LocalAddr().(*net.UDPAddr).IP
-		conn.Close()
-		if ip.IsGlobalUnicast() {
-			return ip
-		}
-	}
-	ifaces, _ := net.Interfaces()
-	for _, iface := range ifaces {
-		if iface.Flags&net.FlagUp == 0 || iface.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := iface.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
-				return n.IP
-			}
-		}
-	}
-	return nil
-}

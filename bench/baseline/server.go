@@ -17,6 +17,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/killall"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/server"
 )
 
 // Server is the baseline equivalent of `kedge server`: the control plane
@@ -71,7 +72,7 @@ func (s *Server) prepare() (controlPlane, node, []spec, error) {
 	certs, err := pki.Generate(pki.Config{
 		Dir:           filepath.Join(dir, "server", "tls"),
 		ClusterDomain: opts.ClusterDomain,
-		ServiceIP:     firstIP(serviceNet),
+		ServiceIP:     server.FirstServiceIP(serviceNet),
 		SANs:          []string{opts.NodeName, opts.NodeIP.String()},
 		NodeName:      opts.NodeName,
 	})
@@ -274,19 +275,6 @@ func (s *Server) stopLocked(ctx context.Context) error {
 	errs = append(errs, s.run.stop(ctx))
 	s.run = nil
 	return errors.Join(errs...)
-}
-
-// firstIP is the first address of n: the kubernetes Service's.
-func firstIP(n *net.IPNet) net.IP {
-	ip := make(net.IP, len(n.IP))
-	copy(ip, n.IP.Mask(n.Mask))
-	for i := len(ip) - 1; i >= 0; i-- {
-		ip[i]++
-		if ip[i] != 0 {
-			break
-		}
-	}
-	return ip
 }
 
 // nodeRun is a running node: its supervisor, its background tasks and

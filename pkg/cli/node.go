@@ -7,13 +7,15 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/kedge-io/kedge/pkg/hostinfo"
 )
 
 // parseNodeIP returns --node-ip, or the default route's source address
 // when it is empty.
 func parseNodeIP(s string) (net.IP, error) {
 	if s == "" {
-		return defaultNodeIP(), nil
+		return hostinfo.DefaultNodeIP(), nil
 	}
 	ip := net.ParseIP(s)
 	if ip == nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/server"
 	"github.com/kedge-io/kedge/pkg/version"
 )
@@ -84,7 +85,7 @@ func TestServerConfigErrors(t *testing.T) {
 }
 
 func TestServerConfigDefaults(t *testing.T) {
-	if ip := defaultNodeIP(); ip.IsLoopback() {
+	if ip := hostinfo.DefaultNodeIP(); ip.IsLoopback() {
 		t.Skipf("no routable address on this machine (detected %s)", ip)
 	}
 	f, _ := parseServerFlags(t, "--node-name=Node-1")

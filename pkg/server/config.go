@@ -64,9 +64,9 @@ func (c Config) initialClusterFile() string {
 // TokenFile is where a server keeps the cluster's join token.
 func (c Config) TokenFile() string { return filepath.Join(c.serverDir(), "token") }
 
-// firstServiceIP is the address of the kubernetes Service: the first IP of
+// FirstServiceIP is the address of the kubernetes Service: the first IP of
 // the service CIDR.
-func firstServiceIP(n *net.IPNet) net.IP {
+func FirstServiceIP(n *net.IPNet) net.IP {
 	ip := make(net.IP, len(n.IP))
 	copy(ip, n.IP.Mask(n.Mask))
 	for i := len(ip) - 1; i >= 0; i-- {

@@ -24,8 +24,8 @@ import (
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
-	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
+	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	certs, err := pki.Generate(pki.Config{
 		Dir:           cfg.tlsDir(),
 		ClusterDomain: cfg.ClusterDomain,
-		ServiceIP:     firstServiceIP(cfg.ServiceCIDR),
+		ServiceIP:     FirstServiceIP(cfg.ServiceCIDR),
 		SANs:          sans(cfg),
 		NodeName:      cfg.NodeName,
 	})
