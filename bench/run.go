@@ -75,17 +75,11 @@ const mib = 1 << 20
 // adding one value per metric for s.Name() to r.
 func RunServer(ctx context.Context, s Setup, exited <-chan struct{}, p Plan, r *Results) (err error) {
 	log := p.Log.With("setup", s.Name())
-	log.Info("start")
-	if err := s.Start(ctx); err != nil {
+	stop, err := start(ctx, log, s, s.Name())
+	if err != nil {
 		return err
 	}
-	defer func() {
-		logRestarts(log, s)
-		log.Info("stop")
-		if serr := s.Stop(context.WithoutCancel(ctx)); serr != nil {
-			err = errors.Join(err, fmt.Errorf("%s: stop: %w", s.Name(), serr))
-		}
-	}()
+	defer stop(&err)
 	st, err := WaitStart(ctx, s, StartWait{PodImage: p.Image, Exited: exited})
 	if err != nil {
 		return err
@@ -185,14 +179,11 @@ type NodeFactory func(serverURL, token string) Setup
 // join → node Ready and the node's idle memory, and stops both.
 func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName string, p Plan, r *Results) (err error) {
 	log := p.Log.With("setup", "control plane")
-	if err := server.Start(ctx); err != nil {
+	stopServer, err := start(ctx, log, server, "server")
+	if err != nil {
 		return err
 	}
-	defer func() {
-		if serr := server.Stop(context.WithoutCancel(ctx)); serr != nil {
-			err = errors.Join(err, fmt.Errorf("server: stop: %w", serr))
-		}
-	}()
+	defer stopServer(&err)
 	if _, err := WaitStart(ctx, server, StartWait{NoNode: true, Exited: server.Exited()}); err != nil {
 		return err
 	}
@@ -202,17 +193,11 @@ func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName stri
 	}
 	n := node("https://127.0.0.1:6443", token)
 	log = p.Log.With("setup", n.Name()+" node")
-	log.Info("start")
-	if err := n.Start(ctx); err != nil {
+	stopNode, err := start(ctx, log, n, n.Name()+" node")
+	if err != nil {
 		return err
 	}
-	defer func() {
-		logRestarts(log, n)
-		log.Info("stop")
-		if serr := n.Stop(context.WithoutCancel(ctx)); serr != nil {
-			err = errors.Join(err, fmt.Errorf("%s node: stop: %w", n.Name(), serr))
-		}
-	}()
+	defer stopNode(&err)
 	var exited <-chan struct{}
 	if k, ok := n.(*Kedge); ok {
 		exited = k.Exited()
@@ -239,6 +224,22 @@ func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName stri
 	r.Add(MetricNodeRSS, n.Name(), float64(u.RSS)/mib)
 	r.Add(MetricNodePSS, n.Name(), float64(u.PSS)/mib)
 	return nil
+}
+
+// start starts s and returns what stops it, joining a stop failure (named
+// what) into *err; it logs both, and the restarts s counted meanwhile.
+func start(ctx context.Context, log *slog.Logger, s Setup, what string) (stop func(err *error), err error) {
+	log.Info("start")
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return func(err *error) {
+		logRestarts(log, s)
+		log.Info("stop")
+		if serr := s.Stop(context.WithoutCancel(ctx)); serr != nil {
+			*err = errors.Join(*err, fmt.Errorf("%s: stop: %w", what, serr))
+		}
+	}, nil
 }
 
 // restarter is a setup of supervised processes that counts their restarts

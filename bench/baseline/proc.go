@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,22 +133,14 @@ func (sv *supervisor) firstExec() time.Time {
 func (sv *supervisor) running() map[string]int {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	out := make(map[string]int, len(sv.pids))
-	for k, v := range sv.pids {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(sv.pids)
 }
 
 // restartCounts returns how often each unit was restarted.
 func (sv *supervisor) restartCounts() map[string]int {
 	sv.mu.Lock()
 	defer sv.mu.Unlock()
-	out := make(map[string]int, len(sv.restarts))
-	for k, v := range sv.restarts {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(sv.restarts)
 }
 
 // stopOrder is the order processes are stopped in, as systemd stops units
