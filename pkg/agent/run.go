@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/embedded"
@@ -72,14 +71,5 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	log.Info("kedge agent ready", "node", node.NodeName, "server", serverURL)
 	go footprint.Keep(ctx, log)
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case runErr = <-m.Err():
-		log.Error("component failed, shutting down", "err", runErr)
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
-	defer cancel()
-	return errors.Join(runErr, m.Stop(stopCtx))
+	return m.Run(ctx)
 }

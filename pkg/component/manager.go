@@ -13,7 +13,8 @@ import (
 // Manager starts components in the order they were added and stops them in
 // reverse. It is not safe to Add after Start.
 type Manager struct {
-	// StopTimeout bounds the stop of what started when Start fails.
+	// StopTimeout bounds the stop of what started when Start fails, and
+	// the stop at the end of Run.
 	StopTimeout time.Duration
 
 	log        *slog.Logger
@@ -24,9 +25,13 @@ type Manager struct {
 	failed   chan error
 }
 
+// DefaultStopTimeout bounds a stop: under the 10 s a service manager (and
+// kedge's tests) give a process after SIGTERM.
+const DefaultStopTimeout = 9 * time.Second
+
 // NewManager returns an empty manager that logs through log.
 func NewManager(log *slog.Logger) *Manager {
-	return &Manager{log: log, failed: make(chan error, 1), StopTimeout: 10 * time.Second}
+	return &Manager{log: log, failed: make(chan error, 1), StopTimeout: DefaultStopTimeout}
 }
 
 // Add appends c to the start order.
@@ -101,6 +106,22 @@ func (m *Manager) fail(err error) {
 	case m.failed <- err:
 	default:
 	}
+}
+
+// Run waits, after a successful Start, until ctx is done or a component
+// fails, then stops everything within StopTimeout. It returns the failure
+// joined with the errors of the stop; nil after a requested, clean stop.
+func (m *Manager) Run(ctx context.Context) error {
+	var runErr error
+	select {
+	case <-ctx.Done():
+		m.log.Info("shutting down", "reason", context.Cause(ctx))
+	case runErr = <-m.failed:
+		m.log.Error("component failed, shutting down", "err", runErr)
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.StopTimeout)
+	defer cancel()
+	return errors.Join(runErr, m.Stop(stopCtx))
 }
 
 // Err yields the first error of any started component that failed after it

@@ -354,3 +354,45 @@ func waitFor(t *testing.T, rec *recorder, event string) {
 	}
 	t.Fatalf("no %q in %q", event, rec.get())
 }
+
+// TestManagerRun: Run returns after a requested stop with nil, after a
+// failure with it (and the stop errors), having stopped everything in
+// reverse order both times.
+func TestManagerRun(t *testing.T) {
+	t.Run("requested stop", func(t *testing.T) {
+		rec := &recorder{}
+		m := NewManager(discard())
+		m.Add(&fake{name: "a", rec: rec})
+		m.Add(&fake{name: "b", rec: rec})
+		ctx, cancel := context.WithCancel(context.Background())
+		if err := m.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if err := m.Run(ctx); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		if got, want := strings.Join(rec.get(), ","), "start a,ready a,start b,ready b,stop b,stop a"; got != want {
+			t.Errorf("events %s, want %s", got, want)
+		}
+	})
+	t.Run("failure", func(t *testing.T) {
+		rec := &recorder{}
+		errDied := errors.New("died")
+		a := &failer{fake: &fake{name: "a", rec: rec, stopErr: errStopA}, errc: make(chan error, 1)}
+		m := NewManager(discard())
+		m.Add(a)
+		m.Add(&fake{name: "b", rec: rec})
+		if err := m.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		a.errc <- errDied
+		err := m.Run(context.Background())
+		if !errors.Is(err, errDied) || !errors.Is(err, errStopA) {
+			t.Fatalf("Run = %v, want the failure and a's stop error", err)
+		}
+		if got, want := strings.Join(rec.get(), ","), "start a,ready a,start b,ready b,stop b,stop a"; got != want {
+			t.Errorf("events %s, want %s", got, want)
+		}
+	})
+}

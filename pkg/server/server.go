@@ -33,9 +33,6 @@ import (
 	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
-// StopTimeout bounds a clean shutdown.
-const StopTimeout = 9 * time.Second
-
 // Run prepares the server's state (certificates, kubeconfigs), starts the
 // components in order and runs until ctx is done or one of them fails; then
 // it stops them in reverse order.
@@ -184,26 +181,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
 	go footprint.Keep(ctx, log)
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "reason", context.Cause(ctx))
-	case runErr = <-m.Err():
-		log.Error("component failed, shutting down", "err", runErr)
-	}
 	begin := time.Now()
-	err = errors.Join(runErr, stop(m))
-	if errors.Is(runErr, etcd.ErrRemoved) {
+	err = m.Run(ctx)
+	if errors.Is(err, etcd.ErrRemoved) {
 		err = leaveCluster(cfg, log)
 	}
 	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return err
-}
-
-func stop(m *component.Manager) error {
-	ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
-	defer cancel()
-	return m.Stop(ctx)
 }
 
 // ensureToken writes the join token on first start (the secret from --token
