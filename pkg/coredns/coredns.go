@@ -24,20 +24,12 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
-	_ "github.com/coredns/coredns/core/dnsserver" // the "dns" server type
-	_ "github.com/coredns/coredns/plugin/bind"
-	_ "github.com/coredns/coredns/plugin/cache"
-	_ "github.com/coredns/coredns/plugin/errors"
-	_ "github.com/coredns/coredns/plugin/forward"
-	_ "github.com/coredns/coredns/plugin/health"
-	_ "github.com/coredns/coredns/plugin/kubernetes"
-	_ "github.com/coredns/coredns/plugin/loadbalance"
-	_ "github.com/coredns/coredns/plugin/loop"
-	_ "github.com/coredns/coredns/plugin/ready"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	_ "github.com/kedge-io/kedge/pkg/coredns/plugins" // the Corefile's plugins
 
 	"github.com/kedge-io/kedge/pkg/component"
 )

@@ -5,18 +5,9 @@
 package main
 
 import (
-	_ "github.com/coredns/coredns/core/dnsserver" // the "dns" server type
-	_ "github.com/coredns/coredns/plugin/bind"
-	_ "github.com/coredns/coredns/plugin/cache"
-	_ "github.com/coredns/coredns/plugin/errors"
-	_ "github.com/coredns/coredns/plugin/forward"
-	_ "github.com/coredns/coredns/plugin/health"
-	_ "github.com/coredns/coredns/plugin/kubernetes"
-	_ "github.com/coredns/coredns/plugin/loadbalance"
-	_ "github.com/coredns/coredns/plugin/loop"
-	_ "github.com/coredns/coredns/plugin/ready"
-
 	"github.com/coredns/coredns/coremain"
+
+	_ "github.com/kedge-io/kedge/pkg/coredns/plugins" // the plugins kedge's CoreDNS has
 )
 
 func main() { coremain.Run() }
