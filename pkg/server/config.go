@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 // Config is everything a server node needs to know, as the user set it
@@ -55,6 +57,10 @@ func (c Config) tlsDir() string    { return filepath.Join(c.serverDir(), "tls") 
 func (c Config) dbDir() string     { return filepath.Join(c.serverDir(), "db") }
 func (c Config) credDir() string   { return filepath.Join(c.serverDir(), "cred") }
 
+// adminKubeconfig is the server's own admin kubeconfig (--write-kubeconfig
+// gets a copy).
+func (c Config) adminKubeconfig() string { return filepath.Join(c.credDir(), "admin.kubeconfig") }
+
 // initialClusterFile keeps the etcd member list a joining server got, until
 // its etcd has a data dir.
 func (c Config) initialClusterFile() string {
@@ -76,4 +82,11 @@ func FirstServiceIP(n *net.IPNet) net.IP {
 		}
 	}
 	return ip
+}
+
+// LocalEtcdTLS are the files a client of the local etcd member on a server
+// with data dir dataDir authenticates with (`kedge etcd`).
+func LocalEtcdTLS(dataDir string) etcd.ClientTLS {
+	b := pki.Layout(Config{DataDir: dataDir}.tlsDir())
+	return etcd.ClientTLS{CA: b.EtcdServerCA, Cert: b.EtcdClientCert, Key: b.EtcdClientKey}
 }

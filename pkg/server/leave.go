@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/kedge-io/kedge/pkg/etcd"
-	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 // removedFile records that this server's etcd member was removed from the
@@ -63,11 +62,4 @@ func checkRemoved(cfg Config) (bool, error) {
 			strings.TrimSpace(string(raw)), cfg.removedFile(), cfg.serverDir())
 	}
 	return true, nil
-}
-
-// LocalEtcdTLS are the files a client of the local etcd member on a server
-// with data dir dataDir authenticates with (`kedge etcd`).
-func LocalEtcdTLS(dataDir string) etcd.ClientTLS {
-	b := pki.Layout(Config{DataDir: dataDir}.tlsDir())
-	return etcd.ClientTLS{CA: b.EtcdServerCA, Cert: b.EtcdClientCert, Key: b.EtcdClientKey}
 }

@@ -37,7 +37,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		return node, err
 	}
 	node.Certs = nb
-	node.AdminKubeconfig = filepath.Join(cfg.credDir(), "admin.kubeconfig")
+	node.AdminKubeconfig = cfg.adminKubeconfig()
 	if err := agent.WriteKubeconfigs(&node, admin.Server); err != nil {
 		return node, err
 	}

@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	adminKubeconfig := filepath.Join(cfg.credDir(), "admin.kubeconfig")
+	adminKubeconfig := cfg.adminKubeconfig()
 	etcdClient := localEtcd(etcd.ClientTLS{CA: certs.EtcdServerCA, Cert: certs.EtcdClientCert, Key: certs.EtcdClientKey})
 	sup, err := supervisor.New(supervisor.Config{
 		CACertFile: certs.ServerCA,
@@ -142,7 +142,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:        log,
 	}))
 	m.Add(manifests.New(manifests.Config{
-		Kubeconfig: filepath.Join(cfg.credDir(), "admin.kubeconfig"),
+		Kubeconfig: adminKubeconfig,
 		Dir:        filepath.Join(cfg.serverDir(), "manifests"),
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Log:        log,
