@@ -105,7 +105,7 @@ func TestServerRemove(t *testing.T) {
 		})
 		log, _ := os.ReadFile(a.LogFile())
 		if !strings.Contains(string(log), "start it with --server") {
-			t.Fatalf("a's refusal does not say how to rejoin:\n%s", tail(string(log), 2000))
+			t.Fatalf("a's refusal does not say how to rejoin:\n%s", a.LogTail(2000))
 		}
 	})
 	c.Step("b, the only member, cannot be removed and still serves", func() {
@@ -143,7 +143,7 @@ func waitRemoved(t *testing.T, c *harness.Cluster, n *harness.Node) {
 	})
 	log, _ := os.ReadFile(n.LogFile())
 	if !strings.Contains(string(log), "removed from the cluster's etcd membership") {
-		t.Fatalf("%s's log does not say it was removed:\n%s", n.Name(), tail(string(log), 2000))
+		t.Fatalf("%s's log does not say it was removed:\n%s", n.Name(), n.LogTail(2000))
 	}
 	if _, err := os.Stat(filepath.Join(n.DataDir(), "server", "removed")); err != nil {
 		t.Fatalf("%s: no removal marker: %v", n.Name(), err)
@@ -163,11 +163,4 @@ func regexpLine(out, expr string) bool {
 		}
 	}
 	return false
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

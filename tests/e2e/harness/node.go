@@ -58,6 +58,9 @@ func (n *Node) DataDir() string { return filepath.Join(n.dir, "data") }
 // LogFile is where kedge's output goes, across restarts.
 func (n *Node) LogFile() string { return filepath.Join(n.dir, "kedge.log") }
 
+// LogTail is the last size bytes of kedge's log, for a failure message.
+func (n *Node) LogTail(size int) string { return tailFile(n.LogFile(), size) }
+
 // CgroupRoot is the kubelet's --cgroup-root on this node.
 func (n *Node) CgroupRoot() string { return "/kedge-e2e-" + n.c.id + "-" + n.name }
 
