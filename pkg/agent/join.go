@@ -1,17 +1,13 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,19 +41,10 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 		return err
 	}
 	defer sup.Close()
-	body, _ := json.Marshal(supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}})
-	resp, err := sup.Do(ctx, http.MethodPost, supervisor.NodePath, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("join %s as node %s: %s: %s", serverURL, node.NodeName, resp.Status, strings.TrimSpace(string(msg)))
-	}
 	var answer supervisor.NodeResponse
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return fmt.Errorf("join %s: %w", serverURL, err)
+	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}}
+	if err := sup.PostJSON(ctx, supervisor.NodePath, req, &answer); err != nil {
+		return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
 	}
 	certs, err := writeNodeFiles(filepath.Join(node.Dir(), "tls"), answer.Files)
 	if err != nil {
@@ -115,11 +102,7 @@ func writeNodeFiles(dir string, files map[string][]byte) (pki.NodeBundle, error)
 		if strings.HasSuffix(name, ".key") {
 			mode = 0o600
 		}
-		tmp := filepath.Join(dir, "."+name+".tmp")
-		if err := os.WriteFile(tmp, data, mode); err != nil {
-			return pki.NodeBundle{}, err
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		if err := pki.WriteFileAtomic(filepath.Join(dir, name), data, mode); err != nil {
 			return pki.NodeBundle{}, err
 		}
 	}

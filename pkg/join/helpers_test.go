@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log"
@@ -114,7 +115,7 @@ func (s *supervisor) URL() string { return s.srv.URL }
 
 // startSupervisor serves caPEM at /cacerts (404 if nil), "pong" at /ping, "hello
 // <user>" at /v1/hello for basic auth with testSecret, and a redirect to
-// redirectTo at /v1/redirect. cert is its serving certificate; nil means
+// redirectTo at /v1/redirect, and a JSON echo at POST /v1/echo. cert is its serving certificate; nil means
 // httptest's own, which no test CA signed. It is closed when the test ends.
 func startSupervisor(t *testing.T, cert *tls.Certificate, caPEM []byte, redirectTo string) *supervisor {
 	t.Helper()
@@ -135,6 +136,20 @@ func startSupervisor(t *testing.T, cert *tls.Certificate, caPEM []byte, redirect
 			return
 		}
 		_, _ = w.Write([]byte("hello " + user))
+	})
+	// POST /v1/echo answers {"got": <the request's "name">}, or 409 with a
+	// message when the name is "taken".
+	mux.HandleFunc("POST /v1/echo", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Name string }
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if in.Name == "taken" {
+			http.Error(w, "refused: the name is taken", http.StatusConflict)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"got": in.Name})
 	})
 	mux.HandleFunc("GET /v1/redirect", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, redirectTo, http.StatusFound)

@@ -1,7 +1,9 @@
 package join
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,7 +18,7 @@ const (
 	UserServer = "server"
 )
 
-// maxAnswerBytes bounds an answer Supervisor.Get reads.
+// maxAnswerBytes bounds an answer Supervisor.Get or PostJSON reads.
 const maxAnswerBytes = 16 << 20
 
 // Supervisor is a client of a server's supervisor API that trusts only the
@@ -85,27 +87,55 @@ func (s *Supervisor) Do(ctx context.Context, method, path string, body io.Reader
 }
 
 // Get makes an authenticated GET of path and returns the body of a 200
-// answer (at most 16 MiB). Any other status is an error naming the URL;
-// 401 and 403 say that the --token's secret was refused.
+// answer (at most 16 MiB). Any other status is an error naming the URL and
+// quoting the server's message; 401 says that the --token's secret was
+// refused (403 is a refusal of something else, e.g. the node name, which
+// the message explains).
 func (s *Supervisor) Get(ctx context.Context, path string) ([]byte, error) {
-	resp, err := s.Do(ctx, http.MethodGet, path, nil)
+	return s.call(ctx, http.MethodGet, path, nil)
+}
+
+// PostJSON makes an authenticated POST of in as JSON to path and decodes a
+// 200 answer into out; other statuses are errors as with Get.
+func (s *Supervisor) PostJSON(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	answer, err := s.call(ctx, http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(answer, out); err != nil {
+		return fmt.Errorf("join: --server %s: POST %s: %w", s.base, s.base+path, err)
+	}
+	return nil
+}
+
+// call sends the request and returns the body of a 200 answer.
+func (s *Supervisor) call(ctx context.Context, method, path string, body io.Reader) ([]byte, error) {
+	resp, err := s.Do(ctx, method, path, body)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	u := s.base + path
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return nil, fmt.Errorf("join: --server %s refused the --token's secret for user %q: GET %s: %s", s.base, s.user, u, resp.Status)
-	default:
-		return nil, fmt.Errorf("join: --server %s: GET %s: %s", s.base, u, resp.Status)
-	}
 	b, err := readLimited(resp.Body, u, maxAnswerBytes)
 	if err != nil {
 		return nil, fmt.Errorf("join: --server %s: %w", s.base, err)
 	}
-	return b, nil
+	msg := ""
+	if m := strings.TrimSpace(string(b)); m != "" && resp.StatusCode != http.StatusOK {
+		msg = ": " + m
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return b, nil
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("join: --server %s refused the --token's secret for user %q: %s %s: %s%s", s.base, s.user, method, u, resp.Status, msg)
+	default:
+		return nil, fmt.Errorf("join: --server %s: %s %s: %s%s", s.base, method, u, resp.Status, msg)
+	}
 }
 
 // Close releases the client's idle connections.

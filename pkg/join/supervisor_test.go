@@ -125,3 +125,22 @@ func TestSupervisorDoRefusesARelativePath(t *testing.T) {
 		t.Errorf("the server saw %+v", reqs)
 	}
 }
+
+func TestSupervisorPostJSON(t *testing.T) {
+	ca, sup := startCluster(t)
+	c, err := NewSupervisor(sup.URL(), ca.pem, New(ca.pem, testSecret), UserNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var out struct{ Got string }
+	if err := c.PostJSON(context.Background(), "/v1/echo", map[string]string{"name": "n1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Got != "n1" {
+		t.Fatalf("answer %+v, want got=n1", out)
+	}
+	// A refusal quotes the server's message.
+	err = c.PostJSON(context.Background(), "/v1/echo", map[string]string{"name": "taken"}, &out)
+	wantErr(t, err, "--server "+sup.URL(), "POST "+sup.URL()+"/v1/echo", "409", "refused: the name is taken")
+}

@@ -29,12 +29,12 @@ func mkdirPrivate(dir string) error {
 	return nil
 }
 
-// writeFileAtomic writes data to path with the given mode through a
+// WriteFileAtomic writes data to path with the given mode through a
 // temporary file in the same directory and a rename, so readers see either
 // the old or the new content, never a part. Missing parent directories are
 // created with mode 0700. A file that already has this content and mode is
 // left alone.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+func WriteFileAtomic(path string, data []byte, mode fs.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode.Perm() {
 			return nil
@@ -89,7 +89,7 @@ func syncDir(dir string) {
 
 // writeCert writes one DER certificate as PEM with mode 0644.
 func writeCert(path string, der []byte) error {
-	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), publicMode)
+	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), publicMode)
 }
 
 // writeKey writes a private key as PEM with mode 0600: ECDSA keys as SEC 1
@@ -108,7 +108,7 @@ func writeKey(path string, key crypto.Signer) error {
 	default:
 		return fmt.Errorf("pki: encode %s: unsupported key type %T", path, key)
 	}
-	return writeFileAtomic(path, pem.EncodeToMemory(block), keyMode)
+	return WriteFileAtomic(path, pem.EncodeToMemory(block), keyMode)
 }
 
 // readKey reads and parses the PEM private key at path. A missing file

@@ -79,7 +79,7 @@ func WriteKubeconfig(path string, mode os.FileMode, o KubeconfigOptions) error {
 	if err != nil {
 		return fmt.Errorf("pki: encode %s: %w", path, err)
 	}
-	return writeFileAtomic(path, data, mode)
+	return WriteFileAtomic(path, data, mode)
 }
 
 // readKeyPair reads a PEM certificate and key and checks that they match.

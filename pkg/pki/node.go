@@ -134,5 +134,5 @@ func copyIfChanged(src, dst string) error {
 	if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
 		return nil
 	}
-	return writeFileAtomic(dst, data, 0o644)
+	return WriteFileAtomic(dst, data, 0o644)
 }

@@ -47,7 +47,7 @@ func ensureServiceAccountKey(keyPath, pubPath string) error {
 	if err != nil {
 		return fmt.Errorf("pki: encode %s: %w", pubPath, err)
 	}
-	return writeFileAtomic(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), publicMode)
+	return WriteFileAtomic(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), publicMode)
 }
 
 // parsePublicKey returns the first public key in PEM data, in PKIX or

@@ -1,15 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -76,24 +72,15 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 	}
 	defer sup.Close()
 	ip := cfg.AdvertiseIP.String()
-	body, _ := json.Marshal(supervisor.ServerRequest{
+	req := supervisor.ServerRequest{
 		Name:      cfg.NodeName,
 		PeerURL:   "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.PeerPort)),
 		ClientURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.ClientPort)),
 		Settings:  settings(cfg),
-	})
-	resp, err := sup.Do(ctx, http.MethodPost, supervisor.ServerPath, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return "", fmt.Errorf("join %s as server %s: %s: %s", cfg.JoinURL, cfg.NodeName, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	var answer supervisor.ServerResponse
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
-		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
+	if err := sup.PostJSON(ctx, supervisor.ServerPath, req, &answer); err != nil {
+		return "", fmt.Errorf("join %s as server %s: %w", cfg.JoinURL, cfg.NodeName, err)
 	}
 	if answer.InitialCluster == "" {
 		return "", fmt.Errorf("join %s: the server sent no etcd member list", cfg.JoinURL)
@@ -142,19 +129,11 @@ func writeCAFiles(layout pki.Bundle, files map[string][]byte) error {
 		if !allowed[name] {
 			return fmt.Errorf("the server sent an unexpected file %q", name)
 		}
-		dst := filepath.Join(layout.Dir, filepath.FromSlash(path.Clean(name)))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return err
-		}
 		mode := os.FileMode(0o644)
 		if strings.HasSuffix(name, ".key") {
 			mode = 0o600
 		}
-		tmp := filepath.Join(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp")
-		if err := os.WriteFile(tmp, files[name], mode); err != nil {
-			return err
-		}
-		return os.Rename(tmp, dst)
+		return pki.WriteFileAtomic(filepath.Join(layout.Dir, filepath.FromSlash(path.Clean(name))), files[name], mode)
 	}
 	for name := range files {
 		if name == serverCA {
