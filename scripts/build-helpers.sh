@@ -4,7 +4,6 @@
 #   bin/containerd-shim-runc-v2   containerd's runc shim, from the containerd
 #                            module version our go.mod requires (the containerd kedge embeds)
 #   bin/{bridge,host-local,loopback,portmap}   github.com/containernetworking/plugins
-#   bin/crictl               sigs.k8s.io/cri-tools (kedge crictl runs it)
 #   images/pause.tar         the pause image, from ./cmd/pause via ./scripts/mkimage
 #   stamps/<asset>           what each asset was built from
 # and packs them into pkg/embedded/packed/, which is what the kedge binary
@@ -30,11 +29,11 @@ PACKED=pkg/embedded/packed
 RUNC_STATIC=${RUNC_STATIC:-1}
 
 # NOINLINE: the Go helpers are built without inlining (-gcflags=all=-l). They
-# spend their time in syscalls (runc, CNI plugins), waiting (the shim) or on
-# a terminal (crictl); without inlining their code is ~10% smaller and, more
-# to the point, far more of it is byte-identical across the helpers, which
-# the packed archive's long zstd window then stores once: packed assets
-# 13.7 -> 11.9 MB (crictl alone 28.0 -> 25.3 MB raw).
+# spend their time in syscalls (runc, CNI plugins) or waiting (the shim);
+# without inlining their code is ~10% smaller and, more to the point, far
+# more of it is byte-identical across the helpers, which the packed archive's
+# long zstd window then stores once (with crictl still a helper: packed
+# assets 13.7 -> 11.9 MB).
 NOINLINE=${NOINLINE-all=-l}
 
 log() { echo "build-helpers: $*" >&2; }
@@ -50,7 +49,6 @@ goconst() {
 RUNC_VERSION=$(goconst RuncVersion)
 CNI_VERSION=$(goconst CNIPluginsVersion)
 PAUSE_IMAGE=$(goconst PauseImage)
-CRICTL_VERSION=$(goconst CrictlVersion)
 
 GOVERSION=$($GO env GOVERSION)
 GOOS=$($GO env GOOS)
@@ -184,34 +182,9 @@ else
 	echo "$cni_stamp" >"$STAMPS/cni-plugins"
 fi
 
-# crictl: pure Go, built in its own module (its main package cannot be
-# imported, so kedge crictl execs it). `go install pkg@version` would ask the
-# module proxy for the version list, which it refuses for cri-tools; so
-# download that exact version and build inside it, with its own go.mod.
-# Without gRPC's x/net/trace (grpcnotrace): crictl never serves it.
-crictl_ldflags="-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
-crictl_gcflags=$NOINLINE
-crictl_tags="grpcnotrace"
-crictl_stamp="crictl $CRICTL_VERSION $GOVERSION $GOOS/$GOARCH ldflags=[$crictl_ldflags] gcflags=[$crictl_gcflags] tags=[$crictl_tags]"
-if uptodate crictl "$crictl_stamp" "$ASSETS/bin/crictl"; then
-	log "crictl $CRICTL_VERSION up to date"
-else
-	log "building crictl $CRICTL_VERSION"
-	crictl_src=$(cd "$tmp" && GOFLAGS= GOWORK=off $GO mod download -json "sigs.k8s.io/cri-tools@$CRICTL_VERSION" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || die "download cri-tools $CRICTL_VERSION failed"
-	[ -d "$crictl_src" ] || die "download cri-tools $CRICTL_VERSION: no source directory"
-	mkdir -p "$tmp/crictl"
-	(cd "$crictl_src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly GOWORK=off \
-		$GO build -trimpath -tags "$crictl_tags" -gcflags "$crictl_gcflags" -ldflags "$crictl_ldflags" \
-			-o "$tmp/crictl/crictl" ./cmd/crictl) ||
-		die "crictl $CRICTL_VERSION failed to build"
-	if $native; then
-		out=$("$tmp/crictl/crictl" --version) || die "crictl --version failed"
-		grep -q "${CRICTL_VERSION#v}" <<<"$out" || die "crictl --version says: $out"
-	fi
-	place "$tmp/crictl/crictl" "$ASSETS/bin/crictl" 0755
-	echo "$crictl_stamp" >"$STAMPS/crictl"
-fi
+# crictl was a helper here until kedge linked it (scripts/gen-crictl.sh): drop
+# a copy an earlier build left, or it would be packed again.
+rm -f "$ASSETS/bin/crictl" "$STAMPS/crictl"
 
 # pause image: our cmd/pause, packed by scripts/mkimage (pkg/images/ociimage).
 pause_inputs=$(cat cmd/pause/*.go scripts/mkimage/*.go \

@@ -37,8 +37,7 @@ func Main(argv []string, exec time.Time) int {
 	case "ctr":
 		return ctr.Run(agent.ContainerdAddress(), argv[1:])
 	case "crictl":
-		fmt.Fprintln(os.Stderr, "kedge:", crictl.Exec(dataDirFromEnv(), agent.ContainerdAddress(), argv[1:]))
-		return 1
+		return crictl.Run(dataDirFromEnv(), agent.ContainerdAddress(), argv[1:])
 	}
 	restore := hideGlobalVersionFlag()
 	root := &cobra.Command{
@@ -61,7 +60,10 @@ func Main(argv []string, exec time.Time) int {
 			Short:              "Run crictl against this node's containerd (data dir from $KEDGE_DATA_DIR, default /var/lib/kedge)",
 			DisableFlagParsing: true,
 			RunE: func(_ *cobra.Command, args []string) error {
-				return crictl.Exec(dataDirFromEnv(), agent.ContainerdAddress(), args)
+				if code := crictl.Run(dataDirFromEnv(), agent.ContainerdAddress(), args); code != 0 {
+					return exitCode(code)
+				}
+				return nil
 			},
 		},
 		&cobra.Command{

@@ -1,46 +1,64 @@
-// Package crictl runs the bundled crictl (cri-tools, built by
-// scripts/build-helpers.sh and embedded) against the node's containerd.
+// Package crictl runs crictl (sigs.k8s.io/cri-tools, linked into kedge) in
+// this process against the node's containerd.
 //
-//	err := crictl.Exec("/var/lib/kedge", "/run/kedge/containerd/containerd.sock", []string{"ps"})
+// cri-tools' crictl is a main package, which Go does not import;
+// scripts/gen-crictl.sh (make helpers) generates third_party/crictl from it,
+// an importable copy with three mechanical rewrites listed in the script.
+//
+//	code := crictl.Run("/var/lib/kedge", "/run/kedge/containerd/containerd.sock", []string{"ps"})
 package crictl
 
 import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
-	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/urfave/cli/v2"
+
+	upstream "github.com/kedge-io/kedge/third_party/crictl"
 )
 
-// Exec replaces the current process with crictl, run with args. Unless
-// CRI_CONFIG_FILE names another, crictl's config is
-// <dataDir>/agent/etc/crictl.yaml, (re)written to point the runtime and image
-// endpoints at the node's containerd socket at address. The binary is
-// extracted under dataDir first if this build's assets are not there yet.
-// Exec returns only on error.
-func Exec(dataDir, address string, args []string) error {
-	assets, err := embedded.Extract(dataDir)
-	if err != nil {
-		return err
-	}
-	bin := filepath.Join(assets.BinDir, "crictl")
-	env := os.Environ()
+// Run runs crictl with args and returns its exit code (crictl itself exits
+// the process with 1 on a failed command). Unless CRI_CONFIG_FILE names
+// another, crictl's config is <dataDir>/agent/etc/crictl.yaml, (re)written to
+// point the runtime and image endpoints at the node's containerd socket at
+// address. Run owns the process: it replaces os.Args, as crictl reads them.
+func Run(dataDir, address string, args []string) int {
 	if os.Getenv("CRI_CONFIG_FILE") == "" {
-		conf := filepath.Join(dataDir, "agent", "etc", "crictl.yaml")
-		content := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\n", address, address)
-		if old, err := os.ReadFile(conf); err != nil || string(old) != content {
-			if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
-				return fmt.Errorf("write %s: %w", conf, err)
-			}
+		conf, err := writeConfig(dataDir, address)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "kedge crictl:", err)
+			return 1
 		}
-		env = append(env, "CRI_CONFIG_FILE="+conf)
+		if err := os.Setenv("CRI_CONFIG_FILE", conf); err != nil {
+			fmt.Fprintln(os.Stderr, "kedge crictl:", err)
+			return 1
+		}
 	}
-	if err := syscall.Exec(bin, append([]string{"crictl"}, args...), env); err != nil {
-		return fmt.Errorf("exec %s: %w", bin, err)
+	// containerd's ctr, linked into kedge too, sets urfave/cli's global
+	// version printer to its own format when its package initialises; give
+	// crictl back the library's "NAME version VERSION" that scripts parse.
+	cli.VersionPrinter = func(c *cli.Context) {
+		fmt.Fprintf(c.App.Writer, "%s version %s\n", c.App.Name, c.App.Version)
 	}
-	return nil
+	os.Args = append([]string{"crictl"}, args...)
+	upstream.Main()
+	return 0
+}
+
+// writeConfig writes crictl's config for the containerd socket at address
+// under dataDir, if it does not say that already, and returns its path.
+func writeConfig(dataDir, address string) (string, error) {
+	conf := filepath.Join(dataDir, "agent", "etc", "crictl.yaml")
+	content := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\n", address, address)
+	if old, err := os.ReadFile(conf); err == nil && string(old) == content {
+		return conf, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(conf, []byte(content), 0o644); err != nil {
+		return "", fmt.Errorf("write %s: %w", conf, err)
+	}
+	return conf, nil
 }

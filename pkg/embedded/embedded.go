@@ -14,7 +14,7 @@ import (
 var packed embed.FS
 
 // AssetsFS returns the embedded packed asset tree: manifest,
-// assets.tar.zst (runc, containerd-shim-runc-v2, CNI plugins, crictl,
+// assets.tar.zst (runc, containerd-shim-runc-v2, CNI plugins,
 // images/pause.tar) and stamps (what each asset was built from).
 func AssetsFS() fs.FS {
 	sub, err := fs.Sub(packed, "packed")

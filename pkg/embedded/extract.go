@@ -68,7 +68,7 @@ const (
 
 // required lists the assets every build must carry.
 func required() []string {
-	return []string{"bin/runc", shimAsset, "bin/bridge", "bin/host-local", "bin/loopback", "bin/portmap", "bin/crictl", pauseTarAsset}
+	return []string{"bin/runc", shimAsset, "bin/bridge", "bin/host-local", "bin/loopback", "bin/portmap", pauseTarAsset}
 }
 
 // assetFile is one file to extract, as the manifest lists it.

@@ -30,7 +30,6 @@ func fakeFiles() fstest.MapFS {
 		"bin/host-local":   {Data: []byte("host-local")},
 		"bin/loopback":     {Data: []byte("loopback")},
 		"bin/portmap":      {Data: []byte("portmap")},
-		"bin/crictl":       {Data: []byte("crictl")},
 		"images/pause.tar": {Data: []byte("pause image")},
 	}
 }
@@ -95,7 +94,7 @@ func TestExtractLayoutAndModes(t *testing.T) {
 	}
 	for name, mode := range map[string]fs.FileMode{
 		"bin/runc": 0o755, shimAsset: 0o755, "bin/bridge": 0o755, "bin/host-local": 0o755, "bin/loopback": 0o755,
-		"bin/portmap": 0o755, "bin/crictl": 0o755, "images/pause.tar": 0o644,
+		"bin/portmap": 0o755, "images/pause.tar": 0o644,
 	} {
 		p := filepath.Join(a.Dir, name)
 		info, err := os.Lstat(p)

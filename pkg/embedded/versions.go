@@ -15,9 +15,6 @@ const (
 	// from cmd/pause), to import from Assets.PauseImageTar and to set as
 	// containerd's CRI sandbox image.
 	PauseImage = "kedge.local/pause:1.0"
-	// CrictlVersion is the sigs.k8s.io/cri-tools module version of crictl,
-	// the release that matches Kubernetes 1.36.
-	CrictlVersion = "v1.36.0"
 )
 
 // containerd-shim-runc-v2 has no constant here: build-helpers.sh builds it
