@@ -176,7 +176,9 @@ func (a *APIServer) Ready(ctx context.Context) error {
 		return err
 	}
 	url := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(a.cfg.Port)) + "/readyz"
-	tick := time.NewTicker(200 * time.Millisecond)
+	// Every 50 ms: the admin kubeconfig, and with it every client, waits for
+	// this; a poll on the kept-alive connection costs little.
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -11,7 +11,8 @@ import (
 )
 
 // Manager starts components in the order they were added and stops them in
-// reverse. It is not safe to Add after Start.
+// reverse. Each waits for the one before it to be Ready, unless it was added
+// with AddAlongside. It is not safe to Add after Start.
 type Manager struct {
 	// StopTimeout bounds the stop of what started when Start fails, and
 	// the stop at the end of Run.
@@ -19,7 +20,10 @@ type Manager struct {
 
 	log        *slog.Logger
 	components []Component
-	started    []Component
+	// alongside[i]: components[i] starts without waiting for
+	// components[i-1] to be Ready (AddAlongside).
+	alongside []bool
+	started   []Component
 
 	failOnce sync.Once
 	failed   chan error
@@ -34,26 +38,52 @@ func NewManager(log *slog.Logger) *Manager {
 	return &Manager{log: log, failed: make(chan error, 1), StopTimeout: DefaultStopTimeout}
 }
 
-// Add appends c to the start order.
-func (m *Manager) Add(c Component) { m.components = append(m.components, c) }
+// Add appends c to the start order: c starts once the component before it
+// is Ready.
+func (m *Manager) Add(c Component) {
+	m.components = append(m.components, c)
+	m.alongside = append(m.alongside, false)
+}
 
-// Start starts each component and waits for it to be Ready before starting the
-// next. On failure it stops what it started (within StopTimeout) and returns
-// the error.
+// AddAlongside appends c to the start order, to start as soon as the
+// component before it has started, while that one becomes Ready: for a
+// component that waits for its dependency by itself (the apiserver retries
+// etcd), so that its own set-up overlaps the dependency's. Both are Ready
+// before any later component starts.
+func (m *Manager) AddAlongside(c Component) {
+	m.components = append(m.components, c)
+	m.alongside = append(m.alongside, true)
+}
+
+// Start starts the components in order, each once the one before it is
+// Ready (or, added with AddAlongside, once it has started). On failure it
+// stops what it started (within StopTimeout) and returns the error.
 func (m *Manager) Start(ctx context.Context) error {
-	for _, c := range m.components {
-		begin := time.Now()
-		if err := c.Start(ctx); err != nil {
-			err = fmt.Errorf("%s: start: %w", c.Name(), err)
-			return errors.Join(err, m.stopAfterFailure(ctx))
+	for i := 0; i < len(m.components); {
+		// A stage: components[i] and those added alongside it.
+		end := i + 1
+		for end < len(m.components) && m.alongside[end] {
+			end++
 		}
-		m.started = append(m.started, c)
-		m.watch(c)
-		if err := m.waitReady(ctx, c); err != nil {
-			err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
-			return errors.Join(err, m.stopAfterFailure(ctx))
+		stage := m.components[i:end]
+		begins := make([]time.Time, len(stage))
+		for k, c := range stage {
+			begins[k] = time.Now()
+			if err := c.Start(ctx); err != nil {
+				err = fmt.Errorf("%s: start: %w", c.Name(), err)
+				return errors.Join(err, m.stopAfterFailure(ctx))
+			}
+			m.started = append(m.started, c)
+			m.watch(c)
 		}
-		m.log.Info("component ready", "component", c.Name(), "took", time.Since(begin).Round(time.Millisecond))
+		for k, c := range stage {
+			if err := m.waitReady(ctx, c); err != nil {
+				err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
+				return errors.Join(err, m.stopAfterFailure(ctx))
+			}
+			m.log.Info("component ready", "component", c.Name(), "took", time.Since(begins[k]).Round(time.Millisecond))
+		}
+		i = end
 	}
 	return nil
 }

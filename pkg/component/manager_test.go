@@ -233,6 +233,54 @@ func TestManagerWaitsForReady(t *testing.T) {
 	}
 }
 
+// A component added alongside starts while the one before it is not Ready
+// yet; the next stage waits for both; a failed Ready of the alongside one
+// stops both, in reverse order.
+func TestManagerAddAlongside(t *testing.T) {
+	rec := &recorder{}
+	release := make(chan struct{})
+	a := &fake{name: "a", rec: rec, readyWait: release}
+	b := &fake{name: "b", rec: rec}
+	c := &fake{name: "c", rec: rec}
+	m := NewManager(discard())
+	m.Add(a)
+	m.AddAlongside(b)
+	m.Add(c)
+	done := make(chan error, 1)
+	go func() { done <- m.Start(context.Background()) }()
+
+	time.Sleep(100 * time.Millisecond)
+	if got, want := rec.get(), []string{"start a", "start b"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("while a is not ready: %q, want %q", got, want)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.get(), []string{"start a", "start b", "ready a", "ready b", "start c", "ready c"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if err := m.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	rec = &recorder{}
+	a = &fake{name: "a", rec: rec}
+	b = &fake{name: "b", rec: rec, readyErr: errors.New("boom")}
+	c = &fake{name: "c", rec: rec}
+	m = NewManager(discard())
+	m.Add(a)
+	m.AddAlongside(b)
+	m.Add(c)
+	err := m.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "b: not ready: boom") {
+		t.Fatalf("Start = %v, want b's Ready error", err)
+	}
+	if got, want := rec.get(), []string{"start a", "start b", "ready a", "ready b failed", "stop b", "stop a"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestManagerStartContextCancelled(t *testing.T) {
 	rec := &recorder{}
 	a := &fake{name: "a", rec: rec, readyWait: make(chan struct{})} // never ready

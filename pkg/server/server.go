@@ -114,7 +114,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	m := component.NewManager(log)
 	m.Add(etcd.New(etcdCfg))
-	m.Add(apiserver.New(apiserver.Config{
+	// The apiserver retries etcd until it answers (as it does when both run
+	// as separate processes): its set-up, a second or more of CPU, overlaps
+	// etcd's start and, on a joining server, the wait for promotion.
+	m.AddAlongside(apiserver.New(apiserver.Config{
 		BindAddress:   cfg.BindAddress.String(),
 		Port:          cfg.HTTPSPort,
 		AdvertiseIP:   cfg.AdvertiseIP,
