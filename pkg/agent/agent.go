@@ -1,10 +1,10 @@
-// Package agent is the composition root of a node: it lists, in start order,
+// Package agent is the composition root of a node: it adds, in start order,
 // the components every node runs in the kedge process (containerd, the
 // pause image, the image importer, kubelet, flannel (the pod network, unless
-// --flannel-backend=none), kube-proxy, CoreDNS). A server adds them after its control plane; `kedge agent` will
-// run them alone.
+// --flannel-backend=none), kube-proxy, CoreDNS). A server adds them after its
+// control plane; `kedge agent` runs them alone.
 //
-//	for _, c := range agent.Components(cfg, assets, log) { manager.Add(c) }
+//	agent.AddComponents(manager, cfg, assets, log)
 package agent
 
 import (
@@ -65,11 +65,11 @@ func (c Config) Dir() string { return filepath.Join(c.DataDir, "agent") }
 // ContainerdAddress is the gRPC (and CRI) socket of the node's containerd.
 func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "containerd.sock") }
 
-// Components returns the node's components in start order.
-func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []component.Component {
+// AddComponents adds the node's components to m in start order.
+func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log *slog.Logger) {
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
-	components := []component.Component{
+	for _, c := range []component.Component{
 		containerd.New(containerd.Config{
 			Root:         filepath.Join(cfg.Dir(), "containerd"),
 			State:        filepath.Join(RunDir, "containerd"),
@@ -105,9 +105,14 @@ func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []componen
 			ExtraArgs:                cfg.KubeletArgs,
 			Log:                      log,
 		}),
+	} {
+		m.Add(c)
 	}
 	if cfg.FlannelBackend != flannel.None {
-		components = append(components, flannel.New(flannel.Config{
+		// flannel needs the kubelet's Node, not the kubelet's readiness:
+		// it starts with the kubelet, so that its subnet manager, which
+		// checks its informer once a second, is built meanwhile.
+		m.AddAlongside(flannel.New(flannel.Config{
 			NodeName:    cfg.NodeName,
 			NodeIP:      cfg.NodeIP,
 			Iface:       cfg.FlannelIface,
@@ -119,24 +124,22 @@ func Components(cfg Config, assets embedded.Assets, log *slog.Logger) []componen
 			Log:         log,
 		}))
 	}
-	return append(components,
-		kubeproxy.New(kubeproxy.Config{
-			NodeName:    cfg.NodeName,
-			NodeIP:      cfg.NodeIP,
-			Kubeconfig:  cfg.KubeProxyKubeconfig,
-			ClusterCIDR: cfg.ClusterCIDR,
-			ExtraArgs:   cfg.KubeProxyArgs,
-			Log:         log,
-		}),
-		coredns.New(coredns.Config{
-			NodeName:      cfg.NodeName,
-			NodeIP:        cfg.NodeIP,
-			ClusterDomain: cfg.ClusterDomain,
-			Kubeconfig:    cfg.CoreDNSKubeconfig,
-			ResolvConf:    kubelet.HostResolvConf(),
-			Log:           log,
-		}),
-	)
+	m.Add(kubeproxy.New(kubeproxy.Config{
+		NodeName:    cfg.NodeName,
+		NodeIP:      cfg.NodeIP,
+		Kubeconfig:  cfg.KubeProxyKubeconfig,
+		ClusterCIDR: cfg.ClusterCIDR,
+		ExtraArgs:   cfg.KubeProxyArgs,
+		Log:         log,
+	}))
+	m.Add(coredns.New(coredns.Config{
+		NodeName:      cfg.NodeName,
+		NodeIP:        cfg.NodeIP,
+		ClusterDomain: cfg.ClusterDomain,
+		Kubeconfig:    cfg.CoreDNSKubeconfig,
+		ResolvConf:    kubelet.HostResolvConf(),
+		Log:           log,
+	}))
 }
 
 // pauseImage imports the embedded pause image and pins it, so that pod

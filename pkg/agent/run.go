@@ -59,9 +59,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	m := component.NewManager(log)
 	m.Add(lb)
-	for _, c := range Components(node, assets, log) {
-		m.Add(c)
-	}
+	AddComponents(m, node, assets, log)
 	if err := m.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))

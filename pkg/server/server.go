@@ -166,9 +166,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		for _, c := range agent.Components(node, assets, log) {
-			m.Add(c)
-		}
+		agent.AddComponents(m, node, assets, log)
 	}
 
 	if err := m.Start(ctx); err != nil {
