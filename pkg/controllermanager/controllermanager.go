@@ -116,26 +116,26 @@ func (m *ControllerManager) Start(ctx context.Context) error {
 	le := c.ComponentConfig.Generic.LeaderElection
 	// Upstream exits the process when its election ends; kedge elects instead.
 	c.ComponentConfig.Generic.LeaderElection.LeaderElect = false
-	ipam := splitNodeIPAM(c)
+	early := splitEarly(c)
 	completed := c.Complete()
 	run := func(ctx context.Context) error {
-		if ipam == nil {
+		if early == nil {
 			return app.Run(ctx, completed)
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		ipamDone := make(chan error, 1)
+		earlyDone := make(chan error, 1)
 		go func() {
-			err := runAlone(ctx, ipam.Complete())
+			err := runAlone(ctx, early.Complete())
 			if ctx.Err() == nil { // stopped by itself: stop the rest too
-				err = errors.Join(errors.New("node IPAM controller stopped"), err)
+				err = errors.Join(errors.New("early controllers stopped"), err)
 				cancel()
 			}
-			ipamDone <- err
+			earlyDone <- err
 		}()
 		err := app.Run(ctx, completed)
 		cancel()
-		return errors.Join(err, <-ipamDone)
+		return errors.Join(err, <-earlyDone)
 	}
 	if !le.LeaderElect {
 		m.Go(func(context.Context) error { return run(ctx) })

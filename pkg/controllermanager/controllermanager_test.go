@@ -132,30 +132,33 @@ func TestArgsParseUpstream(t *testing.T) {
 	}
 }
 
-func TestSplitNodeIPAM(t *testing.T) {
+func TestSplitEarly(t *testing.T) {
+	const ipam, lifecycle, sa = "node-ipam-controller", "node-lifecycle-controller", "serviceaccount-controller"
+	off := []string{"-" + ipam, "-" + lifecycle, "-" + sa}
 	for _, tc := range []struct {
-		name       string
-		list       []string
-		wantRest   []string
-		splitsIPAM bool
+		name      string
+		list      []string
+		wantRest  []string
+		wantAlone []string // nil: no split
 	}{
-		{"default", []string{"*"}, []string{"-node-ipam-controller", "*"}, true},
-		{"explicit", []string{"node-ipam-controller", "deployment-controller"}, []string{"-node-ipam-controller", "node-ipam-controller", "deployment-controller"}, true},
-		{"turned off by the user", []string{"*", "-node-ipam-controller"}, []string{"*", "-node-ipam-controller"}, false},
-		{"not in an explicit list", []string{"deployment-controller"}, []string{"deployment-controller"}, false},
+		{"default", []string{"*"}, append(slices.Clone(off), "*"), []string{ipam, lifecycle, sa}},
+		{"explicit", []string{ipam, "deployment-controller"}, []string{"-" + ipam, ipam, "deployment-controller"}, []string{ipam}},
+		{"one turned off by the user", []string{"*", "-" + ipam}, []string{"-" + lifecycle, "-" + sa, "*", "-" + ipam}, []string{lifecycle, sa}},
+		{"none in an explicit list", []string{"deployment-controller"}, []string{"deployment-controller"}, nil},
+		{"all turned off", []string{"*", "-" + ipam, "-" + lifecycle, "-" + sa}, []string{"*", "-" + ipam, "-" + lifecycle, "-" + sa}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &config.Config{}
 			c.ComponentConfig.Generic.Controllers = tc.list
-			alone := splitNodeIPAM(c)
+			alone := splitEarly(c)
 			if got := c.ComponentConfig.Generic.Controllers; !slices.Equal(got, tc.wantRest) {
 				t.Errorf("the other controllers' list = %v, want %v", got, tc.wantRest)
 			}
-			if (alone != nil) != tc.splitsIPAM {
-				t.Fatalf("split = %v, want %v", alone != nil, tc.splitsIPAM)
+			if (alone != nil) != (tc.wantAlone != nil) {
+				t.Fatalf("split = %v, want %v", alone != nil, tc.wantAlone != nil)
 			}
-			if alone != nil && !slices.Equal(alone.ComponentConfig.Generic.Controllers, []string{"node-ipam-controller"}) {
-				t.Errorf("alone = %v", alone.ComponentConfig.Generic.Controllers)
+			if alone != nil && !slices.Equal(alone.ComponentConfig.Generic.Controllers, tc.wantAlone) {
+				t.Errorf("alone = %v, want %v", alone.ComponentConfig.Generic.Controllers, tc.wantAlone)
 			}
 		})
 	}

@@ -109,12 +109,14 @@ func advise(m Mapping, advice int) error {
 	return nil
 }
 
-// Keep releases memory right away (call it at the end of start-up), again
-// 30 s later (after the first syncs of the components that have just
-// started), then every 5 minutes, until ctx is done. It logs the process's
+// Keep releases memory 5 s after it is called (call it at the end of
+// start-up: the wait keeps the page faults a release causes out of the
+// node's first status updates and first pods), again 30 s later (after the
+// first syncs of the components that have just started), then every 5
+// minutes, until ctx is done. It logs the process's
 // RSS before and after the first release.
 func Keep(ctx context.Context, log *slog.Logger) {
-	schedule := []time.Duration{0, 30 * time.Second, 5 * time.Minute}
+	schedule := []time.Duration{5 * time.Second, 30 * time.Second, 5 * time.Minute}
 	for i := 0; ; i++ {
 		wait := schedule[min(i, len(schedule)-1)]
 		select {

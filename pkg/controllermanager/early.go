@@ -17,30 +17,47 @@ import (
 	"k8s.io/kubernetes/cmd/kube-controller-manager/names"
 )
 
-// splitNodeIPAM takes the node IPAM controller out of c and returns a
-// configuration that runs it alone (nil when c does not run it).
+// earlyControllers are the controllers a new cluster's first pod waits for,
+// in upstream's names:
+//   - node IPAM: a new node waits for its pod CIDR before its pod network,
+//     and so the node, can be ready;
+//   - node lifecycle: it removes the not-ready taint the kubelet registers
+//     its Node with, once the Node is Ready; until then nothing schedules;
+//   - service account: it creates each namespace's "default" service
+//     account, without which the apiserver refuses pods.
+var earlyControllers = []string{names.NodeIpamController, names.NodeLifecycleController, names.ServiceAccountController}
+
+// splitEarly takes the enabled early controllers out of c and returns a
+// configuration that runs them alone (nil when c runs none of them).
 //
 // Upstream builds every controller (about 45, several with API discovery)
-// before it starts any, which takes seconds; a new node waits for its pod
-// CIDR from the node IPAM controller before the pod network, and so the node,
-// can be ready. Run on its own, ahead of the others, it assigns the CIDR as
-// soon as the Node registers. It is the same upstream controller, with the
-// same settings, under the same leader election.
-func splitNodeIPAM(c *config.Config) *config.Config {
+// before it starts any, which takes seconds. Run on their own, ahead of the
+// others, the early ones act as soon as there is something to do: the pod
+// CIDR is set ~70 ms after the Node registers. They are the same upstream
+// controllers, with the same settings, under the same leader election.
+func splitEarly(c *config.Config) *config.Config {
 	controllers := c.ComponentConfig.Generic.Controllers
-	desc := app.NewControllerDescriptors()[names.NodeIpamController]
-	if desc == nil || !(app.ControllerContext{ComponentConfig: c.ComponentConfig}).IsControllerEnabled(desc) {
+	descriptors := app.NewControllerDescriptors()
+	enabled := app.ControllerContext{ComponentConfig: c.ComponentConfig}
+	var early, off []string
+	for _, name := range earlyControllers {
+		if d := descriptors[name]; d != nil && enabled.IsControllerEnabled(d) {
+			early = append(early, name)
+			off = append(off, "-"+name)
+		}
+	}
+	if len(early) == 0 {
 		return nil
 	}
 	alone := *c
-	alone.ComponentConfig.Generic.Controllers = []string{names.NodeIpamController}
+	alone.ComponentConfig.Generic.Controllers = early
 	// The first entry naming a controller decides (controller-manager's
-	// IsControllerEnabled), so this turns it off whatever the list says.
-	c.ComponentConfig.Generic.Controllers = append([]string{"-" + names.NodeIpamController}, slices.Clone(controllers)...)
+	// IsControllerEnabled), so this turns them off whatever the list says.
+	c.ComponentConfig.Generic.Controllers = append(off, slices.Clone(controllers)...)
 	return &alone
 }
 
-// runAlone runs the controllers enabled in c (the node IPAM controller) as
+// runAlone runs the controllers enabled in c (the early controllers) as
 // kube-controller-manager's Run does, without its HTTP server, until ctx
 // ends: a controller context with its own informers, the controllers built,
 // the informers started, then the controllers. The context is built here,
@@ -53,7 +70,7 @@ func runAlone(ctx context.Context, c *config.CompletedConfig) error {
 		// As upstream: each controller as its own service account.
 		builder = clientbuilder.NewDynamicClientBuilder(restclient.AnonymousClientConfig(c.Kubeconfig), c.Client.CoreV1(), metav1.NamespaceSystem)
 	}
-	client, err := root.Client("node-ipam-informers")
+	client, err := root.Client("early-controllers-informers")
 	if err != nil {
 		return err
 	}
@@ -79,12 +96,12 @@ func runAlone(ctx context.Context, c *config.CompletedConfig) error {
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
 	close(cctx.InformersStarted)
-	if len(controllers) == 0 { // e.g. allocate-node-cidrs=false
+	if len(controllers) == 0 { // e.g. only node IPAM, with allocate-node-cidrs=false
 		<-ctx.Done()
 		return nil
 	}
 	if !app.RunControllers(ctx, cctx, controllers, 0, c.ControllerShutdownTimeout) {
-		return errors.New("node IPAM controller: shutdown timeout reached")
+		return errors.New("early controllers: shutdown timeout reached")
 	}
 	return nil
 }
