@@ -176,7 +176,6 @@ func (m *ImageImporter) importFile(ctx context.Context, path string) []string {
 		}
 		return nil
 	}
-	m.log.Info("imported images", "file", path, "images", strings.Join(names, ","), "took", time.Since(began).Round(time.Millisecond))
 	for _, n := range names {
 		if !slices.Contains(m.cfg.Pinned, n) {
 			continue
@@ -185,6 +184,9 @@ func (m *ImageImporter) importFile(ctx context.Context, path string) []string {
 			m.log.Error("pinning image", "image", n, "err", err)
 		}
 	}
+	// Logged once the images are pinned too: the line says the import is
+	// done (the importer test waits for it before checking the pin).
+	m.log.Info("imported images", "file", path, "images", strings.Join(names, ","), "took", time.Since(began).Round(time.Millisecond))
 	return names
 }
 
