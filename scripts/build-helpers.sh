@@ -182,10 +182,6 @@ else
 	echo "$cni_stamp" >"$STAMPS/cni-plugins"
 fi
 
-# crictl was a helper here until kedge linked it (scripts/gen-crictl.sh): drop
-# a copy an earlier build left, or it would be packed again.
-rm -f "$ASSETS/bin/crictl" "$STAMPS/crictl"
-
 # pause image: our cmd/pause, packed by scripts/mkimage (pkg/images/ociimage).
 pause_inputs=$(cat cmd/pause/*.go scripts/mkimage/*.go \
 	$(ls pkg/images/ociimage/*.go | grep -v '_test\.go$') | sha256sum | cut -d' ' -f1)
@@ -208,15 +204,17 @@ fi
 command -v zstd >/dev/null || die "zstd not found (Debian: apt-get install zstd; scripts/deps.sh installs it)"
 zstd_args=(-19 --long=26)
 mkdir -p "$PACKED"
-pack_files=$(cd "$ASSETS" && find bin images -type f | LC_ALL=C sort)
+# Exactly what this script builds, sorted by name (the manifest's order):
+# not whatever else an older build left in $ASSETS.
+pack_files=$(printf '%s\n' bin/runc bin/containerd-shim-runc-v2 "${cni_outputs[@]#"$ASSETS"/}" images/pause.tar | LC_ALL=C sort)
 : >"$tmp/manifest"
 for f in $pack_files; do
 	mode=0644
 	[ "${f%%/*}" = bin ] && mode=0755
 	printf '%s %s %s %s\n' "$(sha256sum <"$ASSETS/$f" | cut -d' ' -f1)" "$mode" "$(stat -c %s "$ASSETS/$f")" "$f" >>"$tmp/manifest"
 done
-for f in "$STAMPS"/*; do
-	[ "${f##*/}" = pack ] || printf '%s: %s\n' "${f##*/}" "$(cat "$f")"
+for name in runc containerd-shim-runc-v2 cni-plugins pause; do
+	printf '%s: %s\n' "$name" "$(cat "$STAMPS/$name")"
 done >"$tmp/stamps"
 pack_stamp="manifest=$(sha256sum <"$tmp/manifest" | cut -d' ' -f1) zstd=[${zstd_args[*]}]"
 if uptodate pack "$pack_stamp" "$PACKED/manifest" "$PACKED/assets.tar.zst" && cmp -s "$tmp/manifest" "$PACKED/manifest"; then
