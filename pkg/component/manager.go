@@ -18,12 +18,11 @@ type Manager struct {
 	// the stop at the end of Run.
 	StopTimeout time.Duration
 
-	log        *slog.Logger
-	components []Component
-	// alongside[i]: components[i] starts without waiting for
-	// components[i-1] to be Ready (AddAlongside).
-	alongside []bool
-	started   []Component
+	log *slog.Logger
+	// stages in start order: a component added with Add opens a stage,
+	// AddAlongside joins the last one.
+	stages  [][]Component
+	started []Component
 
 	failOnce sync.Once
 	failed   chan error
@@ -40,10 +39,7 @@ func NewManager(log *slog.Logger) *Manager {
 
 // Add appends c to the start order: c starts once the component before it
 // is Ready.
-func (m *Manager) Add(c Component) {
-	m.components = append(m.components, c)
-	m.alongside = append(m.alongside, false)
-}
+func (m *Manager) Add(c Component) { m.stages = append(m.stages, []Component{c}) }
 
 // AddAlongside appends c to the start order, to start as soon as the
 // component before it has started, while that one becomes Ready: for a
@@ -51,21 +47,19 @@ func (m *Manager) Add(c Component) {
 // etcd), so that its own set-up overlaps the dependency's. Both are Ready
 // before any later component starts.
 func (m *Manager) AddAlongside(c Component) {
-	m.components = append(m.components, c)
-	m.alongside = append(m.alongside, true)
+	if len(m.stages) == 0 {
+		m.Add(c)
+		return
+	}
+	last := len(m.stages) - 1
+	m.stages[last] = append(m.stages[last], c)
 }
 
 // Start starts the components in order, each once the one before it is
 // Ready (or, added with AddAlongside, once it has started). On failure it
 // stops what it started (within StopTimeout) and returns the error.
 func (m *Manager) Start(ctx context.Context) error {
-	for i := 0; i < len(m.components); {
-		// A stage: components[i] and those added alongside it.
-		end := i + 1
-		for end < len(m.components) && m.alongside[end] {
-			end++
-		}
-		stage := m.components[i:end]
+	for _, stage := range m.stages {
 		begins := make([]time.Time, len(stage))
 		for k, c := range stage {
 			begins[k] = time.Now()
@@ -83,7 +77,6 @@ func (m *Manager) Start(ctx context.Context) error {
 			}
 			m.log.Info("component ready", "component", c.Name(), "took", time.Since(begins[k]).Round(time.Millisecond))
 		}
-		i = end
 	}
 	return nil
 }
