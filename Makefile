@@ -11,10 +11,7 @@ K8S_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) -X k8s
 	-X k8s.io/component-base/version.gitMinor=$(K8S_MINOR) -X k8s.io/component-base/version.gitTreeState=clean \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) -X k8s.io/client-go/pkg/version.gitMajor=$(K8S_MAJOR) \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(K8S_MINOR)
-# kedge crictl reports the cri-tools version it was generated from (scripts/gen-crictl.sh).
-CRICTL_VERSION := $(shell $(GO) list -m -f '{{.Version}}' sigs.k8s.io/cri-tools 2>/dev/null)
-LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT) $(K8S_LDFLAGS) \
-	-X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRICTL_VERSION)
+LDFLAGS := -s -w -X $(PKG)/pkg/version.Version=$(VERSION) -X $(PKG)/pkg/version.Commit=$(COMMIT) $(K8S_LDFLAGS)
 BIN     := $(CURDIR)/bin/kedge
 # Build tags for bin/kedge and for every `go test` (the same tags, so the test
 # binaries test what ships and share the build cache with it). Each drops code

@@ -12,8 +12,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
+	criversion "sigs.k8s.io/cri-tools/pkg/version"
 
 	upstream "github.com/kedge-io/kedge/third_party/crictl"
 )
@@ -41,6 +43,9 @@ func Run(dataDir, address string, args []string) int {
 	cli.VersionPrinter = func(c *cli.Context) {
 		fmt.Fprintf(c.App.Writer, "%s version %s\n", c.App.Name, c.App.Version)
 	}
+	if v := moduleVersion("sigs.k8s.io/cri-tools"); v != "" {
+		criversion.Version = v // what cri-tools' own build stamps in
+	}
 	os.Args = append([]string{"crictl"}, args...)
 	upstream.Main()
 	return 0
@@ -61,4 +66,22 @@ func writeConfig(dataDir, address string) (string, error) {
 		return "", fmt.Errorf("write %s: %w", conf, err)
 	}
 	return conf, nil
+}
+
+// moduleVersion is the version of module path linked into this binary, ""
+// if the build recorded none.
+func moduleVersion(path string) string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, d := range info.Deps {
+		if d.Path == path {
+			if d.Replace != nil {
+				d = d.Replace
+			}
+			return d.Version
+		}
+	}
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -124,6 +125,10 @@ func TestNode(t *testing.T) {
 	crictl.Env = append(os.Environ(), "KEDGE_DATA_DIR="+n.dataDir())
 	if out, err := crictl.Output(); err != nil || len(strings.Fields(string(out))) != 2 {
 		t.Fatalf("kedge crictl pods: %v\n%s", err, out)
+	}
+	// It reports the cri-tools release it was built from, as crictl does.
+	if out, code := runKedge(t, n.bin, nil, "crictl", "--version"); code != 0 || !regexp.MustCompile(`^crictl version v\d+\.\d+\.\d+\n$`).MatchString(out) {
+		t.Fatalf("kedge crictl --version: exit %d, %q", code, out)
 	}
 
 	// Restart kedge: the pods keep running, untouched.
