@@ -64,7 +64,8 @@ func (e *CAMismatchError) Error() string {
 //     certificate of that CA, valid for that host.
 //
 // Each request times out after 30 seconds unless ctx ends first. log may be
-// nil.
+// nil. Errors that retrying cannot change are Permanent; the others (no
+// answer, a 5xx from a server still starting) are worth retrying with Retry.
 func FetchCA(ctx context.Context, serverURL string, tok Token, log *slog.Logger) ([]byte, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -95,7 +96,7 @@ func FetchCA(ctx context.Context, serverURL string, tok Token, log *slog.Logger)
 
 	pool, err := parseBundle(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("join: --server %s: %s did not answer a CA bundle: %w", base, caURL, err)
+		return nil, refused(fmt.Errorf("join: --server %s: %s did not answer a CA bundle: %w", base, caURL, err))
 	}
 
 	verified := newHTTPClient(verifiedTLS(pool, host))
@@ -107,7 +108,7 @@ func FetchCA(ctx context.Context, serverURL string, tok Token, log *slog.Logger)
 		return nil, fmt.Errorf("join: --server %s: %w", base, explainTLS(err, "the CA it serves at "+caURL, host))
 	}
 	if strings.TrimSpace(string(pong)) != "pong" {
-		return nil, fmt.Errorf("join: --server %s: %s answered %.20q, want \"pong\": is this a kedge server?", base, pingURL, pong)
+		return nil, refused(fmt.Errorf("join: --server %s: %s answered %.20q, want \"pong\": is this a kedge server?", base, pingURL, pong))
 	}
 	return caPEM, nil
 }
@@ -137,6 +138,11 @@ func explainTLS(err error, ca, host string) error {
 // before any check.
 func parseServerURL(s string) (base, host string, err error) {
 	const want = "want https://<host>:<port>, like https://10.0.0.1:6443"
+	defer func() {
+		if err != nil {
+			err = refused(err)
+		}
+	}()
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
@@ -220,7 +226,11 @@ func get(ctx context.Context, c *http.Client, rawURL string, limit int64) ([]byt
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s (is this a kedge server?)", rawURL, resp.Status)
+		err := fmt.Errorf("GET %s: %s (is this a kedge server?)", rawURL, resp.Status)
+		if refusedStatus(resp.StatusCode) {
+			return nil, refused(err)
+		}
+		return nil, err
 	}
 	return readLimited(resp.Body, rawURL, limit)
 }

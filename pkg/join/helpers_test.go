@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -101,6 +102,9 @@ type supervisor struct {
 
 	mu   sync.Mutex
 	reqs []request
+	// busy is how many more POSTs of /v1/echo get 503, as from a server
+	// still starting.
+	busy atomic.Int32
 }
 
 // requests returns a copy of the requests seen so far.
@@ -118,6 +122,12 @@ func (s *supervisor) URL() string { return s.srv.URL }
 // redirectTo at /v1/redirect, and a JSON echo at POST /v1/echo. cert is its serving certificate; nil means
 // httptest's own, which no test CA signed. It is closed when the test ends.
 func startSupervisor(t *testing.T, cert *tls.Certificate, caPEM []byte, redirectTo string) *supervisor {
+	t.Helper()
+	return startSupervisorOn(t, nil, cert, caPEM, redirectTo)
+}
+
+// startSupervisorOn is startSupervisor serving on l (nil: a new port).
+func startSupervisorOn(t *testing.T, l net.Listener, cert *tls.Certificate, caPEM []byte, redirectTo string) *supervisor {
 	t.Helper()
 	s := &supervisor{}
 	mux := http.NewServeMux()
@@ -137,9 +147,17 @@ func startSupervisor(t *testing.T, cert *tls.Certificate, caPEM []byte, redirect
 		}
 		_, _ = w.Write([]byte("hello " + user))
 	})
-	// POST /v1/echo answers {"got": <the request's "name">}, or 409 with a
-	// message when the name is "taken".
+	// POST /v1/echo, with basic auth by testSecret, answers {"got": <the
+	// request's "name">}, or 409 with a message when the name is "taken".
 	mux.HandleFunc("POST /v1/echo", func(w http.ResponseWriter, r *http.Request) {
+		if _, pass, ok := r.BasicAuth(); !ok || pass != testSecret {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		if s.busy.Add(-1) >= 0 {
+			http.Error(w, `namespaces "kube-system" not found`, http.StatusServiceUnavailable)
+			return
+		}
 		var in struct{ Name string }
 		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -164,6 +182,10 @@ func startSupervisor(t *testing.T, cert *tls.Certificate, caPEM []byte, redirect
 	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0) // failed handshakes are expected
 	if cert != nil {
 		s.srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	}
+	if l != nil {
+		s.srv.Listener.Close()
+		s.srv.Listener = l
 	}
 	s.srv.StartTLS()
 	t.Cleanup(s.srv.Close)

@@ -47,17 +47,17 @@ func NewSupervisor(serverURL string, caPEM []byte, tok Token, user string) (*Sup
 		return nil, err
 	}
 	if err := checkSecret(tok.Secret, "--token"); err != nil {
-		return nil, err
+		return nil, refused(err)
 	}
 	if user == "" || strings.ContainsAny(user, ":\r\n") {
-		return nil, fmt.Errorf("join: supervisor user %q: want %q or %q", user, UserNode, UserServer)
+		return nil, refused(fmt.Errorf("join: supervisor user %q: want %q or %q", user, UserNode, UserServer))
 	}
 	if tok.Pinned() && CAHash(caPEM) != tok.CAHash {
-		return nil, fmt.Errorf("join: the CA for --server %s does not match the --token's hash (sha256 %s, token says %s)", base, CAHash(caPEM), tok.CAHash)
+		return nil, refused(fmt.Errorf("join: the CA for --server %s does not match the --token's hash (sha256 %s, token says %s)", base, CAHash(caPEM), tok.CAHash))
 	}
 	pool, err := parseBundle(caPEM)
 	if err != nil {
-		return nil, fmt.Errorf("join: the CA for --server %s: %w", base, err)
+		return nil, refused(fmt.Errorf("join: the CA for --server %s: %w", base, err))
 	}
 	return &Supervisor{
 		base:   base,
@@ -90,7 +90,8 @@ func (s *Supervisor) Do(ctx context.Context, method, path string, body io.Reader
 // answer (at most 16 MiB). Any other status is an error naming the URL and
 // quoting the server's message; 401 says that the --token's secret was
 // refused (403 is a refusal of something else, e.g. the node name, which
-// the message explains).
+// the message explains). A 4xx answer other than 408 and 429 is a
+// RefusedError (see Permanent); a 5xx one is worth retrying.
 func (s *Supervisor) Get(ctx context.Context, path string) ([]byte, error) {
 	return s.call(ctx, http.MethodGet, path, nil)
 }
@@ -128,11 +129,13 @@ func (s *Supervisor) call(ctx context.Context, method, path string, body io.Read
 	if m := strings.TrimSpace(string(b)); m != "" && resp.StatusCode != http.StatusOK {
 		msg = ": " + m
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
+	switch {
+	case resp.StatusCode == http.StatusOK:
 		return b, nil
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("join: --server %s refused the --token's secret for user %q: %s %s: %s%s", s.base, s.user, method, u, resp.Status, msg)
+	case resp.StatusCode == http.StatusUnauthorized:
+		return nil, refused(fmt.Errorf("join: --server %s refused the --token's secret for user %q: %s %s: %s%s", s.base, s.user, method, u, resp.Status, msg))
+	case refusedStatus(resp.StatusCode):
+		return nil, refused(fmt.Errorf("join: --server %s: %s %s: %s%s", s.base, method, u, resp.Status, msg))
 	default:
 		return nil, fmt.Errorf("join: --server %s: %s %s: %s%s", s.base, method, u, resp.Status, msg)
 	}

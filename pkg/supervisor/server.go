@@ -113,6 +113,13 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, err.Error(), http.StatusConflict)
 			return
 		}
+		var b *busyError
+		if errors.As(err, &b) {
+			// Another server's join is in progress: the joiner retries.
+			w.Header().Set("Retry-After", "2")
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		http.Error(w, "etcd: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -129,6 +136,12 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 type conflictError struct{ msg string }
 
 func (e *conflictError) Error() string { return e.msg }
+
+// busyError is a join that must wait for another one to complete: etcd
+// allows one learner at a time.
+type busyError struct{ msg string }
+
+func (e *busyError) Error() string { return e.msg }
 
 // addLearner adds req as a learner unless it is a member already (a server
 // that restarts, or retries a join) and returns the initial-cluster string.
@@ -153,7 +166,7 @@ func addLearner(ctx context.Context, c EtcdMembers, req ServerRequest) (string, 
 				if name == "" {
 					name = strings.Join(m.PeerURLs, ",")
 				}
-				return "", &conflictError{fmt.Sprintf("refused: etcd member %s is a learner not promoted yet (etcd allows one); wait until it has joined, or remove it", name)}
+				return "", &busyError{fmt.Sprintf("etcd member %s is a learner not promoted yet (etcd allows one): retry when it has joined, or remove it", name)}
 			}
 		}
 		if _, err := c.MemberAddAsLearner(ctx, []string{req.PeerURL}); err != nil {

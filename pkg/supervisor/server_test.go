@@ -115,9 +115,10 @@ func TestServerJoin(t *testing.T) {
 	if code, body := join("server", "s3cret", s2); code != http.StatusOK || etcd.adds != 1 {
 		t.Fatalf("second join of s2: %d %s, %d adds", code, body, etcd.adds)
 	}
-	// Another server while s2 is still a learner: refused.
+	// Another server while s2 is still a learner: told to retry (503, not
+	// a refusal: servers that boot together join one after the other).
 	s3 := ServerRequest{Name: "s3", PeerURL: "https://192.0.2.3:2380", ClientURL: "https://192.0.2.3:2379", Settings: settings}
-	if code, body := join("server", "s3cret", s3); code != http.StatusConflict || !strings.Contains(body, "learner") {
+	if code, body := join("server", "s3cret", s3); code != http.StatusServiceUnavailable || !strings.Contains(body, "learner") {
 		t.Fatalf("s3 while s2 is a learner: %d %q", code, body)
 	}
 	// s2 promoted: s3 may join.
