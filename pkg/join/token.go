@@ -118,7 +118,8 @@ func GenerateSecret() (string, error) {
 // lower case.
 //
 // A secret is 1 to 256 characters long and holds only ASCII letters, digits
-// and "-._+/=". A ':' is refused because it separates the hash from the
+// and "-._+/="; a bare secret may not start like a full token ("KEDGE" and
+// a digit), which is a token cut short. A ':' is refused because it separates the hash from the
 // secret; whitespace, quotes and shell metacharacters are refused because
 // they do not survive copy and paste.
 func Parse(s string) (Token, error) {
@@ -132,6 +133,12 @@ func parse(s, source string) (Token, error) {
 	}
 	head, secret, full := strings.Cut(s, separator)
 	if !full {
+		if v := version(s); v != "" {
+			// A full token cut short (the "::<secret>" lost in a copy), not
+			// a bare secret: taken as one it would join unpinned with a
+			// wrong secret, or become a first server's secret.
+			return Token{}, fmt.Errorf("join: %s starts like a KEDGE%s token but has no %q and secret after the CA hash: was it cut short? want %s<sha256 hex>::<secret> or a bare secret", source, v, separator, Prefix)
+		}
 		if err := checkSecret(s, source); err != nil {
 			return Token{}, err
 		}
