@@ -22,13 +22,12 @@ import (
 // hash before the secret is sent), then the node's certificates and the
 // cluster's settings from the supervisor, and completes node: certificates
 // under <data-dir>/agent/tls, the apiservers (serverURL's first), cluster
-// CIDR, DNS and pod network backend.
+// CIDR, DNS and pod network backend. It waits, retrying with backoff, while
+// the server cannot be reached or answers that it is not ready; a definite
+// refusal (join.Permanent: wrong secret, CA hash mismatch, node name taken)
+// or the end of ctx ends it.
 func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.Logger) error {
 	tok, err := join.Parse(token)
-	if err != nil {
-		return err
-	}
-	ca, err := join.FetchCA(ctx, serverURL, tok, log)
 	if err != nil {
 		return err
 	}
@@ -36,15 +35,28 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	if err != nil {
 		return err
 	}
-	sup, err := join.NewSupervisor(serverURL, ca, tok, join.UserNode)
-	if err != nil {
-		return err
-	}
-	defer sup.Close()
 	var answer supervisor.NodeResponse
 	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}}
-	if err := sup.PostJSON(ctx, supervisor.NodePath, req, &answer); err != nil {
-		return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
+	// A server that is down or still starting (an edge site powering up)
+	// is waited for; only a definite refusal ends the join.
+	what := fmt.Sprintf("the server at %s to accept node %s", serverURL, node.NodeName)
+	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "agent"), what, func(ctx context.Context) error {
+		ca, err := join.FetchCA(ctx, serverURL, tok, log)
+		if err != nil {
+			return err
+		}
+		sup, err := join.NewSupervisor(serverURL, ca, tok, join.UserNode)
+		if err != nil {
+			return err
+		}
+		defer sup.Close()
+		if err := sup.PostJSON(ctx, supervisor.NodePath, req, &answer); err != nil {
+			return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	certs, err := writeNodeFiles(filepath.Join(node.Dir(), "tls"), answer.Files)
 	if err != nil {

@@ -62,15 +62,6 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 	if err != nil {
 		return "", err
 	}
-	caPEM, err := join.FetchCA(ctx, cfg.JoinURL, tok, log)
-	if err != nil {
-		return "", err
-	}
-	sup, err := join.NewSupervisor(cfg.JoinURL, caPEM, tok, join.UserServer)
-	if err != nil {
-		return "", err
-	}
-	defer sup.Close()
 	ip := cfg.AdvertiseIP.String()
 	req := supervisor.ServerRequest{
 		Name:      cfg.NodeName,
@@ -79,8 +70,26 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 		Settings:  settings(cfg),
 	}
 	var answer supervisor.ServerResponse
-	if err := sup.PostJSON(ctx, supervisor.ServerPath, req, &answer); err != nil {
-		return "", fmt.Errorf("join %s as server %s: %w", cfg.JoinURL, cfg.NodeName, err)
+	// The server joined may be down or still starting, or busy promoting
+	// another learner: wait for it; only a definite refusal ends the join.
+	what := fmt.Sprintf("the server at %s to add %s to etcd", cfg.JoinURL, cfg.NodeName)
+	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "server"), what, func(ctx context.Context) error {
+		caPEM, err := join.FetchCA(ctx, cfg.JoinURL, tok, log)
+		if err != nil {
+			return err
+		}
+		sup, err := join.NewSupervisor(cfg.JoinURL, caPEM, tok, join.UserServer)
+		if err != nil {
+			return err
+		}
+		defer sup.Close()
+		if err := sup.PostJSON(ctx, supervisor.ServerPath, req, &answer); err != nil {
+			return fmt.Errorf("join %s as server %s: %w", cfg.JoinURL, cfg.NodeName, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
 	}
 	if answer.InitialCluster == "" {
 		return "", fmt.Errorf("join %s: the server sent no etcd member list", cfg.JoinURL)

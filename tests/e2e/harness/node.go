@@ -352,15 +352,20 @@ const startMarker = "==== e2e harness: "
 // LoggedReady reports whether kedge logged its ready line since the last
 // Start.
 func (n *Node) LoggedReady() bool {
+	return readyLine.MatchString(n.LogSinceStart())
+}
+
+// LogSinceStart is kedge's log since the last Start ("" before any).
+func (n *Node) LogSinceStart() string {
 	raw, err := os.ReadFile(n.LogFile())
 	if err != nil {
-		return false
+		return ""
 	}
 	s := string(raw)
 	if i := strings.LastIndex(s, startMarker); i >= 0 {
 		s = s[i:]
 	}
-	return readyLine.MatchString(s)
+	return s
 }
 
 // WaitReady waits until kedge has logged that it is ready (every component
