@@ -16,16 +16,18 @@
 # shim's containerd version (and its dependencies' versions) from go.mod.
 # Incremental: an asset whose stamp is unchanged is not rebuilt.
 # Honours GO (default go), GOOS/GOARCH (target; cross builds skip the run
-# checks and need a cross C compiler for runc), RUNC_STATIC=0 (link runc
-# dynamically, for build hosts without static glibc) and NOINLINE= (build
-# the Go helpers with inlining; see NOINLINE below).
+# checks and need a cross C compiler and libseccomp for runc: CC, default
+# <arch>-linux-gnu-gcc, Debian: gcc-aarch64-linux-gnu and libseccomp-dev:arm64),
+# ASSETS_DIR and PACKED_DIR (where to build and pack; default
+# pkg/embedded/{assets,packed} for the host's arch, bin/helpers-<os>-<arch>/
+# {assets,packed} for another, so that a cross build leaves the dev build's
+# helpers alone), RUNC_STATIC=0 (link runc dynamically, for build hosts
+# without static glibc) and NOINLINE= (build the Go helpers with inlining;
+# see NOINLINE below).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 GO=${GO:-go}
-ASSETS=pkg/embedded/assets
-STAMPS=$ASSETS/stamps
-PACKED=pkg/embedded/packed
 RUNC_STATIC=${RUNC_STATIC:-1}
 
 # NOINLINE: the Go helpers are built without inlining (-gcflags=all=-l). They
@@ -58,6 +60,24 @@ GOHOSTARCH=$($GO env GOHOSTARCH)
 [ "$GOOS" = linux ] || die "GOOS=$GOOS: kedge's helpers are Linux binaries"
 native=false
 [ "$GOARCH" = "$GOHOSTARCH" ] && [ "$GOHOSTOS" = linux ] && native=true
+if $native; then
+	ASSETS=${ASSETS_DIR:-pkg/embedded/assets}
+	PACKED=${PACKED_DIR:-pkg/embedded/packed}
+else
+	ASSETS=${ASSETS_DIR:-bin/helpers-$GOOS-$GOARCH/assets}
+	PACKED=${PACKED_DIR:-bin/helpers-$GOOS-$GOARCH/packed}
+	# runc's cgo: the target's C compiler and libseccomp (Debian's
+	# multiarch library directory for the target).
+	gnuarch=$GOARCH
+	case $GOARCH in
+	amd64) gnuarch=x86_64 ;;
+	arm64) gnuarch=aarch64 ;;
+	esac
+	export CC=${CC:-$gnuarch-linux-gnu-gcc}
+	command -v "$CC" >/dev/null || die "CC=$CC not found: a cross build for $GOARCH needs a C compiler for runc (Debian: gcc-$gnuarch-linux-gnu)"
+	export PKG_CONFIG_LIBDIR=${PKG_CONFIG_LIBDIR:-/usr/lib/$gnuarch-linux-gnu/pkgconfig}
+fi
+STAMPS=$ASSETS/stamps
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -113,7 +133,7 @@ else
 	# which a runc without seccomp support refuses.
 	if ! CGO_ENABLED=1 goinstall "$tmp/runc" "$runc_ldflags" "seccomp netgo osusergo" "$runc_gcflags" \
 		"github.com/opencontainers/runc@$RUNC_VERSION"; then
-		log "hint: runc needs libseccomp (Debian: libseccomp-dev; scripts/deps.sh installs it)"
+		log "hint: runc needs libseccomp (Debian: libseccomp-dev, for a cross build libseccomp-dev:$GOARCH; scripts/deps.sh installs it)"
 		[ "$RUNC_STATIC" = 1 ] && log "hint: a static runc needs static glibc (Debian: libc6-dev, Fedora: glibc-static); RUNC_STATIC=0 links it dynamically"
 		die "runc $RUNC_VERSION failed to build"
 	fi
