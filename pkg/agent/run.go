@@ -9,9 +9,11 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/embedded"
+	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/loadbalancer"
+	"github.com/kedge-io/kedge/pkg/sdnotify"
 )
 
 // LoadBalancerAddress is where an agent's apiserver load balancer listens.
@@ -36,10 +38,13 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if os.Geteuid() != 0 {
 		return errors.New("kedge agent must run as root (it runs containers and configures networking)")
 	}
+	sd := sdnotify.FromEnv(log) // systemd's notify socket, before anything else reads it
+	context.AfterFunc(ctx, sd.Stopping)
 	if err := CheckPorts(append(Ports(node.NodeIP), Port{Addr: LoadBalancerAddress, What: "apiserver load balancer"})); err != nil {
 		return err
 	}
 	node.Host = DetectHost(log)
+	sd.Status("waiting for the server at " + serverURL)
 	if err := Join(ctx, &node, serverURL, token, log); err != nil {
 		return err
 	}
@@ -60,6 +65,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	m := component.NewManager(log)
 	m.Add(lb)
 	AddComponents(m, node, assets, log)
+	sd.Status("joined " + serverURL + "; starting the node")
 	if err := m.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))
@@ -69,5 +75,12 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	log.Info("kedge agent ready", "node", node.NodeName, "server", serverURL)
 	go footprint.Keep(ctx, log)
+	// systemd: ready once the node is (without kedge's pod network, which
+	// only the user's CNI makes Ready, once it runs).
+	ready := sdnotify.NodeReady(node.KubeletKubeconfig, node.NodeName)
+	if node.FlannelBackend == flannel.None {
+		ready = sdnotify.Started("the node")
+	}
+	go sd.ReadyWhen(ctx, "kedge agent ready", ready)
 	return m.Run(ctx)
 }

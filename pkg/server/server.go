@@ -25,11 +25,13 @@ import (
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
+	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
+	"github.com/kedge-io/kedge/pkg/sdnotify"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
@@ -37,8 +39,13 @@ import (
 // components in order and runs until ctx is done or one of them fails; then
 // it stops them in reverse order.
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	sd := sdnotify.FromEnv(log) // systemd's notify socket, before anything else reads it
+	context.AfterFunc(ctx, sd.Stopping)
 	if err := preflight(cfg); err != nil {
 		return err
+	}
+	if cfg.JoinURL != "" {
+		sd.Status("joining " + cfg.JoinURL)
 	}
 	initialCluster, err := joinCluster(ctx, cfg, log)
 	if err != nil {
@@ -169,6 +176,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		agent.AddComponents(m, node, assets, log)
 	}
 
+	sd.Status("waiting for etcd and the control plane")
 	if err := m.Start(ctx); err != nil {
 		if ctx.Err() != nil {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))
@@ -181,6 +189,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
 	go footprint.Keep(ctx, log)
+	// systemd: ready once the node is (the API, without an agent or without
+	// kedge's pod network, which only the user's CNI makes Ready).
+	ready := sdnotify.NodeReady(adminKubeconfig, cfg.NodeName)
+	if cfg.DisableAgent || cfg.FlannelBackend == flannel.None {
+		ready = sdnotify.Started("the API")
+	}
+	go sd.ReadyWhen(ctx, "kedge server ready", ready)
 
 	begin := time.Now()
 	err = m.Run(ctx)
