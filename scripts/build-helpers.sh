@@ -212,7 +212,11 @@ if uptodate pause "$pause_stamp" "$ASSETS/images/pause.tar"; then
 else
 	log "building pause image $PAUSE_IMAGE"
 	CGO_ENABLED=0 $GO build -trimpath -ldflags "-s -w" -o "$tmp/pause" ./cmd/pause
-	GOOS=$GOHOSTOS GOARCH=$GOHOSTARCH $GO run ./scripts/mkimage \
+	# mkimage runs here, so it is built for the host: in a cross build
+	# without the target's C compiler (CC) too.
+	hostenv=(GOOS="$GOHOSTOS" GOARCH="$GOHOSTARCH")
+	$native || hostenv=(-u CC CGO_ENABLED=0 "${hostenv[@]}")
+	env "${hostenv[@]}" $GO run ./scripts/mkimage \
 		-binary "$tmp/pause" -path /pause -tag "$PAUSE_IMAGE" -arch "$GOARCH" -out "$tmp/pause.tar"
 	place "$tmp/pause.tar" "$ASSETS/images/pause.tar" 0644
 	echo "$pause_stamp" >"$STAMPS/pause"
