@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
@@ -53,8 +53,7 @@ type Cluster struct {
 // nodeHandler issues node certificates to an agent that knows the secret
 // and, for a node name seen before, the same node password.
 func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
-	user, pass, ok := r.BasicAuth()
-	if !ok || user != "node" || subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.Secret)) != 1 {
+	if !s.authorized(r, "node") {
 		http.Error(w, "the token's secret is wrong", http.StatusUnauthorized)
 		return
 	}
@@ -63,8 +62,8 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	if errs := validation.IsDNS1123Subdomain(req.Name); len(errs) > 0 || len(req.Password) < 16 {
-		http.Error(w, fmt.Sprintf("bad node name %q or node password", req.Name), http.StatusBadRequest)
+	if err := checkNodeRequest(req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	var ips []net.IP
@@ -75,10 +74,6 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		ips = append(ips, ip)
-	}
-	if err := s.checkNotServer(r.Context(), req.Name); err != nil {
-		writeCheckError(w, err, http.StatusForbidden)
-		return
 	}
 	if err := s.checkNodePassword(r.Context(), req.Name, req.Password); err != nil {
 		var refused *passwordError
@@ -126,6 +121,31 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// Bounds of a node password: bcrypt reads at most 72 bytes.
+const (
+	minNodePassword = 16
+	maxNodePassword = 72
+)
+
+// maxNodeName is the longest node name whose password Secret
+// (passwordSecret) is still a valid object name.
+var maxNodeName = validation.DNS1123SubdomainMaxLength - len(passwordSecret(""))
+
+// checkNodeRequest reports what is wrong with an agent's name or password.
+// The errors are the agent's to fix (--node-name), never worth a retry.
+func checkNodeRequest(req NodeRequest) error {
+	if errs := validation.IsDNS1123Subdomain(req.Name); len(errs) > 0 {
+		return fmt.Errorf("bad node name %q (--node-name): %s", req.Name, strings.Join(errs, "; "))
+	}
+	if len(req.Name) > maxNodeName {
+		return fmt.Errorf("bad node name %q (--node-name): %d characters, at most %d (its password is kept in the Secret kube-system/%s)", req.Name, len(req.Name), maxNodeName, passwordSecret("<name>"))
+	}
+	if n := len(req.Password); n < minNodePassword || n > maxNodePassword {
+		return fmt.Errorf("bad node password: %d bytes, want %d to %d", n, minNodePassword, maxNodePassword)
+	}
+	return nil
 }
 
 // apiservers lists every apiserver of the cluster as https URLs, from the

@@ -2,15 +2,16 @@ package supervisor
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -73,8 +74,7 @@ type EtcdMembers interface {
 // serverHandler adds a joining server to etcd as a learner and returns the
 // cluster's CAs, after checking the secret and the shared settings.
 func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
-	user, pass, ok := r.BasicAuth()
-	if !ok || user != "server" || subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.Secret)) != 1 {
+	if !s.authorized(r, "server") {
 		http.Error(w, "the token's secret is wrong, or it is not a server's", http.StatusUnauthorized)
 		return
 	}
@@ -87,18 +87,14 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("bad server name %q", req.Name), http.StatusBadRequest)
 		return
 	}
-	for _, u := range []string{req.PeerURL, req.ClientURL} {
-		if p, err := url.Parse(u); err != nil || p.Scheme != "https" || p.Host == "" {
-			http.Error(w, fmt.Sprintf("bad etcd URL %q", u), http.StatusBadRequest)
+	for _, u := range []struct{ field, url string }{{"peerURL", req.PeerURL}, {"clientURL", req.ClientURL}} {
+		if err := checkEtcdURL(u.url); err != nil {
+			http.Error(w, fmt.Sprintf("bad etcd %s %q: %v", u.field, u.url, err), http.StatusBadRequest)
 			return
 		}
 	}
 	if d := req.Settings.Diff(s.cfg.Settings); d != "" {
 		http.Error(w, "refused: "+d, http.StatusConflict)
-		return
-	}
-	if err := s.checkNotAgent(r.Context(), req.Name); err != nil {
-		writeCheckError(w, err, http.StatusConflict)
 		return
 	}
 	if s.cfg.NewEtcd == nil {
@@ -136,6 +132,32 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(ServerResponse{Files: files, InitialCluster: initial})
 }
 
+// checkEtcdURL reports whether u is an etcd URL in the one form etcd keeps
+// and --initial-cluster can hold: https://<IP or DNS name>:<port>, nothing
+// else. etcd would refuse a URL without a port or with a path only when
+// the learner is added, and a ',' or '=' would break --initial-cluster.
+func checkEtcdURL(u string) error {
+	const want = "want https://<IP or DNS name>:<port>"
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "https" {
+		return errors.New(want)
+	}
+	host, port, err := net.SplitHostPort(p.Host)
+	if err != nil {
+		return errors.New(want)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q: %s", port, want)
+	}
+	if net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(host)) > 0 {
+		return fmt.Errorf("host %q: %s", host, want)
+	}
+	if canonical := "https://" + net.JoinHostPort(host, port); u != canonical {
+		return fmt.Errorf("%s, e.g. %s", want, canonical)
+	}
+	return nil
+}
+
 // conflictError is a join refused for the cluster's state.
 type conflictError struct{ msg string }
 
@@ -159,6 +181,12 @@ func addLearner(ctx context.Context, c EtcdMembers, req ServerRequest) (string, 
 		if m.Name == req.Name || slices.Contains(m.PeerURLs, req.PeerURL) {
 			if !slices.Contains(m.PeerURLs, req.PeerURL) {
 				return "", &conflictError{fmt.Sprintf("refused: etcd member %q has peer URLs %s, not %s; remove it first", m.Name, strings.Join(m.PeerURLs, ","), req.PeerURL)}
+			}
+			if m.Name != "" && m.Name != req.Name {
+				// Another server's address under a new name (a renamed or
+				// mistaken --node-name): taken as the same member, it would
+				// rename that member in --initial-cluster.
+				return "", &conflictError{fmt.Sprintf("refused: peer URL %s is etcd member %q's, and this server is named %q; keep that member's --node-name or remove the member first", req.PeerURL, m.Name, req.Name)}
 			}
 			found = true
 		}

@@ -11,6 +11,7 @@
 package supervisor
 
 import (
+	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"os"
@@ -82,4 +83,12 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 	mux.HandleFunc("POST "+ServerPath, s.serverHandler)
 	mux.Handle("/", next)
 	return mux
+}
+
+// authorized reports whether r carries the basic auth user and the join
+// secret. A supervisor without a secret authorizes nobody: an empty
+// password must not open the join API.
+func (s *Supervisor) authorized(r *http.Request, user string) bool {
+	u, p, ok := r.BasicAuth()
+	return ok && s.cfg.Secret != "" && u == user && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Secret)) == 1
 }
