@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/kedge-io/kedge/pkg/diskguard"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/server"
@@ -39,6 +40,7 @@ type serverFlags struct {
 	cmArgs         []string
 	schedulerArgs  []string
 	etcdArgs       []string
+	etcdMinFree    bytesFlag
 	kubeletArgs    []string
 	kubeProxyArgs  []string
 	flannelBackend string
@@ -69,6 +71,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.cmArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.schedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.etcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, with etcd's config file keys (repeatable)")
+	f.etcdMinFree = diskguard.DefaultMinFree
+	fs.Var(&f.etcdMinFree, "etcd-min-free", "free space the data dir's filesystem must keep: under it etcd refuses writes (reads go on) until space is freed; 0 turns the guard off")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
@@ -91,6 +95,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		ControllerManagerArgs: f.cmArgs,
 		SchedulerArgs:         f.schedulerArgs,
 		EtcdArgs:              f.etcdArgs,
+		EtcdMinFree:           uint64(f.etcdMinFree),
 		KubeletArgs:           f.kubeletArgs,
 		KubeProxyArgs:         f.kubeProxyArgs,
 		FlannelIface:          f.flannelIface,

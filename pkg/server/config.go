@@ -32,8 +32,11 @@ type Config struct {
 	ControllerManagerArgs []string // --kube-controller-manager-arg
 	SchedulerArgs         []string // --kube-scheduler-arg
 	EtcdArgs              []string // --etcd-arg
-	KubeletArgs           []string // --kubelet-arg
-	KubeProxyArgs         []string // --kube-proxy-arg
+	// EtcdMinFree is --etcd-min-free: the bytes free in the data dir's
+	// filesystem under which etcd stops taking writes; 0: no guard.
+	EtcdMinFree   uint64
+	KubeletArgs   []string // --kubelet-arg
+	KubeProxyArgs []string // --kube-proxy-arg
 
 	FlannelBackend flannel.Backend // --flannel-backend; None: no pod network
 	FlannelIface   string          // --flannel-iface; empty: the interface holding NodeIP

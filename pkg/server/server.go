@@ -22,6 +22,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/apiserver"
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/controllermanager"
+	"github.com/kedge-io/kedge/pkg/diskguard"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
@@ -90,15 +91,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			FlannelBackend: string(cfg.FlannelBackend),
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
-		Settings: settings(cfg),
-		NewEtcd:  func() (supervisor.EtcdMembers, error) { return etcdClient() },
-		NewClient: func() (kubernetes.Interface, error) {
-			rest, err := clientcmd.BuildConfigFromFlags("", adminKubeconfig)
-			if err != nil {
-				return nil, err
-			}
-			return kubernetes.NewForConfig(rest)
-		},
+		Settings:  settings(cfg),
+		NewEtcd:   func() (supervisor.EtcdMembers, error) { return etcdClient() },
+		NewClient: newAdminClient(adminKubeconfig),
 	})
 	if err != nil {
 		return err
@@ -121,6 +116,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	m := component.NewManager(log)
 	m.Add(etcd.New(etcdCfg))
+	if cfg.EtcdMinFree > 0 {
+		m.Add(diskguard.New(diskguard.Config{
+			Dir:     cfg.dbDir(),
+			MinFree: cfg.EtcdMinFree,
+			Etcd:    etcdClient,
+			Report:  diskguard.NodeEvents{Client: newAdminClient(adminKubeconfig), Node: cfg.NodeName},
+			Log:     log,
+		}))
+	}
 	// The apiserver retries etcd until it answers (as it does when both run
 	// as separate processes): its set-up, a second or more of CPU, overlaps
 	// etcd's start and, on a joining server, the wait for promotion.
@@ -234,4 +238,16 @@ func sans(cfg Config) []string {
 		out = append(out, cfg.BindAddress.String())
 	}
 	return append(out, cfg.TLSSANs...)
+}
+
+// newAdminClient returns a factory of clients of the local apiserver with
+// the admin kubeconfig (written before the apiserver starts).
+func newAdminClient(kubeconfig string) func() (kubernetes.Interface, error) {
+	return func() (kubernetes.Interface, error) {
+		rest, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		return kubernetes.NewForConfig(rest)
+	}
 }

@@ -1,0 +1,251 @@
+package diskguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startEtcd runs a real single-member etcd on loopback ports and returns a
+// client of it.
+func startEtcd(t *testing.T) *clientv3.Client {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
+	cfg.LogLevel = "error"
+	client, peer := &url.URL{Scheme: "http", Host: freePort(t)}, &url.URL{Scheme: "http", Host: freePort(t)}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.ListenMetricsUrls = nil
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd not ready after 30 s")
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// events records what the guard reports.
+type events struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (e *events) Report(_ context.Context, warning bool, reason, message string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	kind := "Normal"
+	if warning {
+		kind = "Warning"
+	}
+	e.got = append(e.got, kind+" "+reason)
+	return nil
+}
+
+func (e *events) list() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.got...)
+}
+
+// newGuard returns a guard of dir whose free space reads *free.
+func newGuard(dir string, c *clientv3.Client, ev Reporter, free *atomic.Uint64) *Guard {
+	g := New(Config{Dir: dir, MinFree: 256 << 20, Etcd: func() (*clientv3.Client, error) { return c, nil }, Report: ev})
+	g.free = func(string) (uint64, error) { return free.Load(), nil }
+	return g
+}
+
+// nospace lists the NOSPACE alarms.
+func nospace(t *testing.T, c *clientv3.Client) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.AlarmList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, a := range resp.Alarms {
+		if a.Alarm == pb.AlarmType_NOSPACE {
+			n++
+		}
+	}
+	return n
+}
+
+// put writes a key and returns etcd's answer.
+func put(c *clientv3.Client, key string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Put(ctx, key, "v")
+	return err
+}
+
+func TestGuardStopsAndResumesWrites(t *testing.T) {
+	c := startEtcd(t)
+	dir := t.TempDir()
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	ev := &events{}
+	g := newGuard(dir, c, ev, &free)
+	ctx := context.Background()
+	check := func() {
+		t.Helper()
+		if err := g.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	check()
+	if err := put(c, "/a"); err != nil || g.Raised() || nospace(t, c) != 0 {
+		t.Fatalf("with 1 GiB free: put %v, raised %v, alarms %d", err, g.Raised(), nospace(t, c))
+	}
+
+	free.Store(100 << 20)
+	check()
+	if !g.Raised() || nospace(t, c) != 1 {
+		t.Fatalf("with 100 MiB free: raised %v, alarms %d", g.Raised(), nospace(t, c))
+	}
+	if err := put(c, "/b"); !errors.Is(err, rpctypes.ErrGRPCNoSpace) && !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("put with the alarm on: %v, want %v", err, rpctypes.ErrNoSpace)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if resp, err := c.Get(rctx, "/a"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read with the alarm on: %v, %v", resp, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerName)); err != nil {
+		t.Fatalf("marker: %v", err)
+	}
+
+	// Just above the floor is not enough (hysteresis).
+	free.Store(270 << 20)
+	check()
+	if !g.Raised() || nospace(t, c) != 1 {
+		t.Fatalf("with 270 MiB free: raised %v, alarms %d, want still on", g.Raised(), nospace(t, c))
+	}
+
+	free.Store(1 << 30)
+	check()
+	if g.Raised() || nospace(t, c) != 0 {
+		t.Fatalf("space back: raised %v, alarms %d", g.Raised(), nospace(t, c))
+	}
+	if err := put(c, "/c"); err != nil {
+		t.Fatalf("put after the space came back: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("marker after disarm: %v", err)
+	}
+	if got := fmt.Sprint(ev.list()); got != "[Warning DataDirFull Normal DataDirSpaceRecovered]" {
+		t.Fatalf("events %s", got)
+	}
+}
+
+func TestGuardAfterRestart(t *testing.T) {
+	c := startEtcd(t)
+	dir := t.TempDir()
+	var free atomic.Uint64
+	free.Store(10 << 20)
+	ctx := context.Background()
+
+	// Started on a full disk: writes stop at Start.
+	g := newGuard(dir, c, nil, &free)
+	if err := g.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !g.Raised() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := g.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if nospace(t, c) != 1 {
+		t.Fatal("the guard started on a full disk raised no alarm")
+	}
+
+	// A new process with space back disarms the alarm it raised before.
+	free.Store(1 << 30)
+	g2 := newGuard(dir, c, nil, &free)
+	if err := g2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer g2.Stop(ctx)
+	deadline = time.Now().Add(10 * time.Second)
+	for nospace(t, c) != 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := nospace(t, c); n != 0 {
+		t.Fatalf("alarms after a restart with space back: %d", n)
+	}
+}
+
+func TestGuardLeavesEtcdsOwnAlarm(t *testing.T) {
+	c := startEtcd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx, c.Endpoints()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// NOSPACE raised by etcd (an oversized database), not by the guard.
+	if _, err := pb.NewMaintenanceClient(c.ActiveConnection()).Alarm(ctx, &pb.AlarmRequest{
+		Action: pb.AlarmRequest_ACTIVATE, MemberID: st.Header.MemberId, Alarm: pb.AlarmType_NOSPACE,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var free atomic.Uint64
+	free.Store(1 << 30)
+	g := newGuard(t.TempDir(), c, nil, &free)
+	if err := g.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if nospace(t, c) != 1 {
+		t.Fatal("the guard disarmed an alarm it did not raise")
+	}
+}
+
+func TestFreeBytes(t *testing.T) {
+	free, err := freeBytes(t.TempDir())
+	if err != nil || free == 0 {
+		t.Fatalf("freeBytes = %d, %v", free, err)
+	}
+	if _, err := freeBytes(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("freeBytes of a missing dir: no error")
+	}
+}
