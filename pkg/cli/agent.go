@@ -30,6 +30,7 @@ type agentFlags struct {
 	flannelIface  string
 	kubeletArgs   []string
 	kubeProxyArgs []string
+	featureGates  featureGates
 	debug         bool
 }
 
@@ -43,6 +44,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
 
@@ -71,7 +73,11 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
 		return c, err
 	}
-	return c, checkKeyValues(map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs})
+	args := map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs}
+	if err := checkKeyValues(args); err != nil {
+		return c, err
+	}
+	return c, f.featureGates.checkComponentGates(args)
 }
 
 func newAgentCommand() *cobra.Command {
@@ -86,6 +92,10 @@ func newAgentCommand() *cobra.Command {
 			}
 			node, err := f.agentConfig()
 			if err != nil {
+				return err
+			}
+			// Once for the process, before any component starts.
+			if err := f.featureGates.apply(); err != nil {
 				return err
 			}
 			log := logging.Setup(os.Stderr, f.debug)

@@ -43,6 +43,7 @@ type serverFlags struct {
 	etcdMinFree    bytesFlag
 	kubeletArgs    []string
 	kubeProxyArgs  []string
+	featureGates   featureGates
 	flannelBackend string
 	flannelIface   string
 	token          string
@@ -75,6 +76,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.etcdMinFree, "etcd-min-free", "free space the data dir's filesystem must keep: under it etcd refuses writes (reads go on) until space is freed; 0 turns the guard off")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
@@ -207,6 +209,13 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}); err != nil {
 		return c, err
 	}
+	// Every component but etcd reads the process-wide feature gate.
+	if err := f.featureGates.checkComponentGates(map[string][]string{
+		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,
+		"--kube-scheduler-arg": f.schedulerArgs, "--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs,
+	}); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
@@ -222,6 +231,10 @@ func newServerCommand(exec time.Time, run func(server.Config, bool) error) *cobr
 			}
 			c, err := f.serverConfig(exec)
 			if err != nil {
+				return err
+			}
+			// Once for the process, before any component starts.
+			if err := f.featureGates.apply(); err != nil {
 				return err
 			}
 			return run(c, f.debug)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	cliflag "k8s.io/component-base/cli/flag"
+	"k8s.io/component-base/featuregate"
 	kubeletapis "k8s.io/kubelet/pkg/apis"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
@@ -287,12 +288,16 @@ func newFlagSet() *pflag.FlagSet {
 	return fs
 }
 
-// validate checks the flags and configuration as the kubelet will, with a
-// copy of the process's feature gates that carries the configured ones.
+// validate checks the flags and configuration as the kubelet will, and that
+// the configured feature gates (featureGates of a config file, or the
+// feature-gates flag) agree with the process-wide gate the kubelet runs with.
 func validate(f *options.KubeletFlags, kc *kubeletconfig.KubeletConfiguration) error {
 	gate := utilfeature.DefaultMutableFeatureGate.DeepCopy()
 	if err := gate.SetFromMap(kc.FeatureGates); err != nil {
 		return fmt.Errorf("feature-gates: %w", err)
+	}
+	if err := checkProcessGates(kc.FeatureGates); err != nil {
+		return err
 	}
 	if err := kubeletvalidation.ValidateKubeletConfiguration(kc, gate); err != nil {
 		return err
@@ -335,4 +340,17 @@ func isKubernetesLabel(key string) bool {
 		}
 	}
 	return false
+}
+
+// checkProcessGates refuses feature gates that differ from the process-wide
+// gate: the kubelet does not set its own (they would change the apiserver's
+// and kube-proxy's too), it runs with the one kedge's --feature-gates set.
+func checkProcessGates(gates map[string]bool) error {
+	for _, name := range slices.Sorted(maps.Keys(gates)) {
+		have := utilfeature.DefaultFeatureGate.Enabled(featuregate.Feature(name))
+		if gates[name] != have {
+			return fmt.Errorf("feature-gates: %s=%t, but the process-wide gate has %s=%t: kedge runs the kubelet, kube-proxy and the control plane in one process, with one feature gate; set it with kedge's --feature-gates, not per component", name, gates[name], name, have)
+		}
+	}
+	return nil
 }

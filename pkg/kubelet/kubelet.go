@@ -63,10 +63,12 @@ func (*Kubelet) Name() string { return "kubelet" }
 // background. The labels of Config.NodeLabels the kubelet may not set on
 // itself are set through the API once the Node exists.
 //
-// Start does what the upstream command does beyond app.Run, except the
-// logging configuration, which kedge applies once for the process: it sets
-// the feature gates of the configuration on the process-wide gate (shared
-// with the control plane on servers) and the cadvisor globals (containerd
+// Start does what the upstream command does beyond app.Run, except two
+// things kedge does once for the process: the logging configuration, and the
+// feature gates. The kubelet reads the process-wide gate, shared with
+// kube-proxy and, on servers, the control plane; kedge's --feature-gates
+// sets it before any component starts, and Render refuses feature gates
+// that disagree with it. Start sets the cadvisor globals (containerd
 // endpoint, housekeeping interval …).
 func (k *Kubelet) Start(ctx context.Context) error {
 	s, err := Render(k.cfg)
@@ -96,9 +98,6 @@ func (k *Kubelet) Start(ctx context.Context) error {
 	flags, _ := args.Render(nil, k.cfg.ExtraArgs, argFlag) // Render checked them
 	if err := applyGlobalFlags(flags); err != nil {
 		return fmt.Errorf("%s: %w", argFlag, err)
-	}
-	if err := utilfeature.DefaultMutableFeatureGate.SetFromMap(s.FeatureGates); err != nil {
-		return fmt.Errorf("%s: feature-gates: %w", argFlag, err)
 	}
 
 	ctx, log := logging.WithComponent(k.Context(ctx), k.cfg.Log, "kubelet")
