@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -113,6 +114,7 @@ func (m *Etcd) Start(ctx context.Context) error {
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.New(&slogCore{
 		log: m.cfg.Log.With("component", "etcd"), level: level, closing: &m.closing, removed: &m.removed,
+		throttle: newThrottle(time.Minute),
 	}, zap.WithPanicHook(removedPanicHook{})))
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

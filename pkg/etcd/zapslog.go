@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"runtime"
 	"sort"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 )
@@ -23,6 +25,48 @@ type slogCore struct {
 	// member was removed from the cluster (while it ran, or while it was
 	// down and the other members now refuse it).
 	removed *atomic.Bool
+	// throttle limits the warnings a slow disk repeats on every write;
+	// nil: no limit.
+	throttle *throttle
+}
+
+// slowDiskMessages are etcd's warnings that a slow disk (or an overloaded
+// host) repeats for every write or heartbeat: each is logged at most once
+// per throttle period, with the number of times it was seen meanwhile.
+var slowDiskMessages = map[string]bool{
+	"slow fdatasync":              true,
+	"apply request took too long": true,
+	"leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk": true,
+}
+
+// throttle lets a message through once per period.
+type throttle struct {
+	period time.Duration
+	now    func() time.Time
+
+	mu   sync.Mutex
+	last map[string]time.Time
+	seen map[string]int // since the last one let through
+}
+
+// newThrottle returns a throttle of period.
+func newThrottle(period time.Duration) *throttle {
+	return &throttle{period: period, now: time.Now, last: map[string]time.Time{}, seen: map[string]int{}}
+}
+
+// allow reports whether msg may be logged now and, if so, how many times
+// it was held back since it last was.
+func (t *throttle) allow(msg string) (bool, int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	if last, ok := t.last[msg]; ok && now.Sub(last) < t.period {
+		t.seen[msg]++
+		return false, 0
+	}
+	held := t.seen[msg]
+	t.last[msg], t.seen[msg] = now, 0
+	return true, held
 }
 
 // removedMessage is what etcd logs when it stops because this member was
@@ -72,6 +116,14 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if e.Message == removedMessage {
 		c.removed.Store(true)
 	}
+	held := 0
+	if c.throttle != nil && slowDiskMessages[e.Message] {
+		ok, n := c.throttle.allow(e.Message)
+		if !ok {
+			return nil
+		}
+		held = n
+	}
 	enc := zapcore.NewMapObjectEncoder()
 	for _, f := range c.fields {
 		f.AddTo(enc)
@@ -87,6 +139,9 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	attrs := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
 		attrs = append(attrs, slog.Any(k, enc.Fields[k]))
+	}
+	if held > 0 {
+		attrs = append(attrs, slog.Int("repeated_since_last_logged", held))
 	}
 	c.log.LogAttrs(context.Background(), slogLevel(e.Level), e.Message, attrs...)
 	return nil
