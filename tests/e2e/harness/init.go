@@ -55,6 +55,7 @@ func Main(m interface{ Run() int }) {
 //	kill         SIGKILL kedge and reap it         → ok <status>
 //	term <sec>   SIGTERM, SIGKILL after <sec>      → ok <status>
 //	status                                         → running <pid> | stopped <status>
+//	poweroff     SIGKILL every process, clear /run, mounts, links, rules → ok <status> <notes>
 //	exit, EOF    exit: the kernel kills everything left in the node
 func runInit(raw string) int {
 	var cfg initConfig
@@ -64,6 +65,11 @@ func runInit(raw string) int {
 	}
 	if err := setupNode(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "init: setup:", err)
+		fmt.Println("err", oneLine(err.Error()))
+		return 1
+	}
+	boot, err := mountpoints()
+	if err != nil {
 		fmt.Println("err", oneLine(err.Error()))
 		return 1
 	}
@@ -98,6 +104,8 @@ func runInit(raw string) int {
 			fmt.Println(s.stop(syscall.SIGTERM, grace))
 		case "status":
 			fmt.Println(s.status())
+		case "poweroff":
+			fmt.Println(s.powerOff(boot))
 		case "exit":
 			fmt.Println("ok")
 			return 0
