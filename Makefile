@@ -1,6 +1,7 @@
 # kedge — build, test, e2e, bench.
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# v<kubernetes>+kedge<N> from the git tag of that name (scripts/version.sh)
+VERSION ?= $(shell scripts/version.sh 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null)
 PKG     := github.com/kedge-io/kedge
 # The embedded Kubernetes reports its own version (kubelet → Node status, /version).
@@ -38,7 +39,7 @@ helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, the integration tests against the real binary, and the multi-node smoke (root)
-test: unit integration smoke
+test: unit install-check integration smoke
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
@@ -66,6 +67,25 @@ bench: build
 	GO=$(GO) scripts/bench-build.sh
 	$(GO) build -o bin/kedge-bench ./bench/cmd/kedge-bench
 	bin/kedge-bench -kedge $(BIN) -baseline-bin $(CURDIR)/bench/bin -repo $(CURDIR) -runs $(BENCH_RUNS) -out bin/bench.md $(BENCH_FLAGS)
+
+## release: dist/kedge-amd64 and dist/kedge-arm64 (static, each with its arch's helpers), their
+## dist/sha256sum-<arch>.txt and dist/install.sh, from HEAD as committed (scripts/release.sh;
+## ARCHES="amd64 arm64"; a first arm64 build compiles all of Kubernetes for arm64, ~25 min on 2 cores)
+release:
+	GO=$(GO) TAGS='$(TAGS)' scripts/release.sh
+
+## install-test: install.sh end to end under systemd as PID 1 (systemd-nspawn containers of a
+## cached Debian rootfs: a server, reboot, an agent that joins, upgrade, tampered binary, uninstall);
+## root, ~15 min, not part of `make test`
+install-test: build
+	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 45m ./tests/install/
+
+## install-check: the fast part (in make test): install.sh is shellcheck-clean, and the unit it
+## writes (in a private mount namespace, systemctl faked) passes systemd-analyze verify
+install-check:
+	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestShellcheck|TestUnit' ./tests/install/
+
+.PHONY: release install-test install-check
 
 clean:
 	rm -rf bin

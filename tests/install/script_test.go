@@ -1,0 +1,108 @@
+package install
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// These tests are fast (make test): install.sh is shellcheck-clean, and in
+// a private mount namespace that looks like a systemd host (a fake
+// systemctl, the kedge binary a stub) it writes a unit that systemd-analyze
+// verify accepts, quotes kedge's arguments for systemd, keeps the token out
+// of the unit, and restarts kedge only when something changed.
+
+func TestShellcheck(t *testing.T) {
+	if _, err := exec.LookPath("shellcheck"); err != nil {
+		t.Skip("shellcheck not found (Debian: apt-get install shellcheck)")
+	}
+	if out, err := exec.Command("shellcheck", "../../install.sh").CombinedOutput(); err != nil {
+		t.Fatalf("shellcheck install.sh: %v\n%s", err, out)
+	}
+}
+
+// sandbox runs install.sh with env in a mount namespace where /run is
+// private and says systemd runs, the bin and systemd dirs are under dir and
+// systemctl logs its calls to dir/systemctl.log.
+func sandbox(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	fake := filepath.Join(dir, "fake")
+	os.MkdirAll(fake, 0o755)
+	write(t, filepath.Join(fake, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >>"+dir+"/systemctl.log\n[ \"$1\" != is-active ] || [ -f "+dir+"/active ]\n"))
+	os.Chmod(filepath.Join(fake, "systemctl"), 0o755)
+	script, _ := filepath.Abs("../../install.sh")
+	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && exec sh "$0" "$@"`, script}, args...)...)
+	cmd.Env = append([]string{"PATH=" + fake + ":/usr/sbin:/usr/bin:/sbin:/bin",
+		"INSTALL_KEDGE_SKIP_DOWNLOAD=true", "INSTALL_KEDGE_BIN_DIR=" + dir + "/bin", "INSTALL_KEDGE_SYSTEMD_DIR=" + dir + "/systemd"}, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("install.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestUnit(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (a private mount namespace)")
+	}
+	for _, tool := range []string{"unshare", "systemd-analyze"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not found", tool)
+		}
+	}
+	dir := t.TempDir()
+	os.MkdirAll(dir+"/bin", 0o755)
+	write(t, dir+"/bin/kedge", []byte("#!/bin/sh\necho kedge version v1.36.4+kedge1\n"))
+	os.Chmod(dir+"/bin/kedge", 0o755)
+	env := []string{"KEDGE_URL=https://10.0.0.1:6443", "KEDGE_TOKEN=K10abc::secret", "HTTPS_PROXY=http://proxy:3128", "NOT_KEDGE=x"}
+	sandbox(t, dir, env, "agent", "--node-label", "a=b c", `--kubelet-arg=x="%h$HOME\"`)
+
+	unit, err := os.ReadFile(dir + "/systemd/kedge-agent.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantExec := "ExecStart=" + dir + `/bin/kedge agent "--node-label" "a=b c" "--kubelet-arg=x=\"%%h$$HOME\\\"" "--server" ${KEDGE_URL} "--token" ${KEDGE_TOKEN}`
+	if !strings.Contains(string(unit), wantExec+"\n") {
+		t.Errorf("unit:\n%s\nwant the line\n%s", unit, wantExec)
+	}
+	if strings.Contains(string(unit), "secret") {
+		t.Errorf("the token is in the unit:\n%s", unit)
+	}
+	envFile, err := os.ReadFile(dir + "/systemd/kedge-agent.service.env")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "HTTPS_PROXY=\"http://proxy:3128\"\nKEDGE_TOKEN=\"K10abc::secret\"\nKEDGE_URL=\"https://10.0.0.1:6443\"\n"; string(envFile) != want {
+		t.Errorf("env file:\n%s\nwant:\n%s", envFile, want)
+	}
+	if fi, _ := os.Stat(dir + "/systemd/kedge-agent.service.env"); fi.Mode().Perm() != 0o600 {
+		t.Errorf("env file mode %v, want 0600", fi.Mode().Perm())
+	}
+	// verify wants ExecStartPre's /sbin/modprobe; a host without kmod has none.
+	verify := exec.Command("systemd-analyze", "verify", dir+"/systemd/kedge-agent.service")
+	if out, err := verify.CombinedOutput(); err != nil {
+		if _, statErr := os.Stat("/sbin/modprobe"); statErr == nil || !strings.Contains(string(out), "/sbin/modprobe") {
+			t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+		}
+	}
+	for _, f := range []string{"kedge-killall.sh", "kedge-agent-uninstall.sh"} {
+		if out, err := exec.Command("sh", "-n", dir+"/bin/"+f).CombinedOutput(); err != nil {
+			t.Errorf("%s: %v\n%s", f, err, out)
+		}
+	}
+
+	// Again, running, nothing changed: no restart; a changed env: restart.
+	write(t, dir+"/active", nil)
+	os.Remove(dir + "/systemctl.log")
+	sandbox(t, dir, env, "agent", "--node-label", "a=b c", `--kubelet-arg=x="%h$HOME\"`)
+	if log, _ := os.ReadFile(dir + "/systemctl.log"); strings.Contains(string(log), "restart") {
+		t.Errorf("re-run with nothing changed restarted kedge:\n%s", log)
+	}
+	sandbox(t, dir, append(env, "KEDGE_NODE_NAME=n2"), "agent", "--node-label", "a=b c", `--kubelet-arg=x="%h$HOME\"`)
+	if log, _ := os.ReadFile(dir + "/systemctl.log"); !strings.Contains(string(log), "restart kedge-agent.service") {
+		t.Errorf("a changed env file did not restart kedge:\n%s", log)
+	}
+}
