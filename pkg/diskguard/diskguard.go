@@ -2,14 +2,22 @@
 // etcd ends the process when a write to its WAL fails (a full disk is one
 // such failure), and its own NOSPACE alarm fires only when the database
 // outgrows its quota, not when the disk fills. The guard watches the free
-// space of the filesystem that holds etcd's data; under Config.MinFree it
-// records a Warning Event and raises etcd's NOSPACE alarm for the local
-// member, so that the cluster refuses writes (reads go on) while the last
-// bytes are still free. When the space comes back (MinFree and a margin),
-// it disarms the alarm and records a Normal Event: writes resume with
-// nothing lost.
+// space of the filesystem that holds etcd's data and acts in two stages:
 //
-//	m.Add(diskguard.New(diskguard.Config{Dir: dbDir, MinFree: 256 << 20, Etcd: local, Events: events, Node: "a", Log: log}))
+//  1. Under Config.MinFree it records a Warning Event and marks the server
+//     low in etcd (key KeyPrefix+<node>); every server's apiserver then
+//     refuses writes (507, with the reason and the remedy) but those that
+//     keep the cluster alive: Leases (node heartbeats, leader election)
+//     and deletions, which free space. Reads go on.
+//  2. Under half of MinFree it raises etcd's NOSPACE alarm for the local
+//     member: etcd refuses every write, so that its last bytes are never
+//     needed.
+//
+// When the space comes back (MinFree and a margin) both are lifted and a
+// Normal Event says so: writes resume with nothing lost.
+//
+//	g := diskguard.New(diskguard.Config{Dir: dbDir, Node: "a", MinFree: 256 << 20, Etcd: local, Log: log})
+//	apiserverCfg.Wrap = g.Filter
 package diskguard
 
 import (
@@ -38,6 +46,10 @@ const DefaultMinFree = 256 << 20
 // raised for an oversized database.
 const markerName = "kedge-nospace-alarm"
 
+// KeyPrefix is the etcd prefix of the servers whose disk is low: the value
+// of KeyPrefix+<node> is the message their apiservers answer writes with.
+const KeyPrefix = "/kedge/diskguard/low/"
+
 // Reporter records what the guard does where users look (Events on the
 // server's Node); it may fail, e.g. when writes are already refused.
 type Reporter interface {
@@ -48,6 +60,8 @@ type Reporter interface {
 type Config struct {
 	// Dir is etcd's data dir; the guard watches its filesystem.
 	Dir string
+	// Node names this server in the cluster-wide mark and the Events.
+	Node string
 	// MinFree is the free space, in bytes, under which the alarm is raised.
 	MinFree uint64
 	// Interval is how often the free space is read (default 2 s).
@@ -68,7 +82,9 @@ type Guard struct {
 	free func(dir string) (uint64, error) // freeBytes; tests set it
 
 	mu     sync.Mutex
-	raised bool
+	low    bool              // stage 1: this server marked low
+	raised bool              // stage 2: NOSPACE raised by this guard
+	marks  map[string]string // every server marked low → its message
 }
 
 var _ component.Component = (*Guard)(nil)
@@ -81,7 +97,7 @@ func New(cfg Config) *Guard {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{cfg: cfg, free: freeBytes}
+	return &Guard{cfg: cfg, free: freeBytes, marks: map[string]string{}}
 }
 
 // Name is "diskguard".
@@ -98,6 +114,7 @@ func (g *Guard) Start(ctx context.Context) error {
 	}
 	ctx, g.stop = context.WithCancel(context.WithoutCancel(ctx))
 	g.done = make(chan struct{})
+	go g.watchMarks(ctx)
 	go func() {
 		defer close(g.done)
 		tick := time.NewTicker(g.cfg.Interval)
@@ -140,39 +157,59 @@ func (g *Guard) Raised() bool {
 	return g.raised
 }
 
-// Check reads the free space once and raises or disarms the alarm.
+// Check reads the free space once and moves between the stages.
 func (g *Guard) Check(ctx context.Context) error {
 	free, err := g.free(g.cfg.Dir)
 	if err != nil {
 		return err
 	}
 	g.mu.Lock()
-	raised := g.raised
+	low, raised := g.low, g.raised
 	g.mu.Unlock()
-	// Hysteresis: disarm only with MinFree and a margin free, so that a
-	// disk at the edge does not flap.
+	// Hysteresis: lift only with MinFree and a margin free, so that a disk
+	// at the edge does not flap.
 	resume := g.cfg.MinFree + max(g.cfg.MinFree/4, 32<<20)
-	switch {
-	case !raised && free < g.cfg.MinFree:
-		return g.raise(ctx, free)
-	case raised && free >= resume:
-		return g.disarm(ctx, free)
+	var errs []error
+	if !low && free < g.cfg.MinFree {
+		errs = append(errs, g.markLow(ctx, free))
 	}
+	if !raised && free < g.cfg.MinFree/2 {
+		errs = append(errs, g.raise(ctx, free))
+	}
+	if (low || raised) && free >= resume {
+		errs = append(errs, g.recover(ctx, free))
+	}
+	return errors.Join(errs...)
+}
+
+// markLow records the Event first, then marks this server low in etcd:
+// writes stop cluster-wide (but Leases and deletions).
+func (g *Guard) markLow(ctx context.Context, free uint64) error {
+	msg := fmt.Sprintf("server %s: the filesystem of %s has %s free, under --etcd-min-free %s: the cluster refuses writes (reads, Leases and deletions go on) until space is freed there; nothing is lost",
+		g.cfg.Node, g.cfg.Dir, mib(free), mib(g.cfg.MinFree))
+	g.cfg.Log.Error("data dir nearly full: writes stopped", "dir", g.cfg.Dir, "free_mib", free>>20, "min_free_mib", g.cfg.MinFree>>20,
+		"remedy", "free space on that filesystem (unused images: kedge crictl rmi --prune; logs), or lower --etcd-min-free")
+	g.report(ctx, true, "DataDirFull", msg)
+	c, err := g.cfg.Etcd()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Put(wctx, KeyPrefix+g.cfg.Node, msg); err != nil {
+		return fmt.Errorf("mark %s low in etcd: %w", g.cfg.Node, err)
+	}
+	g.mu.Lock()
+	g.low = true
+	g.marks[g.cfg.Node] = msg // before the watch confirms it
+	g.mu.Unlock()
 	return nil
 }
 
-// raise records the Event first (it is a write, refused once the alarm is
-// on), then the marker, then raises NOSPACE for the local member.
+// raise writes the marker, then raises NOSPACE for the local member:
+// etcd refuses every write.
 func (g *Guard) raise(ctx context.Context, free uint64) error {
-	msg := fmt.Sprintf("the filesystem of %s has %s free, under --etcd-min-free %s: the cluster's etcd refuses writes (reads go on) until space is freed there; nothing is lost",
-		g.cfg.Dir, mib(free), mib(g.cfg.MinFree))
-	g.cfg.Log.Error("data dir nearly full: writes stopped", "dir", g.cfg.Dir, "free_mib", free>>20, "min_free_mib", g.cfg.MinFree>>20,
-		"remedy", "free space on that filesystem (container images: kedge crictl rmi --prune; logs), or lower --etcd-min-free")
-	if g.cfg.Report != nil {
-		if err := g.cfg.Report.Report(ctx, true, "DataDirFull", msg); err != nil {
-			g.cfg.Log.Warn("could not record the DataDirFull event", "error", err)
-		}
-	}
+	g.cfg.Log.Error("data dir almost full: etcd's NOSPACE alarm raised, etcd refuses every write", "dir", g.cfg.Dir, "free_mib", free>>20)
 	_ = os.WriteFile(filepath.Join(g.cfg.Dir, markerName), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 	c, id, err := g.member(ctx)
 	if err != nil {
@@ -190,29 +227,53 @@ func (g *Guard) raise(ctx context.Context, free uint64) error {
 	return nil
 }
 
-// disarm lifts the alarm, removes the marker and records a Normal Event.
-func (g *Guard) disarm(ctx context.Context, free uint64) error {
-	c, id, err := g.member(ctx)
+// recover lifts the alarm (if this guard raised it) and the mark, and
+// records a Normal Event.
+func (g *Guard) recover(ctx context.Context, free uint64) error {
+	c, err := g.cfg.Etcd()
 	if err != nil {
 		return err
 	}
-	if _, err := c.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: id, Alarm: pb.AlarmType_NOSPACE}); err != nil {
-		return fmt.Errorf("disarm etcd's NOSPACE alarm: %w", err)
+	g.mu.Lock()
+	raised := g.raised
+	g.mu.Unlock()
+	if raised {
+		_, id, err := g.member(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := c.AlarmDisarm(ctx, &clientv3.AlarmMember{MemberID: id, Alarm: pb.AlarmType_NOSPACE}); err != nil {
+			return fmt.Errorf("disarm etcd's NOSPACE alarm: %w", err)
+		}
+		if err := os.Remove(filepath.Join(g.cfg.Dir, markerName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		g.mu.Lock()
+		g.raised = false
+		g.mu.Unlock()
 	}
-	if err := os.Remove(filepath.Join(g.cfg.Dir, markerName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.Delete(wctx, KeyPrefix+g.cfg.Node); err != nil {
+		return fmt.Errorf("unmark %s in etcd: %w", g.cfg.Node, err)
 	}
 	g.mu.Lock()
-	g.raised = false
+	g.low = false
+	delete(g.marks, g.cfg.Node)
 	g.mu.Unlock()
-	msg := fmt.Sprintf("the filesystem of %s has %s free again: etcd accepts writes", g.cfg.Dir, mib(free))
 	g.cfg.Log.Info("data dir has space again: writes resumed", "dir", g.cfg.Dir, "free_mib", free>>20)
-	if g.cfg.Report != nil {
-		if err := g.cfg.Report.Report(ctx, false, "DataDirSpaceRecovered", msg); err != nil {
-			g.cfg.Log.Warn("could not record the DataDirSpaceRecovered event", "error", err)
-		}
-	}
+	g.report(ctx, false, "DataDirSpaceRecovered", fmt.Sprintf("server %s: the filesystem of %s has %s free again: the cluster accepts writes", g.cfg.Node, g.cfg.Dir, mib(free)))
 	return nil
+}
+
+// report records an Event, if the guard has a reporter.
+func (g *Guard) report(ctx context.Context, warning bool, reason, msg string) {
+	if g.cfg.Report == nil {
+		return
+	}
+	if err := g.cfg.Report.Report(ctx, warning, reason, msg); err != nil {
+		g.cfg.Log.Warn("could not record the "+reason+" event", "error", err)
+	}
 }
 
 // member returns the client and the local member's ID.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -83,9 +84,10 @@ func (e *events) list() []string {
 	return append([]string(nil), e.got...)
 }
 
-// newGuard returns a guard of dir whose free space reads *free.
-func newGuard(dir string, c *clientv3.Client, ev Reporter, free *atomic.Uint64) *Guard {
-	g := New(Config{Dir: dir, MinFree: 256 << 20, Etcd: func() (*clientv3.Client, error) { return c, nil }, Report: ev})
+// newGuard returns a guard of server node with dir whose free space
+// reads *free.
+func newGuard(node, dir string, c *clientv3.Client, ev Reporter, free *atomic.Uint64) *Guard {
+	g := New(Config{Dir: dir, Node: node, MinFree: 256 << 20, Etcd: func() (*clientv3.Client, error) { return c, nil }, Report: ev})
 	g.free = func(string) (uint64, error) { return free.Load(), nil }
 	return g
 }
@@ -122,7 +124,7 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	var free atomic.Uint64
 	free.Store(1 << 30)
 	ev := &events{}
-	g := newGuard(dir, c, ev, &free)
+	g := newGuard("a", dir, c, ev, &free)
 	ctx := context.Background()
 	check := func() {
 		t.Helper()
@@ -132,10 +134,22 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	}
 
 	check()
-	if err := put(c, "/a"); err != nil || g.Raised() || nospace(t, c) != 0 {
-		t.Fatalf("with 1 GiB free: put %v, raised %v, alarms %d", err, g.Raised(), nospace(t, c))
+	if err := put(c, "/a"); err != nil || g.Refusal() != "" || nospace(t, c) != 0 {
+		t.Fatalf("with 1 GiB free: put %v, refusal %q, alarms %d", err, g.Refusal(), nospace(t, c))
 	}
 
+	// Stage 1: under MinFree, the server is marked low; etcd still takes
+	// writes (Leases must go on).
+	free.Store(200 << 20)
+	check()
+	if r := g.Refusal(); !strings.Contains(r, "server a") || !strings.Contains(r, "200 MiB free, under --etcd-min-free 256 MiB") {
+		t.Fatalf("refusal with 200 MiB free: %q", r)
+	}
+	if err := put(c, "/lease"); err != nil || nospace(t, c) != 0 {
+		t.Fatalf("stage 1: put %v, alarms %d", err, nospace(t, c))
+	}
+
+	// Stage 2: under half of MinFree, etcd's NOSPACE alarm.
 	free.Store(100 << 20)
 	check()
 	if !g.Raised() || nospace(t, c) != 1 {
@@ -156,14 +170,14 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	// Just above the floor is not enough (hysteresis).
 	free.Store(270 << 20)
 	check()
-	if !g.Raised() || nospace(t, c) != 1 {
-		t.Fatalf("with 270 MiB free: raised %v, alarms %d, want still on", g.Raised(), nospace(t, c))
+	if !g.Raised() || nospace(t, c) != 1 || g.Refusal() == "" {
+		t.Fatalf("with 270 MiB free: raised %v, alarms %d, refusal %q, want all still on", g.Raised(), nospace(t, c), g.Refusal())
 	}
 
 	free.Store(1 << 30)
 	check()
-	if g.Raised() || nospace(t, c) != 0 {
-		t.Fatalf("space back: raised %v, alarms %d", g.Raised(), nospace(t, c))
+	if g.Raised() || nospace(t, c) != 0 || g.Refusal() != "" {
+		t.Fatalf("space back: raised %v, alarms %d, refusal %q", g.Raised(), nospace(t, c), g.Refusal())
 	}
 	if err := put(c, "/c"); err != nil {
 		t.Fatalf("put after the space came back: %v", err)
@@ -176,6 +190,37 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 	}
 }
 
+func TestGuardMarksAreClusterWide(t *testing.T) {
+	c := startEtcd(t)
+	ctx := context.Background()
+	var lowFree, okFree atomic.Uint64
+	lowFree.Store(200 << 20)
+	okFree.Store(1 << 30)
+	a := newGuard("a", t.TempDir(), c, nil, &lowFree)
+	b := newGuard("b", t.TempDir(), c, nil, &okFree)
+	for _, g := range []*Guard{a, b} {
+		if err := g.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer g.Stop(ctx)
+	}
+	waitFor(t, "b refuses writes for a's disk", func() bool { return strings.Contains(b.Refusal(), "server a") })
+	lowFree.Store(1 << 30)
+	waitFor(t, "b accepts writes again", func() bool { return b.Refusal() == "" })
+}
+
+// waitFor polls cond for 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 10 s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestGuardAfterRestart(t *testing.T) {
 	c := startEtcd(t)
 	dir := t.TempDir()
@@ -184,7 +229,7 @@ func TestGuardAfterRestart(t *testing.T) {
 	ctx := context.Background()
 
 	// Started on a full disk: writes stop at Start.
-	g := newGuard(dir, c, nil, &free)
+	g := newGuard("a", dir, c, nil, &free)
 	if err := g.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +246,7 @@ func TestGuardAfterRestart(t *testing.T) {
 
 	// A new process with space back disarms the alarm it raised before.
 	free.Store(1 << 30)
-	g2 := newGuard(dir, c, nil, &free)
+	g2 := newGuard("a", dir, c, nil, &free)
 	if err := g2.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +276,7 @@ func TestGuardLeavesEtcdsOwnAlarm(t *testing.T) {
 	}
 	var free atomic.Uint64
 	free.Store(1 << 30)
-	g := newGuard(t.TempDir(), c, nil, &free)
+	g := newGuard("a", t.TempDir(), c, nil, &free)
 	if err := g.Check(ctx); err != nil {
 		t.Fatal(err)
 	}

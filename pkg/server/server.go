@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -114,16 +115,20 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if initialCluster != "" {
 		etcdCfg.InitialCluster, etcdCfg.ClusterState = initialCluster, "existing"
 	}
+	// Under --etcd-min-free, writes stop cluster-wide before etcd's disk fills.
+	guard := diskguard.New(diskguard.Config{
+		Dir:     cfg.dbDir(),
+		Node:    cfg.NodeName,
+		MinFree: cfg.EtcdMinFree,
+		Etcd:    etcdClient,
+		Report:  diskguard.NodeEvents{Client: newAdminClient(adminKubeconfig), Node: cfg.NodeName},
+		Log:     log,
+	})
+	wrap := func(h http.Handler) http.Handler { return sup.Wrap(guard.Filter(h)) }
 	m := component.NewManager(log)
 	m.Add(etcd.New(etcdCfg))
 	if cfg.EtcdMinFree > 0 {
-		m.Add(diskguard.New(diskguard.Config{
-			Dir:     cfg.dbDir(),
-			MinFree: cfg.EtcdMinFree,
-			Etcd:    etcdClient,
-			Report:  diskguard.NodeEvents{Client: newAdminClient(adminKubeconfig), Node: cfg.NodeName},
-			Log:     log,
-		}))
+		m.Add(guard)
 	}
 	// The apiserver retries etcd until it answers (as it does when both run
 	// as separate processes): its set-up, a second or more of CPU, overlaps
@@ -138,7 +143,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		CertDir:       cfg.tlsDir(),
 		Certs:         certs,
 		ExtraArgs:     cfg.APIServerArgs,
-		Wrap:          sup.Wrap,
+		Wrap:          wrap,
 		Log:           log,
 	}))
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: kubeconfigs["admin.kubeconfig"]})

@@ -12,10 +12,10 @@ import (
 )
 
 // TestDiskFull: a server whose etcd data lives on a small ext4 filesystem
-// (a loop device) that is then filled up to under --etcd-min-free: writes
-// are refused with etcd's "database space exceeded", reads go on, a
-// Warning Event says why, kedge keeps running; freeing the space resumes
-// writes without a restart, and after a restart every write is there.
+// (a loop device) that is then filled: under --etcd-min-free writes are
+// refused with the reason (reads, Leases go on; a Warning Event; kedge
+// keeps running), under half of it etcd's NOSPACE alarm stops every write;
+// freeing the space resumes writes, and after a restart every write is there.
 func TestDiskFull(t *testing.T) {
 	c := harness.NewCluster(t)
 	const db = "/var/lib/kedge/server/db"
@@ -39,20 +39,18 @@ func TestDiskFull(t *testing.T) {
 		a.WaitReady(5 * time.Minute)
 		a.MustKubectl("create", "configmap", "before", "--from-literal=v=1")
 	})
-	c.Step("fill the filesystem to 120 MiB free: writes refused, reads work, a Warning Event", func() {
-		avail := freeBytes(t, a, db)
-		if out, err := a.Exec("fallocate", "-l", strconv.FormatInt(avail-120<<20, 10), db+"/filler"); err != nil {
-			t.Fatalf("fallocate: %v: %s", err, out)
-		}
+	c.Step("fill the filesystem to 150 MiB free: writes refused with the reason, reads and Leases go on, a Warning Event", func() {
+		fill(t, a, db, 150<<20)
 		c.Eventually(30*time.Second, "writes refused", func() error {
 			out, err := a.Kubectl("create", "configmap", "refused", "--from-literal=v=1")
 			if err == nil {
 				a.MustKubectl("delete", "configmap", "refused")
 				return fmt.Errorf("the create succeeded with %d MiB free", freeBytes(t, a, db)>>20)
 			}
-			if !strings.Contains(out, "database space exceeded") {
+			if !strings.Contains(out, "under --etcd-min-free") {
 				t.Fatalf("the refusal does not say why: %s", out)
 			}
+			t.Logf("refused: %s", out)
 			return nil
 		})
 		if v := a.MustKubectl("get", "configmap", "before", "-o", "jsonpath={.data.v}"); v != "1" {
@@ -65,16 +63,46 @@ func TestDiskFull(t *testing.T) {
 		if !strings.Contains(a.LogSinceStart(), "data dir nearly full: writes stopped") {
 			t.Fatalf("kedge's log does not say that writes stopped:\n%s", a.LogTail(3000))
 		}
-		time.Sleep(25 * time.Second) // leases cannot be renewed (10 s deadline): nothing may crash
+		// Leases go on: the node's heartbeat and the leader elections (a
+		// lost lease would end the controllers) outlive their 10-40 s.
+		beat := func() string {
+			return a.MustKubectl("get", "lease", "-n", "kube-node-lease", "a", "-o", "jsonpath={.spec.renewTime}")
+		}
+		first := beat()
+		time.Sleep(45 * time.Second)
 		if !a.Running() {
-			t.Fatalf("kedge exited with the disk full:\n%s", a.LogTail(3000))
+			t.Fatalf("kedge exited with the disk nearly full:\n%s", a.LogTail(3000))
+		}
+		if again := beat(); again == first {
+			t.Fatalf("the node's Lease was not renewed in 45 s (%s)", first)
+		}
+		if s := a.MustKubectl("get", "node", "a", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); s != "True" {
+			t.Fatalf("node a Ready=%q with the disk nearly full", s)
 		}
 	})
-	c.Step("free the space: writes resume without a restart", func() {
-		if out, err := a.Exec("rm", db+"/filler"); err != nil {
+	c.Step("fill on to 60 MiB free: etcd's NOSPACE alarm, etcd refuses every write", func() {
+		fill(t, a, db, 60<<20)
+		c.Eventually(30*time.Second, "NOSPACE alarm", func() error {
+			out, err := a.Exec("curl", "-sS", "--fail", "-m", "5", "--cacert", etcdTLS+"server-ca.crt", "--cert", etcdTLS+"client.crt", "--key", etcdTLS+"client.key",
+				"-X", "POST", "-d", "{}", "https://127.0.0.1:2379/v3/maintenance/alarm")
+			if err != nil || !strings.Contains(out, "NOSPACE") {
+				return fmt.Errorf("alarms %q, %v", out, err)
+			}
+			return nil
+		})
+	})
+	c.Step("free the space: writes resume (kedge restarted if a lost lease ended it)", func() {
+		if out, err := a.Exec("sh", "-c", "rm "+db+"/filler-*"); err != nil {
 			t.Fatalf("rm: %v: %s", err, out)
 		}
-		c.Eventually(30*time.Second, "writes accepted", func() error {
+		if !a.Running() {
+			// Under the alarm no Lease can be renewed: a leader's
+			// controllers end the process, which the service manager restarts.
+			t.Logf("kedge exited under the NOSPACE alarm (%s); restarting it as systemd would", a.LogTail(300))
+			a.Start()
+			a.WaitReady(5 * time.Minute)
+		}
+		c.Eventually(60*time.Second, "writes accepted", func() error {
 			_, err := a.Kubectl("create", "configmap", "after", "--from-literal=v=2")
 			return err
 		})
@@ -96,6 +124,21 @@ func TestDiskFull(t *testing.T) {
 		}
 	})
 	t.Log("\n" + c.Summary())
+}
+
+// etcdTLS holds a server's etcd client certificates.
+const etcdTLS = "/var/lib/kedge/server/tls/etcd/"
+
+// fill allocates db/filler so that left bytes stay free.
+func fill(t *testing.T, n *harness.Node, db string, left int64) {
+	t.Helper()
+	grow := freeBytes(t, n, db) - left
+	if grow <= 0 {
+		t.Fatalf("only %d MiB free already", freeBytes(t, n, db)>>20)
+	}
+	if out, err := n.Exec("fallocate", "-l", strconv.FormatInt(grow, 10), db+"/filler-"+strconv.FormatInt(left, 10)); err != nil {
+		t.Fatalf("fallocate: %v: %s", err, out)
+	}
 }
 
 // freeBytes is the space available on the filesystem of dir in n.
