@@ -12,6 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -63,7 +67,38 @@ func Args(cfg Config) ([]string, error) {
 		"metrics-bind-address": "127.0.0.1:10249",
 		"proxy-mode":           "iptables",
 	}
+	if keep := keepConntrackMax(readConntrackMax, runtime.NumCPU()); keep {
+		defaults["conntrack-max-per-core"] = "0"
+	}
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-proxy-arg")
+}
+
+// Upstream kube-proxy's conntrack table size: conntrack-max-per-core times
+// the CPUs, at least conntrack-min.
+const (
+	conntrackMaxPerCore = 32768
+	conntrackMin        = 131072
+	conntrackMaxFile    = "/proc/sys/net/netfilter/nf_conntrack_max"
+)
+
+// keepConntrackMax reports whether kube-proxy must leave nf_conntrack_max
+// as it is (conntrack-max-per-core=0): when the host's table is already at
+// least the size kube-proxy would set. Upstream writes its size whenever
+// it differs, so it would shrink a larger table, and the write fails
+// outside the host's initial network namespace (a node in a container),
+// where the sysctl is read-only: kube-proxy then does not start.
+func keepConntrackMax(current func() (int, error), cpus int) bool {
+	v, err := current()
+	return err == nil && v >= max(conntrackMaxPerCore*cpus, conntrackMin)
+}
+
+// readConntrackMax reads the host's nf_conntrack_max.
+func readConntrackMax() (int, error) {
+	raw, err := os.ReadFile(conntrackMaxFile)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(raw)))
 }
 
 // Start validates the configuration and runs kube-proxy in the background.

@@ -1,6 +1,7 @@
 package kubeproxy
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -51,5 +52,34 @@ func TestStartRejectsUnknownFlag(t *testing.T) {
 	err := p.Start(t.Context())
 	if err == nil || !strings.Contains(err.Error(), "--kube-proxy-arg") || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestKeepConntrackMax(t *testing.T) {
+	read := func(v int, err error) func() (int, error) { return func() (int, error) { return v, err } }
+	for _, tc := range []struct {
+		current int
+		err     error
+		cpus    int
+		want    bool
+	}{
+		{262144, nil, 2, true},   // larger than kube-proxy's 131072: keep it (and never write a read-only sysctl)
+		{131072, nil, 2, true},   // equal: nothing to write
+		{65536, nil, 2, false},   // smaller: kube-proxy raises it
+		{262144, nil, 16, false}, // 16 CPUs want 524288
+		{0, errors.New("no conntrack module"), 2, false},
+	} {
+		if got := keepConntrackMax(read(tc.current, tc.err), tc.cpus); got != tc.want {
+			t.Errorf("current %d (%v), %d CPUs: keep = %v, want %v", tc.current, tc.err, tc.cpus, got, tc.want)
+		}
+	}
+	// A --kube-proxy-arg still wins over the kept default.
+	cfg := Config{NodeName: "n1", NodeIP: net.ParseIP("192.0.2.5"), ClusterCIDR: "10.42.0.0/16", ExtraArgs: []string{"conntrack-max-per-core=65536"}}
+	flags, err := Args(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := args.Value(flags, "conntrack-max-per-core"); got != "65536" {
+		t.Fatalf("conntrack-max-per-core = %q with the user's value", got)
 	}
 }
