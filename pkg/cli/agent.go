@@ -94,11 +94,11 @@ func newAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			log := logging.Setup(os.Stderr, f.debug)
 			// Once for the process, before any component starts.
 			if err := f.featureGates.apply(); err != nil {
 				return err
 			}
-			log := logging.Setup(os.Stderr, f.debug)
 			log.Info("starting kedge agent", "version", version.String(), "node", node.NodeName, "node_ip", node.NodeIP, "server", f.server)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()

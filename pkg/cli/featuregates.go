@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/component-base/featuregate"
+	"k8s.io/klog/v2"
 )
 
 // featureGates is the value of --feature-gates: the Kubernetes feature gates
@@ -55,8 +56,7 @@ func (g *featureGates) Append(s string) error {
 	for _, p := range pairs {
 		next[p.name] = p.value
 	}
-	// The names and values the process gate accepts, checked on a copy.
-	if err := utilfeature.DefaultMutableFeatureGate.DeepCopy().SetFromMap(next); err != nil {
+	if _, err := processGateWith(next); err != nil {
 		return err
 	}
 	*g = next
@@ -94,6 +94,20 @@ func (g featureGates) apply() error {
 	return nil
 }
 
+// processGateWith returns a copy of the process-wide gate with g set: the
+// names and values it accepts. The copy logs nothing (apply warns once, for
+// example about setting a GA gate).
+func processGateWith(g featureGates) (featuregate.MutableVersionedFeatureGate, error) {
+	gate := utilfeature.DefaultMutableFeatureGate.DeepCopy()
+	var err error
+	if quiet, ok := gate.(featuregate.MutableFeatureGateWithLogger); ok {
+		err = quiet.SetFromMapWithLogger(klog.Logger{}, g)
+	} else {
+		err = gate.SetFromMap(g)
+	}
+	return gate, err
+}
+
 type gatePair struct {
 	name  string
 	value bool
@@ -125,8 +139,8 @@ func parseGatePairs(s string) ([]gatePair, error) {
 // not name it. Repeating the process-wide value is accepted. flags maps a
 // kedge flag (--kubelet-arg) to its key=value values.
 func (g featureGates) checkComponentGates(flags map[string][]string) error {
-	gate := utilfeature.DefaultMutableFeatureGate.DeepCopy()
-	if err := gate.SetFromMap(g); err != nil {
+	gate, err := processGateWith(g)
+	if err != nil {
 		return fmt.Errorf("--feature-gates: %w", err)
 	}
 	known := gate.GetAll()

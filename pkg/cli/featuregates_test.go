@@ -176,4 +176,3 @@ func equalGates(a, b featureGates) bool {
 	}
 	return true
 }
-
