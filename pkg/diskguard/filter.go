@@ -90,10 +90,9 @@ var requestInfo = request.RequestInfoFactory{
 }
 
 // Filter wraps the apiserver's handler: while a server's disk is low,
-// creates, updates and patches from callers with credentials are answered
-// 507 Insufficient Storage with the reason, except those of Leases (node heartbeats and leader election
-// keep the cluster alive, and each rewrites one small key); reads and
-// deletions pass.
+// the requests that store something new (see stores) from callers with
+// credentials are answered 507 Insufficient Storage with the reason; reads,
+// deletions, dry runs, Leases, reviews and token requests pass.
 func (g *Guard) Filter(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
@@ -108,8 +107,7 @@ func (g *Guard) Filter(next http.Handler) http.Handler {
 			return
 		}
 		info, err := requestInfo.NewRequestInfo(r)
-		if err != nil || !info.IsResourceRequest || !writes(info) ||
-			(info.APIGroup == "coordination.k8s.io" && info.Resource == "leases") {
+		if err != nil || !info.IsResourceRequest || !stores(info) || r.URL.Query().Has("dryRun") {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -123,13 +121,23 @@ func hasCredentials(r *http.Request) bool {
 	return (r.TLS != nil && len(r.TLS.PeerCertificates) > 0) || r.Header.Get("Authorization") != ""
 }
 
-// writes reports whether the request stores something new.
-func writes(info *request.RequestInfo) bool {
+// stores reports whether a request writes to etcd and may wait: creates,
+// updates and patches, but not those that keep the cluster alive (Leases:
+// node heartbeats and leader election, each rewriting one small key) or
+// that store nothing (reviews, service account tokens).
+func stores(info *request.RequestInfo) bool {
 	switch info.Verb {
 	case "create", "update", "patch":
-		return true
+	default:
+		return false
 	}
-	return false
+	switch {
+	case info.APIGroup == "coordination.k8s.io" && info.Resource == "leases",
+		info.APIGroup == "authentication.k8s.io", info.APIGroup == "authorization.k8s.io",
+		info.APIGroup == "" && info.Resource == "serviceaccounts" && info.Subresource == "token":
+		return false
+	}
+	return true
 }
 
 // refuse answers 507 with a Status that kubectl prints as is.

@@ -30,6 +30,9 @@ func TestFilter(t *testing.T) {
 		{"DELETE", "/api/v1/namespaces/default/configmaps/x", true},
 		{"POST", "/api/v1/namespaces/default/configmaps", false},
 		{"POST", "/v1-kedge/node", true},
+		{"POST", "/api/v1/namespaces/kube-system/serviceaccounts/hpa/token", true},
+		{"POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", true},
+		{"POST", "/api/v1/namespaces/default/configmaps?dryRun=All", true},
 	}
 	// Every server has space: everything passes.
 	for _, tc := range cases {
@@ -41,13 +44,16 @@ func TestFilter(t *testing.T) {
 	g.marks["b"] = "server b: the filesystem of /var/lib/kedge/server/db has 100 MiB free"
 	g.mu.Unlock()
 	want := map[string]int{
-		"POST /api/v1/namespaces/default/configmaps true":                            http.StatusInsufficientStorage,
+		"POST /api/v1/namespaces/default/configmaps true":                           http.StatusInsufficientStorage,
 		"PUT /apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/a true": http.StatusTeapot,
-		"PATCH /api/v1/nodes/a/status true":                                          http.StatusInsufficientStorage,
-		"GET /api/v1/namespaces/default/configmaps true":                             http.StatusTeapot,
-		"DELETE /api/v1/namespaces/default/configmaps/x true":                        http.StatusTeapot,
-		"POST /api/v1/namespaces/default/configmaps false":                           http.StatusTeapot,
-		"POST /v1-kedge/node true":                                                   http.StatusTeapot,
+		"PATCH /api/v1/nodes/a/status true":                                         http.StatusInsufficientStorage,
+		"GET /api/v1/namespaces/default/configmaps true":                            http.StatusTeapot,
+		"DELETE /api/v1/namespaces/default/configmaps/x true":                       http.StatusTeapot,
+		"POST /api/v1/namespaces/default/configmaps false":                          http.StatusTeapot,
+		"POST /v1-kedge/node true":                                                  http.StatusTeapot,
+		"POST /api/v1/namespaces/kube-system/serviceaccounts/hpa/token true":        http.StatusTeapot,
+		"POST /apis/authorization.k8s.io/v1/subjectaccessreviews true":              http.StatusTeapot,
+		"POST /api/v1/namespaces/default/configmaps?dryRun=All true":                http.StatusTeapot,
 	}
 	for _, tc := range cases {
 		key := tc.method + " " + tc.path + " " + map[bool]string{true: "true", false: "false"}[tc.auth]
