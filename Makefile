@@ -26,7 +26,7 @@ BIN     := $(CURDIR)/bin/kedge
 #       OTLP tracing plugin that pkg/containerd disables in its config
 TAGS    ?= kustomize_disable_go_plugin_support nri_no_wasm no_btrfs no_zfs no_devmapper no_tracing
 
-.PHONY: build helpers test unit integration smoke e2e bench clean
+.PHONY: build helpers test unit integration smoke e2e robustness bench clean
 
 ## build: bin/kedge, version-stamped, with the helpers embedded
 build: helpers
@@ -56,7 +56,17 @@ smoke: build
 ## e2e: multi-node clusters on this machine, each node in its own network, mount
 ## and PID namespaces (root; not part of `make test`). KEDGE_E2E_LOGS=<dir> keeps the node logs.
 e2e: build
-	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 30m ./tests/e2e/
+	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 120m ./tests/e2e/
+
+## robustness: the fault tests at full length (root, ~2 h, not in CI): TestLinearizable with
+## ROBUSTNESS_CYCLES kill/partition/restart cycles checked by porcupine, TestPowerLoss with
+## POWERLOSS_CYCLES whole-site power losses, TestDiskFull, TestAgentWaitsForServer. Each logs its
+## seed: KEDGE_ROBUSTNESS_SEED=<seed> replays a run. `make e2e` runs the short versions (5 cycles).
+ROBUSTNESS_CYCLES ?= 50
+POWERLOSS_CYCLES  ?= 10
+robustness: build
+	KEDGE_BIN=$(BIN) KEDGE_ROBUSTNESS_CYCLES=$(ROBUSTNESS_CYCLES) KEDGE_POWERLOSS_CYCLES=$(POWERLOSS_CYCLES) \
+		$(GO) test -tags '$(TAGS)' -count=1 -v -timeout 240m -run 'TestLinearizable|TestPowerLoss|TestDiskFull|TestAgentWaitsForServer' ./tests/e2e/
 
 ## bench: kedge against the upstream components as separate processes (root, ~1 h, not in CI):
 ## builds both, runs each setup BENCH_RUNS times alternating, prints one Markdown table (also
