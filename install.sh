@@ -50,11 +50,6 @@ yes_() { [ "${1:-}" = true ]; }
 # argument a line) from INSTALL_KEDGE_EXEC and the script's arguments.
 setup_command() {
 	: >"$TMP/args"
-	# INSTALL_KEDGE_EXEC: words split on blanks, no globbing.
-	set -f
-	# shellcheck disable=SC2086 # word splitting wanted
-	set -- ${INSTALL_KEDGE_EXEC:-} "$@"
-	set +f
 	CMD=
 	case ${1:-} in
 	server | agent)
@@ -62,6 +57,24 @@ setup_command() {
 		shift
 		;;
 	esac
+	# INSTALL_KEDGE_EXEC's words (split on blanks, not globbed) come first;
+	# its first may be the command.
+	set -f
+	first=true
+	for a in ${INSTALL_KEDGE_EXEC:-}; do
+		if $first; then
+			first=false
+			case $a in
+			server | agent)
+				[ -z "$CMD" ] || [ "$CMD" = "$a" ] || fatal "INSTALL_KEDGE_EXEC says $a, the arguments say $CMD"
+				CMD=$a
+				continue
+				;;
+			esac
+		fi
+		printf '%s\n' "$a" >>"$TMP/args"
+	done
+	set +f
 	if [ -z "$CMD" ]; then
 		CMD=server
 		[ -n "${KEDGE_URL:-}" ] && CMD=agent

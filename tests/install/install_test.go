@@ -48,7 +48,7 @@ func TestInstall(t *testing.T) {
 
 	t.Run("tampered binary refused", func(t *testing.T) {
 		s1.t = t
-		out, err := s1.run(context.Background(), nil, "sh", "-c",
+		out, err := s1.run(context.Background(), nil, "bash", "-o", "pipefail", "-c",
 			"curl -sfL "+url+"/tampered/install.sh | INSTALL_KEDGE_RELEASE_URL="+url+"/tampered sh -")
 		if err == nil {
 			t.Fatalf("install.sh accepted a tampered kedge:\n%s", out)
@@ -64,7 +64,7 @@ func TestInstall(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
 		s1.t = t
 		states := watchUnit(s1, "kedge")
-		s1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good sh -s - server --cluster-init")
+		s1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good INSTALL_KEDGE_EXEC=" + containerFlags + " sh -s - server --cluster-init")
 		seen := states.stop()
 		// The installer's systemctl restart returns on READY=1: by then
 		// the node must be Ready, with no wait.
@@ -85,7 +85,7 @@ func TestInstall(t *testing.T) {
 	t.Run("re-run restarts nothing", func(t *testing.T) {
 		s1.t = t
 		before := s1.sh("systemctl show -p MainPID -p NRestarts -p ExecMainStartTimestamp kedge")
-		out := s1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good sh -s - server --cluster-init")
+		out := s1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good INSTALL_KEDGE_EXEC=" + containerFlags + " sh -s - server --cluster-init")
 		if after := s1.sh("systemctl show -p MainPID -p NRestarts -p ExecMainStartTimestamp kedge"); after != before {
 			t.Errorf("re-running install.sh restarted kedge: %s, then %s", before, after)
 		}
@@ -110,7 +110,7 @@ func TestInstall(t *testing.T) {
 		t.Cleanup(a1.stop)
 		agentBaseline := snapshot(a1)
 		token := s1.sh("cat /var/lib/kedge/server/token")
-		a1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good KEDGE_URL=https://10.77.0.2:6443 KEDGE_TOKEN=" + token + " sh -")
+		a1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good INSTALL_KEDGE_EXEC=" + containerFlags + " KEDGE_URL=https://10.77.0.2:6443 KEDGE_TOKEN=" + token + " sh -")
 		waitActive(t, a1, "kedge-agent", time.Minute)
 		if got := nodeReady(s1, "kit-a1"); got != "True" {
 			t.Errorf("agent installed and active, but node kit-a1 Ready=%q", got)
@@ -133,6 +133,11 @@ func TestInstall(t *testing.T) {
 		checkGone(t, s1, baseline)
 	})
 }
+
+// containerFlags are what a kedge node needs in a container that is not
+// in the host's network namespace: nf_conntrack_max is the host's, read-only
+// there, so kube-proxy must leave it alone (as in tests/e2e).
+const containerFlags = "--kube-proxy-arg=conntrack-max-per-core=0"
 
 // serveRelease lays out dist/ as make release does (kedge-amd64, its
 // checksum, install.sh) under /good/, and under /tampered/ the same with
@@ -287,15 +292,22 @@ func checkInstalled(t *testing.T, c *container, name, uninstall string) {
 // modes, link targets) where an install writes, mounts, network links,
 // iptables and nftables rules, processes, and systemd's units.
 func snapshot(c *container) map[string]string {
+	list := func(script string) string { // an empty list is no failure
+		out, err := c.run(context.Background(), nil, "sh", "-c", script)
+		if err != nil && out == "" {
+			c.t.Fatalf("%s: %s: %v", c.name, script, err)
+		}
+		return strings.TrimSpace(out)
+	}
 	return map[string]string{
-		"files":      c.sh(`find /usr/local /etc /opt /var/lib /run -xdev \( -path /var/lib/systemd -o -path /run/systemd -o -path /run/user -o -path /run/dbus -o -path /run/log -o -path /var/lib/dpkg -o -path /etc/ld.so.cache \) -prune -o -printf '%p %y %m %l\n' | sort`),
-		"mounts":     c.sh(`findmnt -rn -o TARGET | sort`),
-		"links":      c.sh(`ip -o link show | awk -F': ' '{print $2}' | sort`),
-		"iptables":   c.sh(`iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
-		"ip6tables":  c.sh(`ip6tables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
-		"nft tables": c.sh(`nft list tables | sort`),
-		"processes":  c.sh(`ps -eo comm= | grep -v -e '^ps$' -e '^sh$' -e '^sort$' | sort -u`),
-		"units":      c.sh(`systemctl list-unit-files --no-legend 'kedge*' | sort`),
+		"files":      list(`find /usr/local /etc /opt /var/lib /run -xdev \( -path /var/lib/systemd -o -path /run/systemd -o -path /run/user -o -path /run/dbus -o -path /run/log -o -path /var/lib/dpkg -o -path /etc/ld.so.cache -o -path /run/agetty.reload \) -prune -o -printf '%p %y %m %l\n' | sort`),
+		"mounts":     list(`findmnt -rn -o TARGET | sort`),
+		"links":      list(`ip -o link show | awk -F': ' '{print $2}' | sort`),
+		"iptables":   list(`iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
+		"ip6tables":  list(`ip6tables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
+		"nft tables": list(`nft list tables | sort`),
+		"processes":  list(`ps -eo args= | grep -E 'kedge|containerd|runc|pause|coredns' | grep -v grep | sort`),
+		"units":      list(`systemctl list-unit-files --no-legend 'kedge*' | sort`),
 	}
 }
 

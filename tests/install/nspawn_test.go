@@ -33,6 +33,7 @@ type container struct {
 	dir    string // its rootfs
 	logDir string
 
+	cgroups []string      // its own cgroups, one per hierarchy
 	leaders chan int      // the PID of each boot's systemd, as seen from the host
 	leader  int           // the current boot's
 	done    chan struct{} // closed when systemd-nspawn exits for good
@@ -43,14 +44,20 @@ type container struct {
 func newContainer(t *testing.T, rootfs, workDir, name, ip string) *container {
 	c := &container{t: t, name: name, ip: ip, dir: filepath.Join(workDir, name), logDir: workDir,
 		leaders: make(chan int, 4), done: make(chan struct{})}
+	os.RemoveAll(c.dir) // a previous run's (KEDGE_INSTALL_TEST_LOGS)
 	if out, err := exec.Command("cp", "-a", "--reflink=auto", rootfs, c.dir).CombinedOutput(); err != nil {
 		t.Fatalf("copy the rootfs for %s: %v\n%s", name, err, out)
 	}
 	files := map[string]string{
-		"etc/hostname":                         name + "\n",
-		"etc/hosts":                            "127.0.0.1 localhost\n" + ip + " " + name + "\n",
-		"etc/systemd/network/80-host0.network": "[Match]\nName=host0\n\n[Network]\nAddress=" + ip + "/24\nGateway=" + BridgeIP + "\n",
-		"etc/resolv.conf":                      "nameserver " + BridgeIP + "\n", // nothing answers: the test needs no name lookups
+		"etc/hostname": name + "\n",
+		"etc/hosts":    "127.0.0.1 localhost\n" + ip + " " + name + "\n",
+		// Not systemd-networkd: with /sys writable it waits for a udev that
+		// a container does not run.
+		"etc/systemd/system/kit-net.service": "[Unit]\nDescription=host0 on the test bridge\nDefaultDependencies=no\n" +
+			"Before=network.target network-online.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n" +
+			"ExecStart=/sbin/ip link set host0 up\nExecStart=/sbin/ip addr add " + ip + "/24 dev host0\n" +
+			"ExecStart=/sbin/ip route add default via " + BridgeIP + "\n",
+		"etc/resolv.conf": "nameserver " + BridgeIP + "\n", // nothing answers: the test needs no name lookups
 	}
 	for p, content := range files {
 		full := filepath.Join(c.dir, p)
@@ -62,10 +69,12 @@ func newContainer(t *testing.T, rootfs, workDir, name, ip string) *container {
 			t.Fatal(err)
 		}
 	}
-	wants := filepath.Join(c.dir, "etc/systemd/system/multi-user.target.wants")
-	os.MkdirAll(wants, 0o755)
-	if err := os.Symlink("/lib/systemd/system/systemd-networkd.service", filepath.Join(wants, "systemd-networkd.service")); err != nil && !errors.Is(err, os.ErrExist) {
-		t.Fatal(err)
+	for _, target := range []string{"multi-user.target", "network-online.target"} {
+		wants := filepath.Join(c.dir, "etc/systemd/system", target+".wants")
+		os.MkdirAll(wants, 0o755)
+		if err := os.Symlink("../kit-net.service", filepath.Join(wants, "kit-net.service")); err != nil && !errors.Is(err, os.ErrExist) {
+			t.Fatal(err)
+		}
 	}
 	return c
 }
@@ -77,16 +86,21 @@ func (c *container) boot() {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	procs := c.makeCgroups()
 	go func() {
 		defer close(c.done)
+		defer c.removeCgroups()
 		defer logf.Close()
 		for {
-			cmd := exec.Command("systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--boot",
+			// Each container's systemd manages a cgroup tree of its own:
+			// systemd-nspawn --keep-unit boots it in the cgroups it runs in.
+			cmd := exec.Command("sh", "-c", `for f in $KIT_CGROUPS; do echo $$ >"$f" || exit 1; done; exec "$@"`, "sh", "systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--boot",
 				"--directory", c.dir, "--machine", c.name, "--network-bridge", Bridge,
 				"--capability=all", "--console=passive", "--bind=/dev/kmsg")
 			// The host runs cgroup v1 (systemd's hybrid layout inside);
 			// kedge's kubelet and kube-proxy write /proc/sys.
-			cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1")
+			cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1",
+				"KIT_CGROUPS="+strings.Join(procs, " "))
 			cmd.Stdout, cmd.Stderr = logf, logf
 			if err := cmd.Start(); err != nil {
 				c.err = err
@@ -187,7 +201,7 @@ func (c *container) sh(script string) string {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	out, err := c.run(ctx, nil, "sh", "-c", script)
+	out, err := c.run(ctx, nil, "bash", "-o", "pipefail", "-c", script)
 	if err != nil {
 		c.t.Fatalf("%s: %s: %v\n%s", c.name, script, err, tail(out, 40))
 	}
@@ -215,4 +229,66 @@ func (c *container) stop() {
 		syscall.Kill(c.leader, syscall.SIGKILL) // PID 1 of its namespace: the rest goes with it
 		<-c.done
 	}
+}
+
+// makeCgroups makes the container's cgroups, below this process's own in
+// each hierarchy it is in (the host runs cgroup v1: one per controller, and
+// systemd's), and returns their cgroup.procs files.
+func (c *container) makeCgroups() []string {
+	raw, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var procs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		mount := strings.TrimPrefix(parts[1], "name=")
+		if mount == "" {
+			mount = "unified"
+		}
+		dir := filepath.Join("/sys/fs/cgroup", mount, parts[2])
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		for _, el := range []string{"kedge-install-test", c.name} {
+			parent := dir
+			dir = filepath.Join(dir, el)
+			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+				c.t.Fatalf("cgroup %s: %v", dir, err)
+			}
+			if mount == "cpuset" { // a new cpuset has no CPUs and no memory nodes
+				for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+					if v, err := os.ReadFile(filepath.Join(parent, f)); err == nil {
+						os.WriteFile(filepath.Join(dir, f), v, 0o644)
+					}
+				}
+			}
+			c.cgroups = append(c.cgroups, dir)
+		}
+		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
+	}
+	return procs
+}
+
+// removeCgroups removes what makeCgroups made, once the container is gone:
+// deepest first, leaving a parent another container still uses.
+func (c *container) removeCgroups() {
+	for i := len(c.cgroups) - 1; i >= 0; i-- {
+		removeTree(c.cgroups[i])
+	}
+}
+
+// removeTree removes an empty cgroup and the empty ones below it (left by
+// the container's systemd when it was killed).
+func removeTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	syscall.Rmdir(dir)
 }
