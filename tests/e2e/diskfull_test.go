@@ -38,6 +38,10 @@ func TestDiskFull(t *testing.T) {
 		a.Start()
 		a.WaitReady(5 * time.Minute)
 		a.MustKubectl("create", "configmap", "before", "--from-literal=v=1")
+		c.Eventually(time.Minute, "node a's Lease", func() error {
+			_, err := a.Kubectl("get", "lease", "-n", "kube-node-lease", "a")
+			return err
+		})
 	})
 	c.Step("fill the filesystem to 150 MiB free: writes refused with the reason, reads and Leases go on, a Warning Event", func() {
 		fill(t, a, db, 150<<20)
