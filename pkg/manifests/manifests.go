@@ -16,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -156,8 +158,24 @@ func (c *Controller) Stop(context.Context) error {
 	return nil
 }
 
-// Render executes every *.yaml template of fsys with v.
+// check reports a value that would not render as itself in YAML (with a
+// newline and keys, it would change the manifest around it); "" passes.
+func (v Values) check() error {
+	if v.ClusterDNS != "" && net.ParseIP(v.ClusterDNS) == nil {
+		return fmt.Errorf("manifests: Values.ClusterDNS %q: not an IP address", v.ClusterDNS)
+	}
+	if errs := validation.IsDNS1123Subdomain(v.ClusterDomain); v.ClusterDomain != "" && len(errs) > 0 {
+		return fmt.Errorf("manifests: Values.ClusterDomain %q: %s", v.ClusterDomain, strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Render executes every *.yaml template of fsys with v; each result must
+// decode as objects to apply (see decode).
 func Render(fsys fs.FS, v Values) (map[string][]byte, error) {
+	if err := v.check(); err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
@@ -173,6 +191,9 @@ func Render(fsys fs.FS, v Values) (map[string][]byte, error) {
 		}
 		var b bytes.Buffer
 		if err := tmpl.Execute(&b, v); err != nil {
+			return fmt.Errorf("manifest %s: %w", path, err)
+		}
+		if _, err := decode(b.Bytes()); err != nil {
 			return fmt.Errorf("manifest %s: %w", path, err)
 		}
 		out[path] = b.Bytes()
@@ -203,22 +224,38 @@ func newApplier(kubeconfig string) (*applier, error) {
 	return &applier{dyn: dyn, mapper: restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))}, nil
 }
 
-// apply applies every object of a YAML stream.
-func (a *applier) apply(ctx context.Context, stream []byte) error {
+// decode splits a YAML (or JSON) stream into its objects, skipping empty
+// documents. A document that does not parse, or lacks apiVersion, kind or
+// metadata.name, is an error naming it (1 is the first), and no object.
+func decode(stream []byte) ([]*unstructured.Unstructured, error) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
-	var errs []error
-	for {
+	var objs []*unstructured.Unstructured
+	for n := 1; ; n++ {
 		var obj unstructured.Unstructured
-		if err := dec.Decode(&obj.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return fmt.Errorf("parse: %w", err)
+		err := dec.Decode(&obj.Object)
+		switch {
+		case errors.Is(err, io.EOF):
+			return objs, nil
+		case err != nil:
+			return nil, fmt.Errorf("document %d: %w", n, err)
+		case len(obj.Object) == 0:
+		case obj.GetAPIVersion() == "" || obj.GetKind() == "" || obj.GetName() == "":
+			return nil, fmt.Errorf("document %d: want the strings apiVersion, kind and metadata.name", n)
+		default:
+			objs = append(objs, &obj)
 		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := a.applyOne(ctx, &obj); err != nil {
+	}
+}
+
+// apply applies every object of a YAML stream, or none if it does not decode.
+func (a *applier) apply(ctx context.Context, stream []byte) error {
+	objs, err := decode(stream)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, obj := range objs {
+		if err := a.applyOne(ctx, obj); err != nil {
 			errs = append(errs, err)
 		}
 	}
