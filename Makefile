@@ -91,9 +91,10 @@ install-test: build
 	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 45m ./tests/install/
 
 ## install-check: the fast part (in make test): install.sh is shellcheck-clean, and the unit it
-## writes (in a private mount namespace, systemctl faked) passes systemd-analyze verify
+## writes (in a private mount namespace, systemctl faked) passes systemd-analyze verify, the OpenRC one runs
+## kedge with the arguments given
 install-check:
-	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestShellcheck|TestUnit' ./tests/install/
+	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestShellcheck|TestUnit|TestOpenRC' ./tests/install/
 
 .PHONY: release install-test install-check
 

@@ -1,7 +1,7 @@
 #!/bin/sh
 # kedge installer: installs kedge (Kubernetes in one binary) as a service.
 #
-#   curl -sfL https://get.kedge.io/install.sh | sh -                           # a server (--cluster-init)
+#   curl -sfL https://github.com/kedge-io/kedge/releases/latest/download/install.sh | sh -   # a server
 #   curl -sfL …/install.sh | KEDGE_URL=https://S:6443 KEDGE_TOKEN=T sh -       # an agent joining S
 #   curl -sfL …/install.sh | sh -s - server --server https://S:6443 --token T  # a second server
 #

@@ -64,7 +64,7 @@ func TestInstall(t *testing.T) {
 	t.Run("server", func(t *testing.T) {
 		s1.t = t
 		states := watchUnit(s1, "kedge")
-		s1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good INSTALL_KEDGE_EXEC=" + containerFlags + " sh -s - server --cluster-init")
+		install(t, s1, "kedge", "curl -sfL "+url+"/good/install.sh | INSTALL_KEDGE_RELEASE_URL="+url+"/good INSTALL_KEDGE_EXEC="+containerFlags+" sh -s - server --cluster-init")
 		seen := states.stop()
 		// The installer's systemctl restart returns on READY=1: by then
 		// the node must be Ready, with no wait.
@@ -110,7 +110,7 @@ func TestInstall(t *testing.T) {
 		t.Cleanup(a1.stop)
 		agentBaseline := snapshot(a1)
 		token := s1.sh("cat /var/lib/kedge/server/token")
-		a1.sh("curl -sfL " + url + "/good/install.sh | INSTALL_KEDGE_RELEASE_URL=" + url + "/good INSTALL_KEDGE_EXEC=" + containerFlags + " KEDGE_URL=https://10.77.0.2:6443 KEDGE_TOKEN=" + token + " sh -")
+		install(t, a1, "kedge-agent", "curl -sfL "+url+"/good/install.sh | INSTALL_KEDGE_RELEASE_URL="+url+"/good INSTALL_KEDGE_EXEC="+containerFlags+" KEDGE_URL=https://10.77.0.2:6443 KEDGE_TOKEN="+token+" sh -")
 		waitActive(t, a1, "kedge-agent", time.Minute)
 		if got := nodeReady(s1, "kit-a1"); got != "True" {
 			t.Errorf("agent installed and active, but node kit-a1 Ready=%q", got)
@@ -241,6 +241,20 @@ func containsState(seen []string, state, status string) bool {
 		}
 	}
 	return false
+}
+
+// install runs an install command line on c; if it fails, the test stops
+// with the installer's output and the unit's journal.
+func install(t *testing.T, c *container, unit, script string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	out, err := c.run(ctx, nil, "bash", "-o", "pipefail", "-c", script)
+	if err != nil {
+		log, _ := c.run(context.Background(), nil, "journalctl", "-u", unit, "--no-pager", "-n", "60")
+		t.Fatalf("%s: %s: %v\n%s\njournal:\n%s", c.name, script, err, out, log)
+	}
+	return out
 }
 
 // nodeReady is the Ready condition of node, read on the server c.

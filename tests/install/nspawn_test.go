@@ -33,7 +33,8 @@ type container struct {
 	dir    string // its rootfs
 	logDir string
 
-	cgroups []string      // its own cgroups, one per hierarchy
+	cgroups []string      // its own cgroups and their parents, to remove
+	binds   []string      // systemd-nspawn --bind of its cgroup in each v1 controller hierarchy
 	leaders chan int      // the PID of each boot's systemd, as seen from the host
 	leader  int           // the current boot's
 	done    chan struct{} // closed when systemd-nspawn exits for good
@@ -97,6 +98,7 @@ func (c *container) boot() {
 			cmd := exec.Command("sh", "-c", `for f in $KIT_CGROUPS; do echo $$ >"$f" || exit 1; done; exec "$@"`, "sh", "systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--boot",
 				"--directory", c.dir, "--machine", c.name, "--network-bridge", Bridge,
 				"--capability=all", "--console=passive", "--bind=/dev/kmsg")
+			cmd.Args = append(cmd.Args, c.binds...)
 			// The host runs cgroup v1 (systemd's hybrid layout inside);
 			// kedge's kubelet and kube-proxy write /proc/sys.
 			cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1",
@@ -269,6 +271,11 @@ func (c *container) makeCgroups() []string {
 			c.cgroups = append(c.cgroups, dir)
 		}
 		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
+		if mount != "systemd" && mount != "unified" {
+			// systemd-nspawn mounts the v1 controller hierarchies
+			// read-only; the kubelet makes its pods' cgroups there.
+			c.binds = append(c.binds, "--bind="+dir+":/sys/fs/cgroup/"+mount)
+		}
 	}
 	return procs
 }
