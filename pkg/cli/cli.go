@@ -55,6 +55,7 @@ func Main(argv []string, exec time.Time) int {
 		newAgentCommand(),
 		newKillallCommand(),
 		newEtcdCommand(),
+		newCheckConfigCommand(),
 		&cobra.Command{
 			Use:                "crictl",
 			Short:              "Run crictl against this node's containerd (data dir from $KEDGE_DATA_DIR, default /var/lib/kedge)",

@@ -49,3 +49,9 @@ func preflight(c Config) error {
 	}
 	return nil
 }
+
+// DefaultPorts are the addresses a server with the default flags and node
+// IP nodeIP binds (`kedge check-config`).
+func DefaultPorts(nodeIP net.IP) []agent.Port {
+	return Config{BindAddress: net.IPv4zero, HTTPSPort: 6443, NodeIP: nodeIP, AdvertiseIP: nodeIP}.ports()
+}
