@@ -1,8 +1,13 @@
 package containerd
 
 import (
+	"archive/tar"
+	"bufio"
+	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -12,6 +17,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
+	"github.com/klauspost/compress/zstd"
 )
 
 // PinnedLabel and PinnedValue mark an image the CRI plugin reports as
@@ -28,14 +34,9 @@ const (
 // archive names only by a tag (an OCI ref.name such as "1.0") are kept
 // unnamed; an archive without any named image is an error.
 func ImportFile(ctx context.Context, address, path string) ([]string, error) {
-	f, err := os.Open(path)
+	r, err := openArchive(path)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", path, err)
-	}
-	defer f.Close()
-	r, err := compression.DecompressStream(f)
-	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", path, err)
+		return nil, err
 	}
 	defer r.Close()
 
@@ -63,7 +64,7 @@ func ImportFile(ctx context.Context, address, path string) ([]string, error) {
 		client.WithImageRefTranslator(fullReference),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", path, err)
+		return nil, archiveError(path, err)
 	}
 	var names []string
 	for _, img := range imgs {
@@ -152,4 +153,98 @@ func hasImages(ctx context.Context, address string, names []string) (bool, error
 		}
 	}
 	return true, nil
+}
+
+// maxZstdWindow bounds the window of a zstd compressed tarball, which the
+// decoder allocates (twice) before it reads a byte of data: 128 MiB, the
+// zstd tool's own default limit. Without it a 10-byte file announcing a
+// 512 MiB window made kedge allocate 1 GiB.
+const maxZstdWindow = 128 << 20
+
+// archiveStream is the tar stream of an image tarball; Close closes the
+// decompressor and the file.
+type archiveStream struct {
+	io.Reader
+	close func()
+	file  *os.File
+}
+
+func (a archiveStream) Close() error {
+	a.close()
+	return a.file.Close()
+}
+
+// decompressError is an error of the gzip or zstd data of a tarball.
+type decompressError struct {
+	format string
+	err    error
+}
+
+func (e *decompressError) Error() string { return "bad " + e.format + " data: " + e.err.Error() }
+func (e *decompressError) Unwrap() error { return e.err }
+
+// decompressReader labels the errors of a decompressor with its format.
+type decompressReader struct {
+	io.Reader
+	format string
+}
+
+func (r decompressReader) Read(p []byte) (int, error) {
+	n, err := r.Reader.Read(p)
+	if err != nil && err != io.EOF {
+		err = &decompressError{r.format, err}
+	}
+	return n, err
+}
+
+// openArchive opens the image tarball at path and returns its tar stream,
+// decompressed when the file is gzip or zstd (known by its first bytes,
+// whatever its name).
+func openArchive(path string) (io.ReadCloser, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	br := bufio.NewReader(f)
+	magic, _ := br.Peek(10)
+	var (
+		r       io.Reader = br
+		closeFn           = func() {}
+	)
+	switch format := compression.DetectCompression(magic); format {
+	case compression.Gzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			_ = f.Close()
+			return nil, archiveError(path, &decompressError{"gzip", err})
+		}
+		r, closeFn = decompressReader{zr, "gzip"}, func() { _ = zr.Close() }
+	case compression.Zstd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxZstdWindow))
+		if err != nil {
+			_ = f.Close()
+			return nil, archiveError(path, &decompressError{"zstd", err})
+		}
+		r, closeFn = decompressReader{zr, "zstd"}, zr.Close
+	}
+	return archiveStream{Reader: r, close: closeFn, file: f}, nil
+}
+
+// archiveError is an error reading the image tarball at path, with what the
+// file should be when that is what went wrong.
+func archiveError(path string, err error) error {
+	var hint string
+	switch {
+	case errors.Is(err, zstd.ErrWindowSizeExceeded):
+		hint = fmt.Sprintf("its zstd window is over the %d MiB kedge allows (compressed with zstd --long?): recompress it without --long", maxZstdWindow>>20)
+	case errors.Is(err, tar.ErrHeader):
+		hint = "not a tar archive: want the output of docker save, or an OCI image layout, as .tar, .tar.gz or .tar.zst"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		hint = "the file ends early (truncated, or still being copied?)"
+	case err.Error() == "unrecognized image format":
+		hint = "a tar archive with neither manifest.json (docker save) nor oci-layout and index.json (an OCI image layout)"
+	default:
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	return fmt.Errorf("import %s: %s: %w", path, hint, err)
 }
