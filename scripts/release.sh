@@ -39,9 +39,11 @@ log() { echo "release: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 command -v git >/dev/null || die "git not found: the release is built from HEAD"
-version=$(scripts/version.sh HEAD)
-commit=$(git rev-parse --short HEAD)
-git diff --quiet HEAD || log "warning: the work tree has uncommitted changes; the release is built from HEAD $commit without them"
+# HEAD once: commits made while the release builds are not in it.
+rev=$(git rev-parse HEAD)
+version=$(scripts/version.sh "$rev")
+commit=$(git rev-parse --short "$rev")
+git diff --quiet "$rev" || log "warning: the work tree has uncommitted changes; the release is built from HEAD $commit without them"
 log "kedge $version for: $ARCHES"
 
 mkdir -p "$DIST" "$WORK"
@@ -59,7 +61,7 @@ for arch in $ARCHES; do
 	src=$WORK/src-$arch
 	rm -rf "$src"
 	mkdir -p "$src"
-	git archive --format=tar HEAD | tar -x -C "$src"
+	git archive --format=tar "$rev" | tar -x -C "$src"
 	# shellcheck disable=SC2016 # $(LDFLAGS) is make's, expanded by make
 	ldflags=$(make -s --no-print-directory -C "$src" --eval 'print-ldflags: ; @echo $(LDFLAGS)' print-ldflags \
 		GO="$GO" VERSION="$version" COMMIT="$commit")
@@ -87,7 +89,7 @@ for arch in $ARCHES; do
 	(cd "$DIST" && sha256sum "kedge-$arch" >"sha256sum-$arch.txt")
 	log "$arch: dist/kedge-$arch $(stat -c %s "$DIST/kedge-$arch") bytes in $(($(date +%s) - begin)) s"
 done
-git show HEAD:install.sh >"$DIST/install.sh.tmp" || die "HEAD has no install.sh"
+git show "$rev:install.sh" >"$DIST/install.sh.tmp" || die "$commit has no install.sh"
 chmod 0755 "$DIST/install.sh.tmp"
 mv -f "$DIST/install.sh.tmp" "$DIST/install.sh"
 case " $ARCHES " in
