@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -94,7 +93,7 @@ func newAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := logging.Setup(os.Stderr, f.debug)
+			log := logging.SetupProcess(f.debug)
 			// Once for the process, before any component starts.
 			if err := f.featureGates.apply(); err != nil {
 				return err

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -20,7 +21,9 @@ import (
 // logger of every embedded Kubernetes component) into it. Without debug,
 // upstream components log errors only, so that kedge's own lines stay
 // readable; with debug, upstream info lines up to klog verbosity 2 are shown
-// too. Call it once, before any component starts.
+// too. The standard library's log package (CoreDNS) goes there too, and
+// start-up noise that needs no action is demoted to debug (noise.go). Call
+// it once, before any component starts.
 func Setup(w io.Writer, debug bool) *slog.Logger {
 	level := slog.LevelInfo
 	upstream := slog.LevelError
@@ -30,8 +33,10 @@ func Setup(w io.Writer, debug bool) *slog.Logger {
 		upstream = slog.Level(-2)
 		verbosity = 2
 	}
-	base := slog.NewTextHandler(w, &slog.HandlerOptions{Level: min(level, upstream)})
+	var base slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: min(level, upstream)})
+	base = quietHandler{Handler: base, until: time.Now().Add(startupWindow), now: time.Now}
 	log := slog.New(levelHandler{Handler: base, min: level})
+	routeStdlog(log)
 
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)

@@ -92,7 +92,7 @@ func TestPowerLoss(t *testing.T) {
 	for i := 1; i <= cycles; i++ {
 		o := orders[(i-1)%len(orders)]
 		c.Step(fmt.Sprintf("cycle %d/%d: writes, power loss of the whole site, power back %s", i, cycles, o.name), func() {
-			writes := writeUntilPowerOff(t, rng, servers, all, i, acked)
+			writes := writeUntilPowerOff(t, c, rng, servers, all, i, acked)
 			order, gap := o.order()
 			back := time.Now()
 			startInOrder(c, rng, order, gap)
@@ -237,7 +237,7 @@ func nodesReadySince(out string, want []*harness.Node, since time.Time) error {
 // servers (10 first, then more while the power goes), records the
 // acknowledged ones in acked, and powers every node off at once. It
 // returns how many creates were acknowledged.
-func writeUntilPowerOff(t *testing.T, rng *rand.Rand, servers, all []*harness.Node, cycle int, acked map[string]string) int {
+func writeUntilPowerOff(t *testing.T, c *harness.Cluster, rng *rand.Rand, servers, all []*harness.Node, cycle int, acked map[string]string) int {
 	var mu sync.Mutex
 	n := 0
 	create := func(i int, s *harness.Node) {
@@ -267,11 +267,7 @@ func writeUntilPowerOff(t *testing.T, rng *rand.Rand, servers, all []*harness.No
 		}
 	}()
 	time.Sleep(time.Duration(500+rng.IntN(1500)) * time.Millisecond)
-	var wg sync.WaitGroup
-	for _, node := range all {
-		wg.Go(node.PowerOff)
-	}
-	wg.Wait()
+	c.PowerOff(all...)
 	close(stop)
 	<-done
 	mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,17 +31,41 @@ import (
 // fsyncs before it acknowledges.
 func (n *Node) PowerOff() {
 	n.c.t.Helper()
-	out, err := n.ctl("poweroff")
-	if err != nil {
+	if err := n.powerOff(); err != nil {
 		n.c.t.Fatal(err)
 	}
+}
+
+// PowerOff cuts the power of every node at once (Node.PowerOff in
+// parallel) and fails the test if any of them could not be powered off.
+func (c *Cluster) PowerOff(nodes ...*Node) {
+	c.t.Helper()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { errs[i] = n.powerOff() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// powerOff is PowerOff, with an error instead of a test failure (it runs
+// on other goroutines than the test's).
+func (n *Node) powerOff() error {
+	out, err := n.ctl("poweroff")
+	if err != nil {
+		return err
+	}
 	if err := removeCgroups(n.CgroupRoot()); err != nil {
-		n.c.t.Fatalf("node %s: power off: %v", n.name, err)
+		return fmt.Errorf("node %s: power off: %w", n.name, err)
 	}
 	if err := createCgroups(n.CgroupRoot()); err != nil {
-		n.c.t.Fatalf("node %s: power off: %v", n.name, err)
+		return fmt.Errorf("node %s: power off: %w", n.name, err)
 	}
 	n.c.t.Logf("node %s powered off: %s", n.name, strings.TrimPrefix(out, "ok "))
+	return nil
 }
 
 // mountpoints lists the mount points of the calling process's namespace.
@@ -156,8 +181,14 @@ func unmountSince(boot map[string]bool) (int, error) {
 // bridges, VXLAN devices and veths kedge and the CNI plugins created).
 func deleteLinks() (int, error) {
 	links, err := netlink.LinkList()
+	for tries := 0; errors.Is(err, netlink.ErrDumpInterrupted) && tries < 20; tries++ {
+		// The pods' veths vanish with their namespaces meanwhile: the
+		// kernel interrupted the dump; list again.
+		time.Sleep(50 * time.Millisecond)
+		links, err = netlink.LinkList()
+	}
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list links: %w", err)
 	}
 	n := 0
 	for _, l := range links {

@@ -1,0 +1,101 @@
+package logging
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// startupWindow is how long after Setup the start-up noise is demoted:
+// afterwards the same lines may mean something is wrong, and pass.
+const startupWindow = 2 * time.Minute
+
+// startupNoise are upstream messages (prefixes) that a node logs, at
+// warning or error level, while it starts and its parts wait for each
+// other: they need no action. They are logged at debug level (shown with
+// --debug) during the start-up window.
+var startupNoise = []string{
+	// The apiserver's etcd client while etcd, started alongside, comes up.
+	"retrying of unary invoker failed",
+	// The kubelet before its Node is registered and its first stats.
+	"Error getting the current node from lister",
+	"Unable to register mirror pod because node is not registered yet",
+	"Skipping pod synchronization",
+	"Image garbage collection failed once",
+	"Failed to get node when trying to set owner ref to the node lease",
+	"Failed to read data from checkpoint",
+	"eviction manager: failed to check if we have separate container filesystem",
+	"Eviction manager: failed to get summary stats",
+	"Error updating node status, will retry",
+	"Unable to update node status",
+	// containerd sees the CNI configuration's temporary file first.
+	"failed to reload cni configuration after receiving fs change event",
+	// The control plane before its namespaces and the first Node exist.
+	"Unable to remove old endpoints from kubernetes service",
+}
+
+// alwaysNoise are messages that never need action in kedge; they are
+// always logged at debug level.
+var alwaysNoise = []string{
+	// Without CAP_SYS_RESOURCE the kubelet cannot raise its own limits or
+	// lower its oom_score_adj; kedge logs the host fact once at start.
+	"Failed to set rlimit on max file handles",
+	"Failed to ensure process in container with oom score",
+	// kube-proxy's advice for its own defaults, which kedge chose.
+	"Kube-proxy configuration may be incomplete or incorrect",
+	// The kubelet's static pod directory holds an empty file.
+	"The manifest file is empty, ignoring.",
+}
+
+// quietHandler demotes the noise above to debug level.
+type quietHandler struct {
+	slog.Handler
+	until time.Time // end of the start-up window
+	now   func() time.Time
+}
+
+// Enabled lets every level through to Handle when debug lines may be
+// dropped later: a demoted record is checked again there.
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.Handler.Enabled(ctx, l)
+}
+
+// Handle demotes a noisy record and drops it if debug is off.
+func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level > slog.LevelDebug && h.noise(r.Message) {
+		r.Level = slog.LevelDebug
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// noise reports whether msg is one of the demoted messages now.
+func (h quietHandler) noise(msg string) bool {
+	for _, p := range alwaysNoise {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	if h.now().After(h.until) {
+		return false
+	}
+	for _, p := range startupNoise {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// WithAttrs keeps the handler quiet.
+func (h quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{Handler: h.Handler.WithAttrs(a), until: h.until, now: h.now}
+}
+
+// WithGroup keeps the handler quiet.
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{Handler: h.Handler.WithGroup(name), until: h.until, now: h.now}
+}
