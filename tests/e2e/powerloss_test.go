@@ -86,7 +86,9 @@ func TestPowerLoss(t *testing.T) {
 			return []*harness.Node{cc, b, a, w2, w1}, 2 * time.Second
 		}},
 		{"one by one", func() ([]*harness.Node, time.Duration) { return shuffled(rng, all), 10 * time.Second }},
-		{"random", func() ([]*harness.Node, time.Duration) { return shuffled(rng, all), time.Duration(rng.IntN(5)) * time.Second }},
+		{"random", func() ([]*harness.Node, time.Duration) {
+			return shuffled(rng, all), time.Duration(rng.IntN(5)) * time.Second
+		}},
 	}
 	acked := map[string]string{} // ConfigMap → value, of every acknowledged create
 	for i := 1; i <= cycles; i++ {
