@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -44,9 +46,9 @@ func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 		if err != nil {
 			return fmt.Errorf("config file %s: %w", f, err)
 		}
-		var m map[string]yaml.Node
-		if err := yaml.Unmarshal(raw, &m); err != nil {
-			return fmt.Errorf("config file %s: malformed YAML: %w", f, err)
+		m, err := decodeConfig(raw, path)
+		if err != nil {
+			return fmt.Errorf("config file %s: %w", f, err)
 		}
 		for k, v := range m {
 			values[k] = &v
@@ -64,6 +66,30 @@ func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 		}
 	}
 	return nil
+}
+
+// decodeConfig reads the one YAML document of a config file: a mapping of
+// flag names to values, or nothing. A second document ("---" and more keys)
+// is an error, not ignored: kedge reads one, and the drop-ins of
+// path + ".d" are the way to split a configuration.
+func decodeConfig(raw []byte, path string) (map[string]yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	var m map[string]yaml.Node
+	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("malformed YAML: %w", err)
+	}
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		switch {
+		case errors.Is(err, io.EOF):
+			return m, nil
+		case err != nil:
+			return nil, fmt.Errorf("malformed YAML: %w", err)
+		case len(next.Content) > 0 && !isNull(next.Content[0]):
+			return nil, fmt.Errorf("line %d: a second YAML document (after ---); kedge reads only the first: put its keys there, or in a drop-in file %s.d/*.yaml", next.Line, path)
+		}
+	}
 }
 
 // setFromFile sets one flag from a config file value unless the command line set it.
