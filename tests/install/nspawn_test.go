@@ -34,7 +34,7 @@ type container struct {
 	logDir string
 
 	cgroups []string      // its own cgroups and their parents, to remove
-	binds   []string      // systemd-nspawn --bind of its cgroup in each v1 controller hierarchy
+	v1      []string      // the v1 controller hierarchies (their mount names)
 	leaders chan int      // the PID of each boot's systemd, as seen from the host
 	leader  int           // the current boot's
 	done    chan struct{} // closed when systemd-nspawn exits for good
@@ -98,7 +98,6 @@ func (c *container) boot() {
 			cmd := exec.Command("sh", "-c", `for f in $KIT_CGROUPS; do echo $$ >"$f" || exit 1; done; exec "$@"`, "sh", "systemd-nspawn", "--quiet", "--keep-unit", "--register=no", "--boot",
 				"--directory", c.dir, "--machine", c.name, "--network-bridge", Bridge,
 				"--capability=all", "--console=passive", "--bind=/dev/kmsg")
-			cmd.Args = append(cmd.Args, c.binds...)
 			// The host runs cgroup v1 (systemd's hybrid layout inside);
 			// kedge's kubelet and kube-proxy write /proc/sys.
 			cmd.Env = append(os.Environ(), "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=0", "SYSTEMD_NSPAWN_API_VFS_WRITABLE=1",
@@ -130,6 +129,16 @@ func (c *container) waitBoot() {
 	c.t.Helper()
 	select {
 	case c.leader = <-c.leaders:
+		// systemd-nspawn mounts the v1 controller hierarchies read-only
+		// (as its own cgroup namespace's root); the kubelet makes its pods'
+		// cgroups there. Made writable before kedge starts, late in boot
+		// (and kedge would be restarted anyway).
+		for _, m := range c.v1 {
+			if out, err := exec.Command("nsenter", "-t", strconv.Itoa(c.leader), "-m",
+				"mount", "-o", "remount,bind,rw", "/sys/fs/cgroup/"+m).CombinedOutput(); err != nil {
+				c.t.Fatalf("%s: make /sys/fs/cgroup/%s writable: %v\n%s", c.name, m, err, out)
+			}
+		}
 	case <-c.done:
 		c.t.Fatalf("%s: %v (console: %s)", c.name, c.err, c.logDir)
 	case <-time.After(60 * time.Second):
@@ -272,9 +281,7 @@ func (c *container) makeCgroups() []string {
 		}
 		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
 		if mount != "systemd" && mount != "unified" {
-			// systemd-nspawn mounts the v1 controller hierarchies
-			// read-only; the kubelet makes its pods' cgroups there.
-			c.binds = append(c.binds, "--bind="+dir+":/sys/fs/cgroup/"+mount)
+			c.v1 = append(c.v1, mount)
 		}
 	}
 	return procs
