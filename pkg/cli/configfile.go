@@ -70,13 +70,22 @@ func applyConfigFile(fset *pflag.FlagSet, path string, required bool) error {
 
 // decodeConfig reads the one YAML document of a config file: a mapping of
 // flag names to values, or nothing. A second document ("---" and more keys)
-// is an error, not ignored: kedge reads one, and the drop-ins of
-// path + ".d" are the way to split a configuration.
+// and a null key are errors, not ignored: kedge reads one document, and the
+// drop-ins of path + ".d" are the way to split a configuration.
 func decodeConfig(raw []byte, path string) (map[string]yaml.Node, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	var m map[string]yaml.Node
-	if err := dec.Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return nil, nil
+	} else if err != nil {
 		return nil, fmt.Errorf("malformed YAML: %w", err)
+	}
+	var m map[string]yaml.Node
+	if err := doc.Decode(&m); err != nil {
+		return nil, fmt.Errorf("malformed YAML: %w", err)
+	}
+	if k := nullKey(&doc); k != nil {
+		return nil, fmt.Errorf("line %d: a null key (~, null, or nothing before the colon); keys are flag names, e.g. cluster-cidr", k.Line)
 	}
 	for {
 		var next yaml.Node
@@ -90,6 +99,32 @@ func decodeConfig(raw []byte, path string) (map[string]yaml.Node, error) {
 			return nil, fmt.Errorf("line %d: a second YAML document (after ---); kedge reads only the first: put its keys there, or in a drop-in file %s.d/*.yaml", next.Line, path)
 		}
 	}
+}
+
+// nullKey returns the first null key of the mapping n, or of a mapping it
+// merges in with "<<": decoding a map[string]… drops such a key without a
+// word.
+func nullKey(n *yaml.Node) *yaml.Node {
+	n = resolveAlias(n)
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode: // "<<" may merge a list of mappings
+		for _, c := range n.Content {
+			if k := nullKey(c); k != nil {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i]; isNull(k) {
+				return k
+			} else if k.ShortTag() == "!!merge" {
+				if k := nullKey(n.Content[i+1]); k != nil {
+					return k
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // setFromFile sets one flag from a config file value unless the command line set it.

@@ -142,8 +142,10 @@ func mappingKeys(m *yaml.Node) []string {
 }
 
 // A second YAML document used to be ignored without a word (found by
-// FuzzApplyConfigFile): "---" and more keys took no effect.
-func TestApplyConfigFileRefusesASecondDocument(t *testing.T) {
+// FuzzApplyConfigFile's seeds): "---" and more keys took no effect. So was a
+// null key (~, null, or an anchor and no key: found by fuzzing), which
+// yaml.v3 drops from a map.
+func TestApplyConfigFileRefusesWhatItWouldIgnore(t *testing.T) {
 	for _, tc := range []struct {
 		name, content string
 		want          []string // substrings of the error; nil: accepted
@@ -151,7 +153,12 @@ func TestApplyConfigFileRefusesASecondDocument(t *testing.T) {
 		{"keys after ---", "node-name: a\n---\ncluster-cidr: 10.99.0.0/16\n", []string{"line 2", "second YAML document", "config.yaml.d/*.yaml"}},
 		{"after an end marker", "node-name: a\n...\n---\nbogus: 1\n", []string{"second YAML document"}},
 		{"malformed second document", "node-name: a\n---\n[\n", []string{"malformed YAML"}},
+		{"null key", "node-name: a\n~: 10.0.0.0/8\n", []string{"line 2", "null key"}},
+		{"null spelled out", "null: x\n", []string{"line 1", "null key"}},
+		{"anchored empty key", "&a : x\n", []string{"null key"}},
+		{"null key merged in", "<<: [{node-name: a}, {? : x}]\n", []string{"null key"}},
 		{"leading ---", "---\nnode-name: a\n", nil},
+		{"merge", "<<: {node-name: a}\n", nil},
 		{"trailing ---", "node-name: a\n---\n", nil},
 		{"empty documents", "---\n---\n...\n", nil},
 	} {
