@@ -268,6 +268,11 @@ func (cl *attackCluster) credentialChecks(secret string) checks {
 	}
 	_, err = dns.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).Create(ctx, slice, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	row("system:kedge-coredns", "add an endpoint to Service default/kubernetes (dry run)", forbidden(nil, err))
+	// The control: each node's CoreDNS published its own kube-dns slice.
+	for _, n := range []string{cl.a.Name(), w} {
+		_, err := cl.admin.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, "kube-dns-"+n, metav1.GetOptions{})
+		row("system:kedge-coredns", "its own slice kube-system/kube-dns-"+n+" published (control: allowed)", err)
+	}
 	// Every node's CoreDNS shares one identity, which may write kube-system's
 	// EndpointSlices: another node's kube-dns slice too.
 	other, err := cl.admin.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, "kube-dns-"+cl.a.Name(), metav1.GetOptions{})
