@@ -23,6 +23,7 @@ type agentFlags struct {
 	config        string
 	server        string
 	token         string
+	tokenFile     string
 	dataDir       string
 	nodeIP        string
 	nodeName      string
@@ -37,6 +38,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.config, "config", "c", DefaultConfigFile, "config file: YAML whose keys are these flags' names (plus <file>.d/*.yaml)")
 	fs.StringVarP(&f.server, "server", "s", "", "URL of a kedge server to join, e.g. https://10.0.0.1:6443 (required)")
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join token, from the first server's <data-dir>/server/token (required)")
+	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVarP(&f.dataDir, "data-dir", "d", "/var/lib/kedge", "directory of kedge's state")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this node (default: the address of the default route's interface)")
 	fs.StringVar(&f.nodeName, "node-name", "", "name of this node (default: the hostname)")
@@ -54,8 +56,13 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	if f.server == "" || err != nil || u.Scheme != "https" || u.Host == "" {
 		return c, fmt.Errorf("--server %q: want the https URL of a kedge server, e.g. https://10.0.0.1:6443", f.server)
 	}
+	token, err := readTokenFile(f.token, f.tokenFile)
+	if err != nil {
+		return c, err
+	}
+	f.token = token
 	if f.token == "" {
-		return c, fmt.Errorf("--token: required (the first server writes it to <data-dir>/server/token)")
+		return c, fmt.Errorf("--token or --token-file: required (the first server writes the token to <data-dir>/server/token)")
 	}
 	if _, err := join.Parse(f.token); err != nil {
 		return c, err

@@ -47,6 +47,7 @@ type serverFlags struct {
 	flannelBackend string
 	flannelIface   string
 	token          string
+	tokenFile      string
 	server         string
 	clusterInit    bool
 	disableAgent   bool
@@ -80,6 +81,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
+	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVarP(&f.server, "server", "s", "", "URL of a running server (https://host:6443) to join as another server; needs --token")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
@@ -89,6 +91,11 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 // serverConfig validates the flags and builds the server's configuration.
 // Every error names the flag at fault.
 func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
+	token, err := readTokenFile(f.token, f.tokenFile)
+	if err != nil {
+		return server.Config{}, err
+	}
+	f.token = token
 	c := server.Config{
 		HTTPSPort:             f.httpsPort,
 		TLSSANs:               f.tlsSANs,
@@ -107,7 +114,6 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		Debug:                 f.debug,
 		Exec:                  exec,
 	}
-	var err error
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir: must not be empty")
 	}
