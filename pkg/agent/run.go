@@ -19,18 +19,6 @@ import (
 // LoadBalancerAddress is where an agent's apiserver load balancer listens.
 const LoadBalancerAddress = "127.0.0.1:6444"
 
-// DetectHost reads the host facts and logs how kedge adapts to them.
-func DetectHost(log *slog.Logger) hostinfo.Host {
-	h := hostinfo.Detect()
-	if h.CgroupV1 {
-		log.Warn("cgroup v1 host: the kubelet runs with failCgroupV1=false; cgroup v2 is recommended", "component", "agent")
-	}
-	if !h.CanRaiseOOMPriority {
-		log.Warn("no CAP_SYS_RESOURCE: containerd restricts oom_score_adj so that runc can start pods", "component", "agent")
-	}
-	return h
-}
-
 // Run is the agent role (`kedge agent`): it joins the cluster at serverURL
 // with token, then runs the node's components until ctx is done or one of
 // them fails, and stops them in reverse order. Pods keep running.
@@ -43,7 +31,9 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if err := CheckPorts(append(Ports(node.NodeIP), Port{Addr: LoadBalancerAddress, What: "apiserver load balancer"})); err != nil {
 		return err
 	}
-	node.Host = DetectHost(log)
+	// The components these facts change say how, once each: the kubelet
+	// for cgroup v1, containerd for a missing CAP_SYS_RESOURCE.
+	node.Host = hostinfo.Detect()
 	sd.Status("waiting for the server at " + serverURL)
 	if err := Join(ctx, &node, serverURL, token, log); err != nil {
 		return err

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -96,6 +97,7 @@ func (d *CoreDNS) Start(context.Context) error {
 		d.cfg.ResolvConf = "/etc/resolv.conf"
 	}
 	caddy.Quiet = true
+	dnsserver.Quiet = true // no ".:53 on <ip>" on stdout
 	// The kubernetes plugin's setup points the process-wide klog at
 	// CoreDNS's logger; put kedge's routing back once it has run.
 	prev := klog.Background()

@@ -36,6 +36,7 @@ type slogCore struct {
 var slowDiskMessages = map[string]bool{
 	"slow fdatasync":              true,
 	"apply request took too long": true,
+	"request stats":               true, // etcd's detail of each slow request
 	"leader failed to send out heartbeat on time; took too long, leader is overloaded likely from slow disk": true,
 }
 

@@ -33,6 +33,10 @@ var startupNoise = []string{
 	"failed to reload cni configuration after receiving fs change event",
 	// The control plane before its namespaces and the first Node exist.
 	"Unable to remove old endpoints from kubernetes service",
+	// The apiserver: a watch its clients closed while it started.
+	"failed to sync with latest state: context canceled",
+	// containerd before flannel writes the CNI configuration.
+	"failed to load cni during init, please check CRI plugin status",
 }
 
 // alwaysNoise are messages that never need action in kedge; they are
@@ -46,6 +50,10 @@ var alwaysNoise = []string{
 	"Kube-proxy configuration may be incomplete or incorrect",
 	// The kubelet's static pod directory holds an empty file.
 	"The manifest file is empty, ignoring.",
+	// etcd on kedge's settings: one port for gRPC and HTTP (clients are
+	// local), simple auth tokens (etcd auth is off; clients use certificates).
+	"Running http and grpc server on single port.",
+	"simple token is not cryptographically signed",
 }
 
 // quietHandler demotes the noise above to debug level.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -25,7 +26,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		KubeProxyArgs:  cfg.KubeProxyArgs,
 		FlannelBackend: cfg.FlannelBackend,
 		FlannelIface:   cfg.FlannelIface,
-		Host:           agent.DetectHost(log),
+		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
 	}
 	nb, err := pki.IssueNode(certs, pki.NodeConfig{
