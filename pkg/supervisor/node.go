@@ -75,6 +75,10 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		ips = append(ips, ip)
 	}
+	if err := s.checkNotServer(r.Context(), req.Name); err != nil {
+		writeCheckError(w, err, http.StatusForbidden)
+		return
+	}
 	if err := s.checkNodePassword(r.Context(), req.Name, req.Password); err != nil {
 		var refused *passwordError
 		if errors.As(err, &refused) {

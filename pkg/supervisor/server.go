@@ -97,6 +97,10 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "refused: "+d, http.StatusConflict)
 		return
 	}
+	if err := s.checkNotAgent(r.Context(), req.Name); err != nil {
+		writeCheckError(w, err, http.StatusConflict)
+		return
+	}
 	if s.cfg.NewEtcd == nil {
 		http.Error(w, "this server cannot add etcd members", http.StatusServiceUnavailable)
 		return
