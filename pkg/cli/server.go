@@ -48,6 +48,7 @@ type serverFlags struct {
 	flannelIface   string
 	token          string
 	tokenFile      string
+	agentToken     string
 	server         string
 	clusterInit    bool
 	disableAgent   bool
@@ -82,6 +83,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
 	registerTokenFile(fs, &f.tokenFile)
+	fs.StringVar(&f.agentToken, "agent-token", "", "the secret that joins agents only (default generated; written with the CA's hash to <data-dir>/server/agent-token): hand it to workers instead of --token, which also joins servers")
 	fs.StringVarP(&f.server, "server", "s", "", "URL of a running server (https://host:6443) to join as another server; needs --token")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
@@ -109,6 +111,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		KubeProxyArgs:         f.kubeProxyArgs,
 		FlannelIface:          f.flannelIface,
 		Token:                 f.token,
+		AgentToken:            f.agentToken,
 		JoinURL:               f.server,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,

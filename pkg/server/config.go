@@ -44,6 +44,10 @@ type Config struct {
 	// Token is --token: the cluster's join secret, or a full token whose CA
 	// hash must then match this cluster's CA. Empty: generated on first start.
 	Token string
+	// AgentToken is --agent-token: the secret (or full token) that joins
+	// agents only. Empty: generated on first start, or the cluster's, got
+	// when this server joined.
+	AgentToken string
 	// JoinURL is --server: a running server whose cluster this one joins
 	// (etcd learner, then voting member). Empty: a new cluster (--cluster-init).
 	JoinURL string
@@ -70,8 +74,12 @@ func (c Config) initialClusterFile() string {
 	return filepath.Join(c.serverDir(), "etcd-initial-cluster")
 }
 
-// TokenFile is where a server keeps the cluster's join token.
+// TokenFile is where a server keeps the cluster's join token (servers and
+// agents).
 func (c Config) TokenFile() string { return filepath.Join(c.serverDir(), "token") }
+
+// AgentTokenFile is where a server keeps the agent token (agents only).
+func (c Config) AgentTokenFile() string { return filepath.Join(c.serverDir(), "agent-token") }
 
 // FirstServiceIP is the address of the kubernetes Service: the first IP of
 // the service CIDR.

@@ -100,6 +100,12 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 	if err := os.WriteFile(cfg.initialClusterFile(), []byte(answer.InitialCluster+"\n"), 0o600); err != nil {
 		return "", err
 	}
+	if answer.AgentSecret != "" {
+		// Every server accepts the cluster's agent token.
+		if _, err := join.EnsureTokenFile(cfg.AgentTokenFile(), answer.Files["server-ca.crt"], answer.AgentSecret); err != nil {
+			return "", fmt.Errorf("join %s: the agent token: %w", cfg.JoinURL, err)
+		}
+	}
 	if err := writeCAFiles(want, answer.Files); err != nil {
 		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
 	}

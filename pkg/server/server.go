@@ -79,12 +79,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	agentTok, err := ensureAgentToken(cfg, certs.ServerCA)
+	if err != nil {
+		return err
+	}
 	adminKubeconfig := cfg.adminKubeconfig()
 	etcdClient := localEtcd(etcd.ClientTLS{CA: certs.EtcdServerCA, Cert: certs.EtcdClientCert, Key: certs.EtcdClientKey})
 	sup, err := supervisor.New(supervisor.Config{
-		CACertFile: certs.ServerCA,
-		Secret:     tok.Secret,
-		CA:         certs,
+		CACertFile:  certs.ServerCA,
+		Secret:      tok.Secret,
+		AgentSecret: agentTok.Secret,
+		CA:          certs,
 		Cluster: supervisor.Cluster{
 			ClusterCIDR:    cfg.ClusterCIDR.String(),
 			ClusterDNS:     cfg.ClusterDNS.String(),
@@ -196,7 +201,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		return err
 	}
-	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile())
+	log.Info("kedge server ready", "since_exec", time.Since(cfg.Exec).Round(time.Millisecond), "api", local, "kubeconfig", cfg.Kubeconfig, "join_token", cfg.TokenFile(), "agent_token", cfg.AgentTokenFile())
 	go footprint.Keep(ctx, log)
 	// systemd: ready once the node is (the API, without an agent or without
 	// kedge's pod network, which only the user's CNI makes Ready).
@@ -234,6 +239,32 @@ func ensureToken(cfg Config, caFile string) (join.Token, error) {
 		secret = tok.Secret
 	}
 	return join.EnsureTokenFile(cfg.TokenFile(), caPEM, secret)
+}
+
+// ensureAgentToken writes the agent token on first start (the secret of
+// --agent-token, the cluster's when this server joined, or a generated one)
+// and checks --agent-token against it afterwards.
+func ensureAgentToken(cfg Config, caFile string) (join.Token, error) {
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return join.Token{}, err
+	}
+	var secret string
+	if cfg.AgentToken != "" {
+		tok, err := join.Parse(cfg.AgentToken)
+		if err != nil {
+			return join.Token{}, fmt.Errorf("--agent-token: %w", err)
+		}
+		if tok.Pinned() && tok.CAHash != join.CAHash(caPEM) {
+			return join.Token{}, fmt.Errorf("--agent-token: its CA hash does not match this cluster's CA (%s); give the bare secret", caFile)
+		}
+		secret = tok.Secret
+	}
+	tok, err := join.EnsureTokenFile(cfg.AgentTokenFile(), caPEM, secret)
+	if err != nil {
+		return join.Token{}, fmt.Errorf("--agent-token: %w", err)
+	}
+	return tok, nil
 }
 
 // sans lists the extra names of the apiserver serving certificate.

@@ -25,7 +25,7 @@ func TestNodeJoin(t *testing.T) {
 	}
 	kube := fake.NewClientset()
 	s, err := New(Config{
-		CACertFile: ca.ServerCA, Secret: "s3cret", CA: ca,
+		CACertFile: ca.ServerCA, Secret: "s3cret", AgentSecret: "agent-s3cret", CA: ca,
 		Cluster:   Cluster{ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", Servers: []string{"https://192.0.2.1:6443"}},
 		NewClient: func() (kubernetes.Interface, error) { return kube, nil },
 	})
@@ -71,6 +71,9 @@ func TestNodeJoin(t *testing.T) {
 	}
 	if code, _ := join("s3cret", req); code != http.StatusOK {
 		t.Fatalf("rejoin with the same node password: %d", code)
+	}
+	if code, body := join("agent-s3cret", req); code != http.StatusOK {
+		t.Fatalf("rejoin with the agent token: %d %s", code, body)
 	}
 	other := req
 	other.Password = "another-machine-password"

@@ -63,6 +63,9 @@ type ServerResponse struct {
 	Files map[string][]byte `json:"files"`
 	// InitialCluster is etcd's initial-cluster, the new member included.
 	InitialCluster string `json:"initialCluster"`
+	// AgentSecret is the agent token's secret, which every server accepts
+	// from agents ("" on a cluster without one).
+	AgentSecret string `json:"agentSecret,omitempty"`
 }
 
 // EtcdMembers is the part of the etcd client the supervisor uses.
@@ -133,7 +136,7 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(ServerResponse{Files: files, InitialCluster: initial})
+	_ = json.NewEncoder(w).Encode(ServerResponse{Files: files, InitialCluster: initial, AgentSecret: s.cfg.AgentSecret})
 }
 
 // checkEtcdURL reports whether u is an etcd URL in the one form etcd keeps

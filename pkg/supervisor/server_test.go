@@ -48,7 +48,7 @@ func TestServerJoin(t *testing.T) {
 	settings := Settings{ClusterCIDR: "10.42.0.0/16", ServiceCIDR: "10.43.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", FlannelBackend: "vxlan"}
 	etcd := &fakeMembers{members: []*etcdserverpb.Member{{ID: 9, Name: "s1", PeerURLs: []string{"https://192.0.2.1:2380"}}}}
 	s, err := New(Config{
-		CACertFile: ca.ServerCA, Secret: "s3cret", CA: ca, Settings: settings,
+		CACertFile: ca.ServerCA, Secret: "s3cret", AgentSecret: "agent-s3cret", CA: ca, Settings: settings,
 		NewEtcd: func() (EtcdMembers, error) { return etcd, nil },
 	})
 	if err != nil {
@@ -70,7 +70,9 @@ func TestServerJoin(t *testing.T) {
 	}
 	s2 := ServerRequest{Name: "s2", PeerURL: "https://192.0.2.2:2380", ClientURL: "https://192.0.2.2:2379", Settings: settings}
 
-	for _, tc := range []struct{ user, secret string }{{"server", "wrong"}, {"node", "s3cret"}, {"", ""}} {
+	// The agent token never joins a server: a worker's token must not get
+	// the cluster's CA keys.
+	for _, tc := range []struct{ user, secret string }{{"server", "wrong"}, {"node", "s3cret"}, {"", ""}, {"server", "agent-s3cret"}, {"node", "agent-s3cret"}} {
 		if code, body := join(tc.user, tc.secret, s2); code != http.StatusUnauthorized {
 			t.Fatalf("user %q secret %q: %d %s", tc.user, tc.secret, code, body)
 		}
@@ -97,6 +99,9 @@ func TestServerJoin(t *testing.T) {
 	var answer ServerResponse
 	if err := json.Unmarshal([]byte(body), &answer); err != nil {
 		t.Fatal(err)
+	}
+	if answer.AgentSecret != "agent-s3cret" {
+		t.Fatalf("a joining server got agent secret %q, want the cluster's", answer.AgentSecret)
 	}
 	if want := "s1=https://192.0.2.1:2380,s2=https://192.0.2.2:2380"; answer.InitialCluster != want {
 		t.Fatalf("initial cluster %q, want %q", answer.InitialCluster, want)

@@ -34,8 +34,13 @@ type Config struct {
 	// apiserver's serving certificate; /cacerts serves its exact bytes (the
 	// bytes a join token's hash is computed over).
 	CACertFile string
-	// Secret is the join token's secret, the password of authenticated calls.
+	// Secret is the join token's secret (<data-dir>/server/token), the
+	// password of servers and agents.
 	Secret string
+	// AgentSecret is the agent token's secret (<data-dir>/server/agent-token):
+	// it joins agents only, so that a token handed to every worker cannot
+	// join a server and get the cluster's CA keys. Empty: agents use Secret.
+	AgentSecret string
 	// CA are the cluster's CAs, which sign the certificates of joining nodes.
 	CA pki.Bundle
 	// Cluster are the settings every node must share.
@@ -86,9 +91,16 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 }
 
 // authorized reports whether r carries the basic auth user and the join
-// secret. A supervisor without a secret authorizes nobody: an empty
-// password must not open the join API.
+// secret, or for user "node" the agent secret. A supervisor without a
+// secret authorizes nobody: an empty password must not open the join API.
 func (s *Supervisor) authorized(r *http.Request, user string) bool {
 	u, p, ok := r.BasicAuth()
-	return ok && s.cfg.Secret != "" && u == user && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Secret)) == 1
+	if !ok || u != user {
+		return false
+	}
+	if s.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Secret)) == 1 {
+		return true
+	}
+	// The agent token joins agents, never servers.
+	return user == "node" && s.cfg.AgentSecret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.AgentSecret)) == 1
 }

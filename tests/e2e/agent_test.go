@@ -25,8 +25,8 @@ func TestAgentJoin(t *testing.T) {
 		a.WaitReady(5 * time.Minute)
 	})
 	token := joinToken(t, a)
-	c.Step("agent w joins with the token, Ready", func() {
-		w = startNode(t, c, image, "w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", token)
+	c.Step("agent w joins with the agent token, Ready", func() {
+		w = startNode(t, c, image, "w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", agentToken(t, a))
 		waitNodeReady(c, a, w, 5*time.Minute)
 	})
 	c.Step("a pod on each node", func() {
@@ -111,6 +111,17 @@ func TestAgentJoin(t *testing.T) {
 func joinToken(t *testing.T, server *harness.Node) string {
 	t.Helper()
 	token, err := server.Exec("cat", "/var/lib/kedge/server/token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(token)
+}
+
+// agentToken reads the agent token the first server wrote (it joins
+// agents only).
+func agentToken(t *testing.T, server *harness.Node) string {
+	t.Helper()
+	token, err := server.Exec("cat", "/var/lib/kedge/server/agent-token")
 	if err != nil {
 		t.Fatal(err)
 	}

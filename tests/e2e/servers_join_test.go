@@ -32,6 +32,11 @@ func TestServerJoin(t *testing.T) {
 		b.WaitReady(5 * time.Minute)
 		waitNodeReady(c, a, b, 5*time.Minute)
 	})
+	c.Step("b has the cluster's agent token", func() {
+		if got, want := agentToken(t, b), agentToken(t, a); got != want {
+			t.Fatalf("b's agent token %q, a's %q", got, want)
+		}
+	})
 	c.Step("etcd has two voting members, a and b", func() {
 		c.Eventually(time.Minute, "two voting members", func() error {
 			got, err := etcdMembers(a)
