@@ -153,7 +153,7 @@ func linFailovers(t *testing.T, ops []porcupine.Operation, runs []linCycle) {
 		fmt.Fprintf(&b, "%-18s %3d  %21s  %21s  %21s\n", f.name, len(tm.healthy), linMedP99(tm.any), linMedP99(tm.lb), linMedP99(tm.healthy))
 	}
 	fmt.Fprintf(&b, "%-18s %3d  %21s  %21s\n", "all", len(runs), linMedP99(all), linMedP99(allLB))
-	t.Logf("failover (fault → first acknowledged write):\n%s", b.String())
+	t.Logf("failover (fault → first acknowledged write called after it; lb: by a client through the agent's load balancer) and time to healthy after healing:\n%s", b.String())
 }
 
 func linMedP99(ds []time.Duration) string {

@@ -103,7 +103,7 @@ func TestLinearizable(t *testing.T) {
 	}
 
 	h := linearize.NewHistory()
-	wl := linearize.New(linearize.Config{Clients: clients, Prefix: linPrefix, Seed: seed, Think: linThink}, h)
+	wl := linearize.New(linearize.Config{Clients: clients, Prefix: linPrefix, Seed: seed, Timeout: linTimeout, Think: linThink}, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	running := make(chan struct{})
 	go func() { defer close(running); wl.Run(ctx) }()
@@ -162,11 +162,14 @@ func TestLinearizable(t *testing.T) {
 }
 
 // The workload's shape: clients through the agent's load balancer (one
-// more on each server), their pause between operations, and how long a
+// more on each server), an operation's timeout (then it is Unknown; a
+// client blocked in a call made before a fault adds up to that much to the
+// failover it measures), the pause between operations, and how long a
 // fault is held.
 const (
 	linPrefix              = "lin"
 	linLBClients           = 2
+	linTimeout             = 2 * time.Second
 	linThink               = 20 * time.Millisecond
 	linHoldMin, linHoldMax = 3 * time.Second, 7 * time.Second
 	linVoters              = "a voter,b voter,c voter"
