@@ -38,7 +38,10 @@ func TestQuietHandler(t *testing.T) {
 	l.Error("Skipping pod synchronization", "err", "PLEG is not healthy")
 	l.Error("Failed to ensure process in container with oom score", "err", "permission denied")
 	l.Error("something that needs action")
-	if out := buf.String(); strings.Contains(out, "Skipping") || strings.Contains(out, "oom score") || !strings.Contains(out, "needs action") {
+	l.Error("Failed to update node PodCIDR after multiple attempts", "err", "Node \"a\" is invalid: spec.podCIDRs: Forbidden: node updates may not change podCIDR except from \"\" to valid")
+	l.Error("Failed to update node PodCIDR after multiple attempts", "err", "the server was unable to return a response")
+	if out := buf.String(); strings.Contains(out, "Skipping") || strings.Contains(out, "oom score") || !strings.Contains(out, "needs action") ||
+		strings.Contains(out, "may not change podCIDR") || !strings.Contains(out, "unable to return a response") {
 		t.Fatalf("during start-up:\n%s", out)
 	}
 	buf.Reset()

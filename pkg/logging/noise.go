@@ -39,6 +39,17 @@ var startupNoise = []string{
 	"failed to load cni during init, please check CRI plugin status",
 }
 
+// startupRaces are start-up messages that are noise only with a given
+// error: then they need no action.
+var startupRaces = []struct{ msg, err string }{
+	// Node IPAM saw a new Node before its own pod CIDR patch reached its
+	// informer and allocated again; the apiserver refuses the second CIDR,
+	// the allocator releases it and the Node keeps its first.
+	{"Failed to update node PodCIDR after multiple attempts", "node updates may not change podCIDR"},
+	{"CIDR assignment for node failed. Releasing allocated CIDR", "node updates may not change podCIDR"},
+	{"Error processing node work item", "node updates may not change podCIDR"},
+}
+
 // alwaysNoise are messages that never need action in kedge; they are
 // always logged at debug level.
 var alwaysNoise = []string{
@@ -71,7 +82,7 @@ func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 
 // Handle demotes a noisy record and drops it if debug is off.
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level > slog.LevelDebug && h.noise(r.Message) {
+	if r.Level > slog.LevelDebug && (h.noise(r.Message) || h.race(r)) {
 		r.Level = slog.LevelDebug
 		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 			return nil
@@ -92,6 +103,29 @@ func (h quietHandler) noise(msg string) bool {
 	}
 	for _, p := range startupNoise {
 		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// race reports whether r is one of startupRaces, in the start-up window.
+func (h quietHandler) race(r slog.Record) bool {
+	if h.now().After(h.until) {
+		return false
+	}
+	for _, n := range startupRaces {
+		if !strings.HasPrefix(r.Message, n.msg) {
+			continue
+		}
+		found := false
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "err" && strings.Contains(a.Value.String(), n.err) {
+				found = true
+			}
+			return !found
+		})
+		if found {
 			return true
 		}
 	}
