@@ -100,7 +100,8 @@ func newAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := logging.SetupProcess(f.debug)
+			log, flush := logging.SetupProcess(f.debug)
+			defer flush()
 			// Once for the process, before any component starts.
 			if err := f.featureGates.apply(); err != nil {
 				return err

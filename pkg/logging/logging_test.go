@@ -101,25 +101,26 @@ func TestZapJSONToSlog(t *testing.T) {
 // what the child writes to fd 2 comes out of its real stderr as records.
 func TestRouteStderr(t *testing.T) {
 	if os.Getenv("KEDGE_TEST_ROUTE_STDERR") == "1" {
-		log := SetupProcess(false)
-		os.Stderr.WriteString(`{"level":"error","ts":"x","logger":"etcd-client","msg":"lost etcd"}` + "\n")
-		os.Stderr.WriteString("a plain line\n")
+		fd2 := os.NewFile(2, "fd2") // what upstream loggers opened at init
+		log, flush := SetupProcess(false)
+		fd2.WriteString(`{"level":"error","ts":"x","logger":"etcd-client","msg":"lost etcd"}` + "\n")
+		fd2.WriteString("a plain line\n")
 		log.Info("kedge's own line")
-		time.Sleep(200 * time.Millisecond) // the pipe's reader
-		os.Exit(0)
+		flush() // every line logged before the exit, none lost
+		os.Stderr.WriteString("kedge: the last error, on the real stderr\n")
+		os.Exit(1)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestRouteStderr$")
 	cmd.Env = append(os.Environ(), "KEDGE_TEST_ROUTE_STDERR=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%v: %s", err, stderr.String())
-	}
+	_ = cmd.Run() // exits 1, as kedge after an error
 	out := stderr.String()
 	for _, want := range []string{
 		`level=ERROR msg="lost etcd" component=apiserver logger=etcd-client`,
 		`level=INFO msg="a plain line" component=stderr`,
 		`level=INFO msg="kedge's own line"`,
+		"kedge: the last error, on the real stderr\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, out)

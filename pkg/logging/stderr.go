@@ -10,42 +10,63 @@ import (
 	"os"
 	"runtime/debug"
 	"sort"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // RouteStderr points file descriptor 2 at a pipe whose lines kedge logs
-// through l, and returns the real standard error for kedge's own handler.
-// It exists for the loggers that upstream code builds at package
-// initialisation, before kedge can configure them: the apiserver's etcd
-// client logger writes zap JSON to the stderr it opened then. JSON lines
-// become records (level, message and fields kept, component from the zap
-// logger's name); other lines are logged as they are. Crash output (a panic
-// that ends the process) is also written to the real standard error
-// directly (debug.SetCrashOutput), so that it is never lost in the pipe.
-func RouteStderr(l func() *slog.Logger) (*os.File, error) {
+// through l, and makes os.Stderr the real standard error (a duplicate of
+// the old descriptor 2), for kedge's own handler and messages. It exists for
+// the loggers that upstream code builds at package initialisation, before
+// kedge can configure them: the apiserver's etcd client logger writes zap
+// JSON to the stderr file it opened then. JSON lines become records (level,
+// message and fields kept, component from the zap logger's name); other
+// lines are logged as they are. Crash output (a panic that ends the
+// process) is also written to the real standard error directly
+// (debug.SetCrashOutput). restore puts descriptor 2 back and waits until
+// every line written to the pipe is logged: call it before the process
+// exits.
+func RouteStderr(l func() *slog.Logger) (real *os.File, restore func(), err error) {
 	realFd, err := unix.Dup(2)
 	if err != nil {
-		return nil, fmt.Errorf("dup stderr: %w", err)
+		return nil, nil, fmt.Errorf("dup stderr: %w", err)
 	}
 	unix.CloseOnExec(realFd)
-	real := os.NewFile(uintptr(realFd), "/dev/stderr")
+	real = os.NewFile(uintptr(realFd), "/dev/stderr")
 	r, w, err := os.Pipe()
 	if err != nil {
 		real.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	if err := unix.Dup2(int(w.Fd()), 2); err != nil {
 		real.Close()
 		r.Close()
 		w.Close()
-		return nil, fmt.Errorf("redirect stderr: %w", err)
+		return nil, nil, fmt.Errorf("redirect stderr: %w", err)
 	}
-	w.Close() // fd 2 holds the write end now
+	w.Close() // descriptor 2 holds the write end now
+	os.Stderr = real
 	_ = debug.SetCrashOutput(real, debug.CrashOptions{})
-	go copyLines(r, real, l)
-	return real, nil
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		copyLines(r, real, l)
+	}()
+	var once sync.Once
+	restore = func() {
+		once.Do(func() {
+			// The last write end closes: the reader sees the end of the pipe.
+			_ = unix.Dup2(realFd, 2)
+			select {
+			case <-done:
+			case <-time.After(2 * time.Second):
+			}
+		})
+	}
+	return real, restore, nil
 }
 
 // copyLines logs every line of r through l(); a line that cannot be
@@ -113,17 +134,18 @@ func logZapJSON(log *slog.Logger, line []byte) bool {
 
 // SetupProcess is Setup for a node process (`kedge server`, `kedge agent`):
 // it routes file descriptor 2 through kedge's logger too (RouteStderr),
-// so that every line the process prints has one format. If stderr cannot
-// be redirected, it logs why and goes on with Setup(os.Stderr, debug).
-func SetupProcess(debug bool) *slog.Logger {
+// so that every line the process prints has one format. Call flush before
+// the process exits. If stderr cannot be redirected, it logs why and goes
+// on with Setup(os.Stderr, debug).
+func SetupProcess(debug bool) (log *slog.Logger, flush func()) {
 	var logger atomic.Pointer[slog.Logger]
-	real, err := RouteStderr(logger.Load)
+	real, restore, err := RouteStderr(logger.Load)
 	if err != nil {
 		log := Setup(os.Stderr, debug)
 		log.Warn("upstream lines written to stderr keep their own format", "error", err)
-		return log
+		return log, func() {}
 	}
-	log := Setup(real, debug)
+	log = Setup(real, debug)
 	logger.Store(log)
-	return log
+	return log, restore
 }

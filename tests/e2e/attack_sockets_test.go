@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -75,6 +76,11 @@ func listSockets(n *harness.Node) ([]socket, error) {
 		if len(f) > 6 {
 			if _, rest, ok := strings.Cut(f[6], `(("`); ok {
 				s.process, _, _ = strings.Cut(rest, `"`)
+			}
+			// ss names the process by its comm: the binary's file name,
+			// at most 15 bytes, whatever $KEDGE_BIN is called.
+			if comm := filepath.Base(os.Getenv("KEDGE_BIN")); s.process == comm[:min(len(comm), 15)] {
+				s.process = "kedge"
 			}
 		}
 		list = append(list, s)
