@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -53,6 +55,7 @@ func nodeSeeds() []string {
 		`{"name":"w2","password":"another-machine-password","ips":["192.0.2.8","2001:db8::8"]}`,
 		`{"name":"w1","password":"another-machine-password"}`,
 		`{"name":"w3","password":"short"}`,
+		`{"name":"s1","password":"0123456789abcdef0123"}`,
 		`{"name":"Bad_Name","password":"0123456789abcdef0123"}`,
 		`{"name":"` + long + `.` + long + `.` + long + `.` + long[:50] + `","password":"0123456789abcdef0123"}`,
 		`{"name":"w4","password":"` + strings.Repeat("p", 80) + `"}`,
@@ -71,8 +74,10 @@ func nodeSeeds() []string {
 }
 
 // FuzzNodeHandler sends any body and auth to POST /v1-kedge/node with a
-// working fake API: it never panics, never answers 200 without the node
-// user and the secret (nor when the server has no secret), and answers 200
+// working fake API and a fake etcd whose member is server s1: it never
+// panics, never answers 200 without the node user and the server or agent
+// secret (nor when the server has no secret), nor to an agent named like
+// server s1, and answers 200
 // or a 4xx that says why, never a 5xx: with the API up, a 5xx would make
 // the agent retry an input that cannot succeed. A 200 holds certificates.
 func FuzzNodeHandler(f *testing.F) {
@@ -89,19 +94,22 @@ func FuzzNodeHandler(f *testing.F) {
 		{"node", "wrong", ""}, {"server", fuzzSecret, ""}, {"", "", ""}, {"node", "", ""},
 		{"", "", "Basic " + "bm9kZTpzM2NyZXQ="}, {"", "", "Basic bm9kZTpzM2NyZXQ"}, {"", "", "Basic !!"},
 		{"", "", "Bearer s3cret"}, {"", "", "basic bm9kZTpzM2NyZXQ="}, {"node", fuzzSecret + "\x00", ""},
+		{"node", fuzzAgentSecret, ""}, {"server", fuzzAgentSecret, ""},
 	} {
 		f.Add(auth.user, auth.pass, auth.raw, []byte(nodeSeeds()[0]), false)
 	}
 	f.Add("node", "", "", []byte(nodeSeeds()[1]), true)
 	f.Fuzz(func(t *testing.T, user, pass, rawAuth string, body []byte, noSecret bool) {
 		ca := caOf(t)
-		secret := fuzzSecret
+		secret, agentSecret := fuzzSecret, fuzzAgentSecret
 		if noSecret {
-			secret = ""
+			secret, agentSecret = "", ""
 		}
 		kube := strictClientset(hash)
+		etcd := &fakeMembers{members: []*etcdserverpb.Member{{ID: 9, Name: "s1", PeerURLs: []string{"https://192.0.2.1:2380"}}}}
 		s, err := New(Config{
-			CACertFile: ca.ServerCA, Secret: secret, CA: ca,
+			NewEtcd:    func() (EtcdMembers, error) { return etcd, nil },
+			CACertFile: ca.ServerCA, Secret: secret, AgentSecret: agentSecret, CA: ca,
 			Cluster:   Cluster{ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", Servers: []string{"https://192.0.2.1:6443"}},
 			NewClient: func() (kubernetes.Interface, error) { return kube, nil },
 		})
@@ -114,12 +122,16 @@ func FuzzNodeHandler(f *testing.F) {
 		checkAnswer(t, r, w)
 		switch {
 		case w.Code == http.StatusOK:
-			if !hasAuth(r, "node", secret) {
-				t.Fatalf("200 without the node user and secret %q", secret)
+			if !hasAuth(r, "node", secret) && !hasAuth(r, "node", agentSecret) {
+				t.Fatalf("200 without the node user and secret %q or agent secret %q", secret, agentSecret)
 			}
 			var resp NodeResponse
 			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || len(resp.Files["kubelet-client.crt"]) == 0 {
 				t.Errorf("200 %q: want certificates (%v)", w.Body.String(), err)
+			}
+			var req NodeRequest
+			if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil || req.Name == "s1" {
+				t.Errorf("200 for the request %q (%v): not one, or an agent named like server s1", body, err)
 			}
 		case w.Code >= 500:
 			t.Errorf("body %q: %d %q; want 200 or a 4xx with a working API", body, w.Code, w.Body.String())

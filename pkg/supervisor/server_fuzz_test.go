@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/kedge-io/kedge/pkg/pki"
 )
@@ -60,35 +62,44 @@ func serverSeeds() []string {
 }
 
 // FuzzServerHandler sends any body and auth to POST /v1-kedge/server with a
-// working fake etcd that checks URLs as etcd does: it never panics, never
-// answers 200 without the server user and the secret (nor when the server
-// has no secret), and answers 200 or a 4xx that says why, never a 5xx:
-// with etcd up and no learner pending, a 5xx would make the joining server
-// retry an input that cannot succeed. A 200's initial cluster parses as
-// etcd's --initial-cluster and holds the new member.
+// working fake etcd that checks URLs as etcd does and a fake API where
+// agent w1 joined: it never panics; it never answers 200 without the
+// server user and the server secret (not the agent secret, nor when the
+// server has no secret), nor to a server named like agent w1; it answers
+// 200 or a 4xx that says why, never a 5xx: with etcd and the API up and no
+// learner pending, a 5xx would make the joining server retry an input that
+// cannot succeed. A 200's initial cluster parses as etcd's
+// --initial-cluster and holds the new member.
 func FuzzServerHandler(f *testing.F) {
 	caOf := fuzzCA(f)
 	tmp := fuzzTempDir(f)
-	for _, body := range serverSeeds() {
+	seeds := serverSeeds()
+	for _, name := range []string{"w1", "W1"} {
+		seeds = append(seeds, strings.Replace(seeds[0], `"s2"`, `"`+name+`"`, 1))
+	}
+	for _, body := range seeds {
 		f.Add("server", fuzzSecret, "", []byte(body), false)
 	}
 	for _, auth := range []struct{ user, pass, raw string }{
 		{"server", "wrong", ""}, {"node", fuzzSecret, ""}, {"", "", ""}, {"server", "", ""},
 		{"", "", "Basic c2VydmVyOnMzY3JldA=="}, {"", "", "Basic c2VydmVyOnMzY3JldA"}, {"", "", "Basic"},
+		{"server", fuzzAgentSecret, ""}, {"node", fuzzAgentSecret, ""},
 	} {
 		f.Add(auth.user, auth.pass, auth.raw, []byte(serverSeeds()[0]), false)
 	}
 	f.Add("server", "", "", []byte(serverSeeds()[0]), true)
 	f.Fuzz(func(t *testing.T, user, pass, rawAuth string, body []byte, noSecret bool) {
 		ca := caOf(t)
-		secret := fuzzSecret
+		secret, agentSecret := fuzzSecret, fuzzAgentSecret
 		if noSecret {
-			secret = ""
+			secret, agentSecret = "", ""
 		}
+		kube := strictClientset(nil) // w1 joined as an agent
 		etcd := &strictMembers{fakeMembers{members: []*etcdserverpb.Member{{ID: 9, Name: "s1", PeerURLs: []string{"https://192.0.2.1:2380"}}}}}
 		s, err := New(Config{
-			CACertFile: ca.ServerCA, Secret: secret, CA: ca, Settings: fuzzSettings,
-			NewEtcd: func() (EtcdMembers, error) { return etcd, nil },
+			CACertFile: ca.ServerCA, Secret: secret, AgentSecret: agentSecret, CA: ca, Settings: fuzzSettings,
+			NewEtcd:   func() (EtcdMembers, error) { return etcd, nil },
+			NewClient: func() (kubernetes.Interface, error) { return kube, nil },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -102,7 +113,7 @@ func FuzzServerHandler(f *testing.F) {
 			if !hasAuth(r, "server", secret) {
 				t.Fatalf("200 without the server user and secret %q", secret)
 			}
-			checkInitialCluster(t, body, w.Body.Bytes())
+			checkInitialCluster(t, body, w.Body.Bytes(), agentSecret)
 		case w.Code >= 500:
 			t.Errorf("body %q: %d %q; want 200 or a 4xx with etcd up", body, w.Code, w.Body.String())
 		}
@@ -111,15 +122,18 @@ func FuzzServerHandler(f *testing.F) {
 }
 
 // checkInitialCluster checks the answer to a server's join request body.
-func checkInitialCluster(t *testing.T, body, answer []byte) {
+func checkInitialCluster(t *testing.T, body, answer []byte, agentSecret string) {
 	t.Helper()
 	var req ServerRequest
 	var resp ServerResponse
-	if err := json.Unmarshal(body, &req); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(body)).Decode(&req); err != nil {
 		t.Fatalf("200 for a body that is not a request: %v", err)
 	}
-	if err := json.Unmarshal(answer, &resp); err != nil || len(resp.Files) != 12 {
-		t.Fatalf("200 %q: want the 12 CA files (%v)", answer, err)
+	if req.Name == "w1" {
+		t.Fatalf("200 for a server named like agent w1")
+	}
+	if err := json.Unmarshal(answer, &resp); err != nil || len(resp.Files) != 12 || resp.AgentSecret != agentSecret {
+		t.Fatalf("200 %q: want the 12 CA files and the agent secret %q (%v)", answer, agentSecret, err)
 	}
 	m, err := types.NewURLsMap(resp.InitialCluster)
 	if err != nil {
@@ -186,7 +200,7 @@ func TestServerJoinRefusesWhatCannotSucceed(t *testing.T) {
 				}
 			}
 			if w.Code == http.StatusOK {
-				checkInitialCluster(t, tc.body, w.Body.Bytes())
+				checkInitialCluster(t, tc.body, w.Body.Bytes(), "")
 			}
 		})
 	}

@@ -13,8 +13,12 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
-// fuzzSecret is the join secret of the fuzzed supervisors.
-const fuzzSecret = "s3cret"
+// fuzzSecret and fuzzAgentSecret are the server and agent token secrets of
+// the fuzzed supervisors.
+const (
+	fuzzSecret      = "s3cret"
+	fuzzAgentSecret = "agent-s3cret"
+)
 
 // fuzzCA returns the cluster CAs of a fuzz target, generated once (key
 // generation is slow) in a temporary directory of the fuzz target.
