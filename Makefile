@@ -26,7 +26,7 @@ BIN     := $(CURDIR)/bin/kedge
 #       OTLP tracing plugin that pkg/containerd disables in its config
 TAGS    ?= kustomize_disable_go_plugin_support nri_no_wasm no_btrfs no_zfs no_devmapper no_tracing
 
-.PHONY: build helpers test unit integration smoke e2e robustness bench clean
+.PHONY: build helpers test unit integration smoke e2e robustness fuzz bench clean
 
 ## build: bin/kedge, version-stamped, with the helpers embedded
 build: helpers
@@ -67,6 +67,14 @@ POWERLOSS_CYCLES  ?= 10
 robustness: build
 	KEDGE_BIN=$(BIN) KEDGE_ROBUSTNESS_CYCLES=$(ROBUSTNESS_CYCLES) KEDGE_POWERLOSS_CYCLES=$(POWERLOSS_CYCLES) \
 		$(GO) test -tags '$(TAGS)' -count=1 -v -timeout 240m -run 'TestLinearizable|TestPowerLoss|TestDiskFull|TestAgentWaitsForServer' ./tests/e2e/
+
+## fuzz: every fuzz target for FUZZTIME each, one at a time (not in CI: `make unit` runs their
+## seed corpora). The first -fuzz build of a package recompiles its dependencies with coverage.
+FUZZTIME ?= 60s
+FUZZ = join:FuzzParse join:FuzzEnsureTokenFile cli:FuzzApplyConfigFile supervisor:FuzzWrap supervisor:FuzzNodeHandler \
+	supervisor:FuzzServerHandler containerd:FuzzReadArchive containerd:FuzzApplyLayer manifests:FuzzDecode manifests:FuzzRender
+fuzz: helpers
+	@for t in $(FUZZ); do $(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=10x ./pkg/$${t%%:*}/ || exit 1; done
 
 ## bench: kedge against the upstream components as separate processes (root, ~1 h, not in CI):
 ## builds both, runs each setup BENCH_RUNS times alternating, prints one Markdown table (also
