@@ -428,11 +428,21 @@ for cmd in kubectl crictl ctr; do
 		rm -f "$BIN_DIR/\$cmd"
 	fi
 done
-# kube-proxy's nftables mode keeps its rules in tables of its own.
 if command -v nft >/dev/null; then
+	# kube-proxy's nftables mode keeps its rules in tables of its own.
 	for family in ip ip6 inet; do
 		for table in kube-proxy kube-network-policies; do
 			nft delete table "\$family" "\$table" 2>/dev/null
+		done
+	done
+	# iptables-nft's tables, which kedge's components created and killall
+	# emptied: removed if no rule is left in them.
+	for family in ip ip6; do
+		for table in filter nat mangle raw; do
+			t=\$(nft list table "\$family" "\$table" 2>/dev/null) || continue
+			if ! printf '%s\\n' "\$t" | grep -qvE '^[[:space:]]*(table .*|chain .*|type .*|\\}|)\$'; then
+				nft delete table "\$family" "\$table"
+			fi
 		done
 	done
 fi

@@ -244,7 +244,7 @@ func (w *unitWatch) stop() []string {
 
 func containsState(seen []string, state, status string) bool {
 	for _, s := range seen {
-		if strings.HasPrefix(s, state) && strings.Contains(s, status) {
+		if strings.Contains(s, "| "+state+" |") && strings.Contains(s, status) {
 			return true
 		}
 	}
