@@ -11,7 +11,7 @@
 # Environment:
 #   KEDGE_URL                  the server an agent joins (--server); makes the command agent
 #   KEDGE_TOKEN                the cluster's join token (--token)
-#   KEDGE_TOKEN_FILE           a file holding it (read now, stored in the env file)
+#   KEDGE_TOKEN_FILE           a file holding it (kedge reads it when it starts)
 #   KEDGE_*                    every KEDGE_ variable goes into the service's env file
 #   HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower case)   go there too
 #   INSTALL_KEDGE_EXEC         command and flags, before the words after sh -s -
@@ -86,19 +86,18 @@ setup_command() {
 		esac
 		printf '%s\n' "$a" >>"$TMP/args"
 	done
-	# KEDGE_TOKEN_FILE: kedge takes the token by flag, from the env file.
-	if [ -n "${KEDGE_TOKEN_FILE:-}" ] && [ -z "${KEDGE_TOKEN:-}" ]; then
+	# KEDGE_TOKEN_FILE: kedge reads it itself (--token-file's default),
+	# from the env file, whenever it starts.
+	if [ -n "${KEDGE_TOKEN_FILE:-}" ]; then
+		[ -z "${KEDGE_TOKEN:-}" ] || fatal "KEDGE_TOKEN and KEDGE_TOKEN_FILE: give one"
 		[ -r "$KEDGE_TOKEN_FILE" ] || fatal "KEDGE_TOKEN_FILE=$KEDGE_TOKEN_FILE: cannot read it"
-		KEDGE_TOKEN=$(tr -d '[:space:]' <"$KEDGE_TOKEN_FILE")
-		[ -n "$KEDGE_TOKEN" ] || fatal "KEDGE_TOKEN_FILE=$KEDGE_TOKEN_FILE is empty"
-		export KEDGE_TOKEN
 	fi
 	if [ "$CMD" = agent ]; then
 		if [ -z "${KEDGE_URL:-}" ] && ! grep -Eq '^(--server|-s)(=|$)' "$TMP/args"; then
 			fatal "an agent needs its server: KEDGE_URL=https://<server>:6443 (or --server)"
 		fi
-		if [ -z "${KEDGE_TOKEN:-}" ] && ! grep -Eq '^(--token|-t)(=|$)' "$TMP/args"; then
-			fatal "an agent needs the cluster's join token: KEDGE_TOKEN or KEDGE_TOKEN_FILE (the server's /var/lib/kedge/server/token)"
+		if [ -z "${KEDGE_TOKEN:-}${KEDGE_TOKEN_FILE:-}" ] && ! grep -Eq '^(--token|-t|--token-file)(=|$)' "$TMP/args"; then
+			fatal "an agent needs the cluster's join token: KEDGE_TOKEN or KEDGE_TOKEN_FILE (the server's /var/lib/kedge/server/agent-token)"
 		fi
 	fi
 	if [ -n "${KEDGE_URL:-}" ]; then
@@ -499,7 +498,7 @@ main() {
 	changed=yes
 	[ "$(hashes)" = "$before" ] && changed=no
 	start_service "$changed"
-	[ "$CMD" = server ] && info "kubectl: $BIN_DIR/kubectl get nodes (admin kubeconfig /etc/kedge/kedge.yaml); join token: /var/lib/kedge/server/token"
+	[ "$CMD" = server ] && info "kubectl: $BIN_DIR/kubectl get nodes (admin kubeconfig /etc/kedge/kedge.yaml); agents join with /var/lib/kedge/server/agent-token, servers with /var/lib/kedge/server/token"
 	info "uninstall: $UNINSTALL"
 }
 

@@ -115,7 +115,7 @@ func TestInstall(t *testing.T) {
 		a1.boot()
 		t.Cleanup(a1.stop)
 		agentBaseline := snapshot(a1)
-		token := s1.sh("cat /var/lib/kedge/server/token")
+		token := s1.sh("cat /var/lib/kedge/server/agent-token")
 		install(t, a1, "kedge-agent", "curl -sfL "+url+"/good/install.sh | INSTALL_KEDGE_RELEASE_URL="+url+"/good INSTALL_KEDGE_EXEC="+containerFlags+" KEDGE_URL=https://10.77.0.2:6443 KEDGE_TOKEN="+token+" sh -")
 		waitActive(t, a1, "kedge-agent", time.Minute)
 		if got := nodeReady(s1, "kit-a1"); got != "True" {
