@@ -134,6 +134,9 @@ func TestLinearizable(t *testing.T) {
 		c.Step(fmt.Sprintf("cycle %d/%d: %s", i+1, cycles, f.name), func() {
 			var leader *harness.Node
 			c.Eventually(time.Minute, "the etcd leader", func() (err error) {
+				if restarted := linRestartAfterLostLease(t, servers, &run); restarted != "" {
+					return fmt.Errorf("server %s restarted", restarted)
+				}
 				leader, err = etcdLeader(servers)
 				return err
 			})
@@ -145,7 +148,7 @@ func TestLinearizable(t *testing.T) {
 			time.Sleep(hold)
 			f.heal(victim)
 			run.healed = h.Now()
-			run.healthy = linWaitHealthy(t, c, servers, probes, h, run.at)
+			run.healthy = linWaitHealthy(t, c, servers, probes, h, run.at, &run)
 			t.Logf("cycle %d/%d: %s of %s (leader %s) held %s; healthy %s after healing; %s",
 				i+1, cycles, f.name, victim.Name(), leader.Name(), hold.Round(100*time.Millisecond), run.healthy.Round(100*time.Millisecond), h.Stats())
 		})
