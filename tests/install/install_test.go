@@ -324,7 +324,7 @@ func snapshot(c *container) map[string]string {
 	return map[string]string{
 		"files":      list(`find /usr/local /etc /opt /var/lib /run -xdev \( -path /var/lib/systemd -o -path /run/systemd -o -path /run/user -o -path /run/dbus -o -path /run/log -o -path /var/lib/dpkg -o -path /etc/ld.so.cache -o -path /run/agetty.reload \) -prune -o -printf '%p %y %m %l\n' | sort`),
 		"mounts":     list(`findmnt -rn -o TARGET | sort`),
-		"links":      list(`ip -o link show | awk -F': ' '{print $2}' | sort`),
+		"links":      list(`ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort`),
 		"iptables":   list(`iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
 		"ip6tables":  list(`ip6tables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sort`),
 		"nft tables": list(`nft list tables | sort`),
