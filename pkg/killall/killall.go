@@ -104,6 +104,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.RemoveAll(CNINetworkDir); err != nil {
 		errs = append(errs, err)
 	}
+	// The runtime state of what was just stopped (sockets, the shims' task
+	// directories), as a reboot clears it: left, the next containerd tries
+	// to load every old task and logs an error for each.
+	if !cfg.KeepKedge && cfg.RunDir != "" {
+		if err := os.RemoveAll(cfg.RunDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", cfg.RunDir, err))
+		} else {
+			cfg.Log.Info("removed the runtime state", "dir", cfg.RunDir)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -48,6 +48,9 @@ var startupRaces = []struct{ msg, err string }{
 	{"Failed to update node PodCIDR after multiple attempts", "node updates may not change podCIDR"},
 	{"CIDR assignment for node failed. Releasing allocated CIDR", "node updates may not change podCIDR"},
 	{"Error processing node work item", "node updates may not change podCIDR"},
+	// The apiserver's own controllers before its system namespaces exist.
+	{"Error while syncing ConfigMap", `namespaces "kube-system" not found`},
+	{"Failed to ensure lease exists, will retry", `namespaces "kube-system" not found`},
 }
 
 // alwaysNoise are messages that never need action in kedge; they are
