@@ -47,10 +47,10 @@ type LoadBalancer struct {
 	wg       sync.WaitGroup
 
 	mu        sync.Mutex
-	servers   []string        // in preference order
-	unhealthy map[string]bool // failed its last health check or dial
-	current   string          // where the last connection went
-	conns     map[net.Conn]struct{}
+	servers   []string            // in preference order
+	unhealthy map[string]bool     // failed its last health check or dial
+	current   string              // where the last connection went
+	conns     map[net.Conn]string // open connections (client and backend ends) → their server
 }
 
 var _ component.Component = (*LoadBalancer)(nil)
@@ -63,7 +63,7 @@ func New(cfg Config) *LoadBalancer {
 	if cfg.EndpointsInterval == 0 {
 		cfg.EndpointsInterval = 30 * time.Second
 	}
-	return &LoadBalancer{cfg: cfg, servers: slices.Clone(cfg.Servers), unhealthy: map[string]bool{}, conns: map[net.Conn]struct{}{}}
+	return &LoadBalancer{cfg: cfg, servers: slices.Clone(cfg.Servers), unhealthy: map[string]bool{}, conns: map[net.Conn]string{}}
 }
 
 // Name implements component.Component.
@@ -171,6 +171,7 @@ func (lb *LoadBalancer) serve(ctx context.Context) {
 func (lb *LoadBalancer) proxy(ctx context.Context, client net.Conn) {
 	defer client.Close()
 	var backend net.Conn
+	var server string
 	for _, s := range lb.candidates() {
 		d := net.Dialer{Timeout: 3 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", s)
@@ -185,17 +186,17 @@ func (lb *LoadBalancer) proxy(ctx context.Context, client net.Conn) {
 		}
 		lb.current = s
 		lb.mu.Unlock()
-		backend = c
+		backend, server = c, s
 		break
 	}
 	if backend == nil {
 		return
 	}
 	defer backend.Close()
-	lb.track(client, true)
-	lb.track(backend, true)
-	defer lb.track(client, false)
-	defer lb.track(backend, false)
+	lb.track(client, server)
+	lb.track(backend, server)
+	defer lb.track(client, "")
+	defer lb.track(backend, "")
 	done := make(chan struct{}, 2)
 	go func() { _, _ = io.Copy(backend, client); closeWrite(backend); done <- struct{}{} }()
 	go func() { _, _ = io.Copy(client, backend); closeWrite(client); done <- struct{}{} }()
@@ -209,11 +210,12 @@ func closeWrite(c net.Conn) {
 	}
 }
 
-func (lb *LoadBalancer) track(c net.Conn, add bool) {
+// track records c as a connection to server; "" forgets it.
+func (lb *LoadBalancer) track(c net.Conn, server string) {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
-	if add {
-		lb.conns[c] = struct{}{}
+	if server != "" {
+		lb.conns[c] = server
 	} else {
 		delete(lb.conns, c)
 	}
@@ -227,10 +229,24 @@ func (lb *LoadBalancer) mark(server string, healthy bool) {
 	}
 	lb.unhealthy[server] = !healthy
 	lb.cfg.Log.Info("apiserver health changed", "component", "loadbalancer", "server", server, "healthy", healthy)
-	// A server that went away takes its connections with it, so that
-	// clients reconnect (through us) to a healthy one instead of hanging.
-	if !healthy && lb.current == server {
+	if healthy {
+		return
+	}
+	if lb.current == server {
 		lb.current = ""
+	}
+	// A server that went away takes its connections with it, so that
+	// clients reconnect (through us) to a healthy one instead of hanging
+	// until a partition heals or their own health checks give up.
+	closed := 0
+	for c, s := range lb.conns {
+		if s == server {
+			c.Close()
+			closed++
+		}
+	}
+	if closed > 0 {
+		lb.cfg.Log.Info("closed the connections to an unhealthy apiserver", "component", "loadbalancer", "server", server, "connections", closed/2)
 	}
 }
 

@@ -104,3 +104,37 @@ func TestStartFailsOnBusyPort(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestUnhealthyServerLosesItsConnections(t *testing.T) {
+	a, b := backend(t, "a"), backend(t, "b")
+	defer a.Close()
+	defer b.Close()
+	lb := New(Config{Listen: "127.0.0.1:0", Servers: []string{a.Addr().String(), b.Addr().String()}, HealthInterval: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err := lb.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer lb.Stop(t.Context())
+	// A long-lived client connection (a watch), open through the balancer.
+	c, err := net.DialTimeout("tcp", lb.listener.Addr().String(), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "who\n")
+	first, _ := r.ReadString('\n')
+	first = strings.TrimSpace(first)
+	// Its server fails its health check (here: stops listening; a cut
+	// cable times out the same way): the balancer closes the connection,
+	// though the backend's end is still open, so that the client redials.
+	if first == "a" {
+		lb.mark(a.Addr().String(), false)
+	} else {
+		lb.mark(b.Addr().String(), false)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadString('\n'); err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("the connection to unhealthy %s stayed open: %v", first, err)
+	}
+}
