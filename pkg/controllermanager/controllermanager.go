@@ -156,7 +156,8 @@ func (m *ControllerManager) Start(ctx context.Context) error {
 		Name:          le.ResourceName,
 	}
 	m.Go(func(context.Context) error {
-		return leader.Run(ctx, election, log, run)
+		err := leader.Run(ctx, election, log, run)
+		return leader.AfterLost(ctx, log, err, leader.APIReady(m.cfg.Kubeconfig))
 	})
 	return nil
 }

@@ -91,7 +91,8 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		return nil
 	}
 	s.Go(func(context.Context) error {
-		return leader.Run(ctx, *election, log, func(ctx context.Context) error { return app.Run(ctx, cc, sched) })
+		err := leader.Run(ctx, *election, log, func(ctx context.Context) error { return app.Run(ctx, cc, sched) })
+		return leader.AfterLost(ctx, log, err, leader.APIReady(s.cfg.Kubeconfig))
 	})
 	return nil
 }

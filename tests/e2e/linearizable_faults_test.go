@@ -72,7 +72,7 @@ type linCycle struct {
 
 // linLostLease is the log line of a kedge server that stops because its
 // controller-manager or scheduler lost its leader lease.
-var linLostLease = regexp.MustCompile(`msg="component failed, shutting down" err="[^"]*leader election lost"`)
+var linLostLease = regexp.MustCompile(`msg="component failed, shutting down" err="[^"]*leader election lost[^"]*"`)
 
 // linRestartAfterLostLease starts again, as its service manager would
 // (install.sh: systemd Restart=always, RestartSec=5s), a server whose
