@@ -14,7 +14,10 @@ import (
 func TestAfterLost(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	other := errors.New("the scheduler failed")
-	never := func(context.Context) error { t.Fatal("checked health for an error that is not a lost lease"); return nil }
+	never := func(context.Context) error {
+		t.Fatal("checked health for an error that is not a lost lease")
+		return nil
+	}
 	if err := afterLost(t.Context(), log, other, never, time.Millisecond); err != other {
 		t.Fatalf("another error: %v", err)
 	}
