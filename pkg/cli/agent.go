@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -36,8 +37,8 @@ type agentFlags struct {
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVarP(&f.config, "config", "c", DefaultConfigFile, "config file: YAML whose keys are these flags' names (plus <file>.d/*.yaml)")
-	fs.StringVarP(&f.server, "server", "s", "", "URL of a kedge server to join, e.g. https://10.0.0.1:6443 (required)")
-	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join token, from the first server's <data-dir>/server/token (required)")
+	fs.StringVarP(&f.server, "server", "s", os.Getenv(serverEnv), "URL of a kedge server to join, e.g. https://10.0.0.1:6443 (required; default $"+serverEnv+")")
+	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join token: the first server's <data-dir>/server/agent-token (required; default $"+tokenEnv+", or see --token-file)")
 	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVarP(&f.dataDir, "data-dir", "d", "/var/lib/kedge", "directory of kedge's state")
 	fs.StringVar(&f.nodeIP, "node-ip", "", "IP address of this node (default: the address of the default route's interface)")
@@ -56,7 +57,7 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	if f.server == "" || err != nil || u.Scheme != "https" || u.Host == "" {
 		return c, fmt.Errorf("--server %q: want the https URL of a kedge server, e.g. https://10.0.0.1:6443", f.server)
 	}
-	token, err := readTokenFile(f.token, f.tokenFile)
+	token, err := readTokenFile(tokenFromEnv(f.token, f.tokenFile), f.tokenFile)
 	if err != nil {
 		return c, err
 	}

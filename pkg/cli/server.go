@@ -81,7 +81,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
-	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token)")
+	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token; default $"+tokenEnv+")")
 	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVar(&f.agentToken, "agent-token", "", "the secret that joins agents only (default generated; written with the CA's hash to <data-dir>/server/agent-token): hand it to workers instead of --token, which also joins servers")
 	fs.StringVarP(&f.server, "server", "s", "", "URL of a running server (https://host:6443) to join as another server; needs --token")
@@ -93,7 +93,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 // serverConfig validates the flags and builds the server's configuration.
 // Every error names the flag at fault.
 func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
-	token, err := readTokenFile(f.token, f.tokenFile)
+	token, err := readTokenFile(tokenFromEnv(f.token, f.tokenFile), f.tokenFile)
 	if err != nil {
 		return server.Config{}, err
 	}

@@ -9,9 +9,23 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// tokenFileEnv is the environment variable --token-file defaults to (the
-// installer's KEDGE_TOKEN_FILE).
-const tokenFileEnv = "KEDGE_TOKEN_FILE"
+// The environment variables --token-file, --token and an agent's --server
+// default to (the installer's names): a service reads them from its
+// environment file (0600) instead of a command line every user sees.
+const (
+	tokenFileEnv = "KEDGE_TOKEN_FILE"
+	tokenEnv     = "KEDGE_TOKEN"
+	serverEnv    = "KEDGE_URL"
+)
+
+// tokenFromEnv is the --token to use when neither --token nor --token-file
+// was given: $KEDGE_TOKEN.
+func tokenFromEnv(token, file string) string {
+	if token == "" && file == "" {
+		return os.Getenv(tokenEnv)
+	}
+	return token
+}
 
 // registerTokenFile adds --token-file to fs: the token read from a file,
 // so that it never appears in the process's command line.

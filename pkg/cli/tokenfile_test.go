@@ -73,3 +73,29 @@ func TestTokenFileFlags(t *testing.T) {
 		t.Fatalf("agent with $%s: token %q, %v", tokenFileEnv, a.token, err)
 	}
 }
+
+func TestTokenAndServerFromEnvironment(t *testing.T) {
+	t.Setenv(tokenEnv, "s3cret-from-env")
+	t.Setenv(serverEnv, "https://10.0.0.1:6443")
+	a := &agentFlags{}
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	a.register(fs)
+	if err := fs.Parse([]string{"--node-ip", "192.0.2.9"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.agentConfig(); err != nil || a.token != "s3cret-from-env" || a.server != "https://10.0.0.1:6443" {
+		t.Fatalf("agent from $%s and $%s: token %q server %q, %v", tokenEnv, serverEnv, a.token, a.server, err)
+	}
+	// A flag wins; --token-file with $KEDGE_TOKEN set is no conflict.
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("s3cret-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a = &agentFlags{}
+	fs = pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	a.register(fs)
+	_ = fs.Parse([]string{"--node-ip", "192.0.2.9", "--token-file", file})
+	if _, err := a.agentConfig(); err != nil || a.token != "s3cret-from-file" {
+		t.Fatalf("--token-file with $%s set: token %q, %v", tokenEnv, a.token, err)
+	}
+}
