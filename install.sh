@@ -106,10 +106,9 @@ setup_command() {
 		*) fatal "KEDGE_URL=$KEDGE_URL: must be https://<server>:6443" ;;
 		esac
 	fi
-	# The env file holds the values; the command line names them, so that
-	# the token is not in the unit (0644).
-	[ -n "${KEDGE_URL:-}" ] && printf '%s\n' --server '${KEDGE_URL}' >>"$TMP/args"
-	[ -n "${KEDGE_TOKEN:-}" ] && printf '%s\n' --token '${KEDGE_TOKEN}' >>"$TMP/args"
+	# The env file (0600) holds KEDGE_URL and KEDGE_TOKEN, and kedge reads
+	# them from its environment: they are in neither the unit (0644) nor a
+	# command line, which every local user can read in ps.
 	return 0
 }
 

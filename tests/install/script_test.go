@@ -87,12 +87,14 @@ func TestUnit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantExec := "ExecStart=" + dir + `/bin/kedge agent "--node-label" "a=b c" "--kubelet-arg=x=\"%%h$$HOME\\\"" "--server" ${KEDGE_URL} "--token" ${KEDGE_TOKEN}`
+	// KEDGE_URL and KEDGE_TOKEN reach kedge through its environment (the
+	// env file): in no command line.
+	wantExec := "ExecStart=" + dir + `/bin/kedge agent "--node-label" "a=b c" "--kubelet-arg=x=\"%%h$$HOME\\\""`
 	if !strings.Contains(string(unit), wantExec+"\n") {
 		t.Errorf("unit:\n%s\nwant the line\n%s", unit, wantExec)
 	}
-	if strings.Contains(string(unit), "secret") {
-		t.Errorf("the token is in the unit:\n%s", unit)
+	if strings.Contains(string(unit), "secret") || strings.Contains(string(unit), "--token") {
+		t.Errorf("the token is in the unit or its command line:\n%s", unit)
 	}
 	envFile, err := os.ReadFile(dir + "/systemd/kedge-agent.service.env")
 	if err != nil {
@@ -152,7 +154,7 @@ func TestOpenRC(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"#!/sbin/openrc-run\n", "supervisor=supervise-daemon\n", "command=\"" + dir + "/bin/kedge\"\n",
-		`command_args="server '--cluster-init' '--tls-san' 'it'\''s' '--token' '${KEDGE_TOKEN}'"` + "\n", ". \"/etc/kedge/kedge.env\""} {
+		`command_args="server '--cluster-init' '--tls-san' 'it'\''s'"` + "\n", ". \"/etc/kedge/kedge.env\"", "set -o allexport\n"} {
 		if !strings.Contains(string(svc), want) {
 			t.Errorf("OpenRC service lacks %q:\n%s", want, svc)
 		}
@@ -160,9 +162,10 @@ func TestOpenRC(t *testing.T) {
 	if out, err := exec.Command("sh", "-n", dir+"/etc-upper/init.d/kedge").CombinedOutput(); err != nil {
 		t.Errorf("sh -n: %v\n%s", err, out)
 	}
-	// What supervise-daemon runs: the env file sourced, command_args evaluated.
-	out, err := exec.Command("sh", "-c", `set -a; . `+dir+`/etc-upper/kedge/kedge.env; set +a; eval "set -- $(sed -n 's/^command_args=//p' `+dir+`/etc-upper/init.d/kedge)"; eval "set -- $1"; printf '[%s]' "$@"`).CombinedOutput()
-	if want := "[server][--cluster-init][--tls-san][it's][--token][s3cret]"; err != nil || string(out) != want {
+	// What supervise-daemon runs: the env file sourced and exported (kedge
+	// reads KEDGE_TOKEN from its environment), command_args evaluated.
+	out, err := exec.Command("sh", "-c", `set -a; . `+dir+`/etc-upper/kedge/kedge.env; set +a; eval "set -- $(sed -n 's/^command_args=//p' `+dir+`/etc-upper/init.d/kedge)"; eval "set -- $1"; printf '[%s]' "$@"; sh -c 'printf "[KEDGE_TOKEN=%s]" "$KEDGE_TOKEN"'`).CombinedOutput()
+	if want := "[server][--cluster-init][--tls-san][it's][KEDGE_TOKEN=s3cret]"; err != nil || string(out) != want {
 		t.Errorf("the service runs kedge with %s (%v), want %s", out, err, want)
 	}
 	log, _ := os.ReadFile(dir + "/systemctl.log")
