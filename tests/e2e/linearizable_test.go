@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,7 +39,7 @@ import (
 // KEDGE_LINEARIZE_HISTORY=<file> checks it again), and a violation leaves
 // linearizability.html, porcupine's visualization of the keys concerned.
 func TestLinearizable(t *testing.T) {
-	cycles, seed := linSettings(t)
+	cycles, seed := robustnessSettings(t, "KEDGE_ROBUSTNESS_CYCLES")
 	rng := rand.New(rand.NewPCG(seed, 0))
 	c := harness.NewCluster(t)
 	var a, b, cc, w *harness.Node
@@ -182,29 +181,6 @@ const (
 	linLBAddress  = "127.0.0.1:6444"
 	linAPIAddress = "127.0.0.1:6443"
 )
-
-// linSettings reads KEDGE_ROBUSTNESS_CYCLES (default 5) and
-// KEDGE_ROBUSTNESS_SEED (default: the clock), and logs both.
-func linSettings(t *testing.T) (int, uint64) {
-	t.Helper()
-	cycles, seed := 5, uint64(time.Now().UnixNano())
-	if s := os.Getenv("KEDGE_ROBUSTNESS_CYCLES"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("KEDGE_ROBUSTNESS_CYCLES=%q: want a positive number", s)
-		}
-		cycles = n
-	}
-	if s := os.Getenv("KEDGE_ROBUSTNESS_SEED"); s != "" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("KEDGE_ROBUSTNESS_SEED=%q: want a number", s)
-		}
-		seed = n
-	}
-	t.Logf("KEDGE_ROBUSTNESS_CYCLES=%d KEDGE_ROBUSTNESS_SEED=%d (set both to replay this run)", cycles, seed)
-	return cycles, seed
-}
 
 // linFinal reads every key through reader (quorum GETs, recorded in the
 // history as client "final", clientID) and LISTs them; a key missing from the

@@ -27,7 +27,7 @@ import (
 // KEDGE_POWERLOSS_CYCLES (default 5) sets the cycles, KEDGE_ROBUSTNESS_SEED
 // the seed of the orders and gaps (logged, to replay a failure).
 func TestPowerLoss(t *testing.T) {
-	cycles, seed := powerLossSettings(t)
+	cycles, seed := robustnessSettings(t, "KEDGE_POWERLOSS_CYCLES")
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	c := harness.NewCluster(t)
 	image := testimage.Build(t)
@@ -109,15 +109,16 @@ func TestPowerLoss(t *testing.T) {
 	t.Log("\n" + c.Summary())
 }
 
-// powerLossSettings reads KEDGE_POWERLOSS_CYCLES (default 5) and
-// KEDGE_ROBUSTNESS_SEED (default: the clock), and logs both.
-func powerLossSettings(t *testing.T) (int, uint64) {
+// robustnessSettings reads the cycle count from cyclesEnv (default 5) and
+// KEDGE_ROBUSTNESS_SEED (default: the clock), and logs both, so that a run
+// can be replayed.
+func robustnessSettings(t *testing.T, cyclesEnv string) (int, uint64) {
 	t.Helper()
 	cycles, seed := 5, uint64(time.Now().UnixNano())
-	if s := os.Getenv("KEDGE_POWERLOSS_CYCLES"); s != "" {
+	if s := os.Getenv(cyclesEnv); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
-			t.Fatalf("KEDGE_POWERLOSS_CYCLES=%q: want a positive number", s)
+			t.Fatalf("%s=%q: want a positive number", cyclesEnv, s)
 		}
 		cycles = n
 	}
@@ -128,7 +129,7 @@ func powerLossSettings(t *testing.T) (int, uint64) {
 		}
 		seed = n
 	}
-	t.Logf("KEDGE_POWERLOSS_CYCLES=%d KEDGE_ROBUSTNESS_SEED=%d (set both to replay this run)", cycles, seed)
+	t.Logf("%s=%d KEDGE_ROBUSTNESS_SEED=%d (set both to replay this run)", cyclesEnv, cycles, seed)
 	return cycles, seed
 }
 
