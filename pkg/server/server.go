@@ -75,11 +75,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	tok, err := ensureToken(cfg, certs.ServerCA)
-	if err != nil {
-		return err
-	}
-	agentTok, err := ensureAgentToken(cfg, certs.ServerCA)
+	tok, agentTok, err := ensureTokens(cfg, certs.ServerCA)
 	if err != nil {
 		return err
 	}
@@ -220,51 +216,44 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	return err
 }
 
-// ensureToken writes the join token on first start (the secret from --token
-// or a generated one) and checks --token against it afterwards.
-func ensureToken(cfg Config, caFile string) (join.Token, error) {
+// ensureTokens writes, on first start, the join token (the secret of
+// --token or a generated one) and the agent token (--agent-token, the
+// cluster's when this server joined, or a generated one), and checks the
+// flags against the stored tokens afterwards.
+func ensureTokens(cfg Config, caFile string) (server, agent join.Token, err error) {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
-		return join.Token{}, err
+		return server, agent, err
 	}
+	if server, err = ensureTokenFile(cfg.TokenFile(), "--token", cfg.Token, caPEM, caFile); err != nil {
+		return server, agent, err
+	}
+	agent, err = ensureTokenFile(cfg.AgentTokenFile(), "--agent-token", cfg.AgentToken, caPEM, caFile)
+	return server, agent, err
+}
+
+// ensureTokenFile keeps the token file at path, with the secret of given
+// (flag's value: a bare secret or a full token of this cluster's CA) or
+// the stored or a generated one.
+func ensureTokenFile(path, flag, given string, caPEM []byte, caFile string) (join.Token, error) {
 	var secret string
-	if cfg.Token != "" {
-		tok, err := join.Parse(cfg.Token)
-		if err != nil {
+	if given != "" {
+		tok, err := join.Parse(given)
+		if err != nil && flag != "--token" {
+			return join.Token{}, fmt.Errorf("%s: %w", flag, err) // Parse names --token
+		} else if err != nil {
 			return join.Token{}, err
 		}
 		if tok.Pinned() && tok.CAHash != join.CAHash(caPEM) {
-			return join.Token{}, fmt.Errorf("--token: its CA hash does not match this cluster's CA (%s); give the bare secret or this cluster's token from %s", caFile, cfg.TokenFile())
+			return join.Token{}, fmt.Errorf("%s: its CA hash does not match this cluster's CA (%s); give the bare secret or this cluster's token from %s", flag, caFile, path)
 		}
 		secret = tok.Secret
 	}
-	return join.EnsureTokenFile(cfg.TokenFile(), caPEM, secret)
-}
-
-// ensureAgentToken writes the agent token on first start (the secret of
-// --agent-token, the cluster's when this server joined, or a generated one)
-// and checks --agent-token against it afterwards.
-func ensureAgentToken(cfg Config, caFile string) (join.Token, error) {
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return join.Token{}, err
+	tok, err := join.EnsureTokenFile(path, caPEM, secret)
+	if err != nil && flag != "--token" {
+		return join.Token{}, fmt.Errorf("%s: %w", flag, err) // EnsureTokenFile names --token
 	}
-	var secret string
-	if cfg.AgentToken != "" {
-		tok, err := join.Parse(cfg.AgentToken)
-		if err != nil {
-			return join.Token{}, fmt.Errorf("--agent-token: %w", err)
-		}
-		if tok.Pinned() && tok.CAHash != join.CAHash(caPEM) {
-			return join.Token{}, fmt.Errorf("--agent-token: its CA hash does not match this cluster's CA (%s); give the bare secret", caFile)
-		}
-		secret = tok.Secret
-	}
-	tok, err := join.EnsureTokenFile(cfg.AgentTokenFile(), caPEM, secret)
-	if err != nil {
-		return join.Token{}, fmt.Errorf("--agent-token: %w", err)
-	}
-	return tok, nil
+	return tok, err
 }
 
 // sans lists the extra names of the apiserver serving certificate.

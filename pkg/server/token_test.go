@@ -10,14 +10,14 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
-func TestEnsureAgentToken(t *testing.T) {
+func TestEnsureTokens(t *testing.T) {
 	dir := t.TempDir()
 	ca, err := pki.Generate(pki.Config{Dir: t.TempDir(), ServiceIP: net.ParseIP("10.43.0.1"), NodeName: "s1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{DataDir: dir}
-	tok, err := ensureAgentToken(cfg, ca.ServerCA)
+	server, tok, err := ensureTokens(cfg, ca.ServerCA)
 	if err != nil || tok.Secret == "" || !tok.Pinned() {
 		t.Fatalf("first start: %+v, %v", tok, err)
 	}
@@ -25,30 +25,26 @@ func TestEnsureAgentToken(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("agent token file: %v, %v", st, err)
 	}
-	server, err := ensureToken(cfg, ca.ServerCA)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if server.Secret == tok.Secret {
 		t.Fatal("the agent token's secret is the server token's")
 	}
-	again, err := ensureAgentToken(cfg, ca.ServerCA)
+	_, again, err := ensureTokens(cfg, ca.ServerCA)
 	if err != nil || again.Secret != tok.Secret {
 		t.Fatalf("restart: %q, %v; want the stored secret", again.Secret, err)
 	}
 	// A full agent token or its bare secret is accepted again; another is refused.
 	for _, given := range []string{tok.String(), tok.Secret} {
 		cfg.AgentToken = given
-		if _, err := ensureAgentToken(cfg, ca.ServerCA); err != nil {
+		if _, _, err := ensureTokens(cfg, ca.ServerCA); err != nil {
 			t.Errorf("--agent-token %q: %v", given, err)
 		}
 	}
 	cfg.AgentToken = "another-secret"
-	if _, err := ensureAgentToken(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "--agent-token") {
+	if _, _, err := ensureTokens(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "--agent-token") {
 		t.Fatalf("another --agent-token: %v", err)
 	}
 	cfg.AgentToken = join.New([]byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), tok.Secret).String()
-	if _, err := ensureAgentToken(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "CA hash") {
+	if _, _, err := ensureTokens(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "CA hash") {
 		t.Fatalf("--agent-token of another CA: %v", err)
 	}
 }
