@@ -28,6 +28,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -85,6 +86,8 @@ type Guard struct {
 	low    bool              // stage 1: this server marked low
 	raised bool              // stage 2: NOSPACE raised by this guard
 	marks  map[string]string // every server marked low → its message
+
+	refusal atomic.Pointer[string] // the marks' messages joined (see Refusal), kept by setMarks
 }
 
 var _ component.Component = (*Guard)(nil)
@@ -202,6 +205,7 @@ func (g *Guard) markLow(ctx context.Context, free uint64) error {
 	g.mu.Lock()
 	g.low = true
 	g.marks[g.cfg.Node] = msg // before the watch confirms it
+	g.marksChanged()
 	g.mu.Unlock()
 	return nil
 }
@@ -260,6 +264,7 @@ func (g *Guard) recover(ctx context.Context, free uint64) error {
 	g.mu.Lock()
 	g.low = false
 	delete(g.marks, g.cfg.Node)
+	g.marksChanged()
 	g.mu.Unlock()
 	g.cfg.Log.Info("data dir has space again: writes resumed", "dir", g.cfg.Dir, "free_mib", free>>20)
 	g.report(ctx, false, "DataDirSpaceRecovered", fmt.Sprintf("server %s: the filesystem of %s has %s free again: the cluster accepts writes", g.cfg.Node, g.cfg.Dir, mib(free)))

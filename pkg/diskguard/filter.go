@@ -46,6 +46,7 @@ func (g *Guard) watchOnce(ctx context.Context) error {
 	}
 	g.mu.Lock()
 	g.marks = marks
+	g.marksChanged()
 	if _, ok := marks[g.cfg.Node]; ok {
 		g.low = true // marked by a previous run: lifted once a check finds space
 	}
@@ -65,22 +66,31 @@ func (g *Guard) watchOnce(ctx context.Context) error {
 				g.marks[node] = string(ev.Kv.Value)
 			}
 		}
+		g.marksChanged()
 		g.mu.Unlock()
 	}
 	return ctx.Err()
 }
 
 // Refusal is the message writes are refused with, "" when every server has
-// space: the low servers' messages, sorted.
+// space: the low servers' messages, sorted. It is read on every write
+// request, so it is kept ready rather than built per request.
 func (g *Guard) Refusal() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var msgs []string
+	if r := g.refusal.Load(); r != nil {
+		return *r
+	}
+	return ""
+}
+
+// marksChanged rebuilds Refusal's message; g.mu is held.
+func (g *Guard) marksChanged() {
+	msgs := make([]string, 0, len(g.marks))
 	for _, m := range g.marks {
 		msgs = append(msgs, m)
 	}
 	slices.Sort(msgs)
-	return strings.Join(msgs, "; ")
+	r := strings.Join(msgs, "; ")
+	g.refusal.Store(&r)
 }
 
 // requestInfo parses Kubernetes API paths as the apiserver does.

@@ -42,6 +42,7 @@ func TestFilter(t *testing.T) {
 	}
 	g.mu.Lock()
 	g.marks["b"] = "server b: the filesystem of /var/lib/kedge/server/db has 100 MiB free"
+	g.marksChanged()
 	g.mu.Unlock()
 	want := map[string]int{
 		"POST /api/v1/namespaces/default/configmaps true":                           http.StatusInsufficientStorage,
