@@ -107,21 +107,22 @@ func TestAgentJoin(t *testing.T) {
 	t.Log("\n" + c.Summary())
 }
 
-// joinToken reads the join token the first server wrote.
+// joinToken reads the join token the first server wrote (servers and agents).
 func joinToken(t *testing.T, server *harness.Node) string {
 	t.Helper()
-	token, err := server.Exec("cat", "/var/lib/kedge/server/token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(token)
+	return readToken(t, server, "/var/lib/kedge/server/token")
 }
 
-// agentToken reads the agent token the first server wrote (it joins
-// agents only).
+// agentToken reads the agent token the first server wrote (agents only).
 func agentToken(t *testing.T, server *harness.Node) string {
 	t.Helper()
-	token, err := server.Exec("cat", "/var/lib/kedge/server/agent-token")
+	return readToken(t, server, "/var/lib/kedge/server/agent-token")
+}
+
+// readToken reads a token file in a server node.
+func readToken(t *testing.T, server *harness.Node, path string) string {
+	t.Helper()
+	token, err := server.Exec("cat", path)
 	if err != nil {
 		t.Fatal(err)
 	}
