@@ -41,16 +41,7 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	// is waited for; only a definite refusal ends the join.
 	what := fmt.Sprintf("the server at %s to accept node %s", serverURL, node.NodeName)
 	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "agent"), what, func(ctx context.Context) error {
-		ca, err := join.FetchCA(ctx, serverURL, tok, log)
-		if err != nil {
-			return err
-		}
-		sup, err := join.NewSupervisor(serverURL, ca, tok, join.UserNode)
-		if err != nil {
-			return err
-		}
-		defer sup.Close()
-		if err := sup.PostJSON(ctx, supervisor.NodePath, req, &answer); err != nil {
+		if err := join.Post(ctx, serverURL, tok, join.UserNode, supervisor.NodePath, req, &answer, log); err != nil {
 			return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
 		}
 		return nil

@@ -103,3 +103,19 @@ func Retry(ctx context.Context, p RetryPolicy, log *slog.Logger, what string, at
 		}
 	}
 }
+
+// Post is one join attempt: it fetches and pins the cluster CA of
+// serverURL (FetchCA), then POSTs in as JSON to path as user, with tok's
+// secret, and decodes the answer into out. Run it under Retry.
+func Post(ctx context.Context, serverURL string, tok Token, user, path string, in, out any, log *slog.Logger) error {
+	ca, err := FetchCA(ctx, serverURL, tok, log)
+	if err != nil {
+		return err
+	}
+	sup, err := NewSupervisor(serverURL, ca, tok, user)
+	if err != nil {
+		return err
+	}
+	defer sup.Close()
+	return sup.PostJSON(ctx, path, in, out)
+}

@@ -19,21 +19,12 @@ import (
 // fastRetry keeps the tests short; LogEvery 0 logs every failed attempt.
 var fastRetry = RetryPolicy{First: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 
-// joinOnce is one join attempt as the agent makes it: fetch and pin the
-// CA, then an authenticated POST.
+// joinOnce is one join attempt as the agent makes it (Post): fetch and pin
+// the CA, then an authenticated POST.
 func joinOnce(serverURL string, tok Token, name string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		ca, err := FetchCA(ctx, serverURL, tok, nil)
-		if err != nil {
-			return err
-		}
-		sup, err := NewSupervisor(serverURL, ca, tok, UserNode)
-		if err != nil {
-			return err
-		}
-		defer sup.Close()
 		var out struct{ Got string }
-		return sup.PostJSON(ctx, "/v1/echo", map[string]string{"name": name}, &out)
+		return Post(ctx, serverURL, tok, UserNode, "/v1/echo", map[string]string{"name": name}, &out, nil)
 	}
 }
 

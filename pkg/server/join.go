@@ -74,16 +74,7 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 	// another learner: wait for it; only a definite refusal ends the join.
 	what := fmt.Sprintf("the server at %s to add %s to etcd", cfg.JoinURL, cfg.NodeName)
 	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "server"), what, func(ctx context.Context) error {
-		caPEM, err := join.FetchCA(ctx, cfg.JoinURL, tok, log)
-		if err != nil {
-			return err
-		}
-		sup, err := join.NewSupervisor(cfg.JoinURL, caPEM, tok, join.UserServer)
-		if err != nil {
-			return err
-		}
-		defer sup.Close()
-		if err := sup.PostJSON(ctx, supervisor.ServerPath, req, &answer); err != nil {
+		if err := join.Post(ctx, cfg.JoinURL, tok, join.UserServer, supervisor.ServerPath, req, &answer, log); err != nil {
 			return fmt.Errorf("join %s as server %s: %w", cfg.JoinURL, cfg.NodeName, err)
 		}
 		return nil
