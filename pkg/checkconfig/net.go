@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/diskguard"
 )
 
 // links creates a bridge, a veth pair and a VXLAN device in a throwaway
@@ -72,11 +73,10 @@ func disk(dataDir string, minFree uint64) Result {
 		}
 		dir = filepath.Dir(dir)
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	free, err := diskguard.FreeBytes(dir)
+	if err != nil {
 		return fail("disk "+dataDir, err.Error(), "check --data-dir")
 	}
-	free := st.Bavail * uint64(st.Bsize)
 	detail := fmt.Sprintf("%d MiB free on the filesystem of %s", free>>20, dir)
 	switch {
 	case free < minFree:

@@ -80,7 +80,7 @@ type Guard struct {
 	stop context.CancelFunc
 	done chan struct{}
 
-	free func(dir string) (uint64, error) // freeBytes; tests set it
+	free func(dir string) (uint64, error) // FreeBytes; tests set it
 
 	mu     sync.Mutex
 	low    bool              // stage 1: this server marked low
@@ -100,7 +100,7 @@ func New(cfg Config) *Guard {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Guard{cfg: cfg, free: freeBytes, marks: map[string]string{}}
+	return &Guard{cfg: cfg, free: FreeBytes, marks: map[string]string{}}
 }
 
 // Name is "diskguard".
@@ -300,9 +300,9 @@ func (g *Guard) member(ctx context.Context) (*clientv3.Client, uint64, error) {
 	return c, st.Header.MemberId, nil
 }
 
-// freeBytes is the space available to unprivileged writers on dir's
+// FreeBytes is the space available to unprivileged writers on dir's
 // filesystem (etcd runs as root, but the reserve is what keeps the host alive).
-func freeBytes(dir string) (uint64, error) {
+func FreeBytes(dir string) (uint64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, err

@@ -286,11 +286,11 @@ func TestGuardLeavesEtcdsOwnAlarm(t *testing.T) {
 }
 
 func TestFreeBytes(t *testing.T) {
-	free, err := freeBytes(t.TempDir())
+	free, err := FreeBytes(t.TempDir())
 	if err != nil || free == 0 {
-		t.Fatalf("freeBytes = %d, %v", free, err)
+		t.Fatalf("FreeBytes = %d, %v", free, err)
 	}
-	if _, err := freeBytes(filepath.Join(t.TempDir(), "missing")); err == nil {
-		t.Fatal("freeBytes of a missing dir: no error")
+	if _, err := FreeBytes(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("FreeBytes of a missing dir: no error")
 	}
 }
