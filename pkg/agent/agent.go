@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/containerd"
@@ -20,8 +21,10 @@ import (
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -42,16 +45,21 @@ type Config struct {
 	KubeletKubeconfig   string
 	KubeProxyKubeconfig string
 	CoreDNSKubeconfig   string
-	// AdminKubeconfig, on servers only, sets the labels the kubelet may not
-	// set itself (node-role.kubernetes.io/control-plane).
-	AdminKubeconfig string
-	NodeLabels      map[string]string
-	KubeletArgs     []string // --kubelet-arg
-	KubeProxyArgs   []string // --kube-proxy-arg
+	// NodeMeta are the Node's labels and taints (--node-label,
+	// --node-taint; servers add node-role.kubernetes.io/control-plane): the
+	// kubelet registers the Node with those it may set, and NodeMetaApply
+	// keeps all of them in sync on every start: with admin credentials on a
+	// server, through the supervisor on an agent.
+	NodeMeta      nodemeta.Spec
+	NodeMetaApply nodemeta.Apply
+	KubeletArgs   []string // --kubelet-arg
+	KubeProxyArgs []string // --kube-proxy-arg
 	// FlannelBackend is the pod network between nodes (--flannel-backend);
 	// None: kedge configures no pod network, the user installs a CNI.
 	FlannelBackend flannel.Backend
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
+	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS out.
+	Disabled []string
 	// Servers are the apiservers (host:port) an agent balances over; empty
 	// on a server, whose node talks to its own apiserver.
 	Servers []string
@@ -92,7 +100,6 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			NodeName:                 cfg.NodeName,
 			NodeIP:                   cfg.NodeIP,
 			Kubeconfig:               cfg.KubeletKubeconfig,
-			AdminKubeconfig:          cfg.AdminKubeconfig,
 			ClientCAFile:             cfg.Certs.ClientCA,
 			ServingCert:              cfg.Certs.KubeletServingCert,
 			ServingKey:               cfg.Certs.KubeletServingKey,
@@ -100,10 +107,19 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			ClusterDNS:               []net.IP{cfg.ClusterDNS},
 			ClusterDomain:            cfg.ClusterDomain,
 			Host:                     cfg.Host,
-			NodeLabels:               cfg.NodeLabels,
+			NodeLabels:               cfg.NodeMeta.Labels,
+			RegisterWithTaints:       cfg.NodeMeta.Taints,
+			ExternalCloudProvider:    len(cfg.NodeMeta.ExternalIPs) > 0,
 			ResolvConf:               kubelet.HostResolvConf(),
 			ExtraArgs:                cfg.KubeletArgs,
 			Log:                      log,
+		}),
+		nodemeta.NewSyncer(nodemeta.SyncerConfig{
+			NodeName:  cfg.NodeName,
+			Spec:      cfg.NodeMeta,
+			Apply:     cfg.NodeMetaApply,
+			Permanent: join.Permanent,
+			Log:       log,
 		}),
 	} {
 		m.Add(c)
@@ -132,6 +148,9 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		ExtraArgs:   cfg.KubeProxyArgs,
 		Log:         log,
 	}))
+	if slices.Contains(cfg.Disabled, "coredns") {
+		return
+	}
 	m.Add(coredns.New(coredns.Config{
 		NodeName:      cfg.NodeName,
 		NodeIP:        cfg.NodeIP,

@@ -62,6 +62,7 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	if node.FlannelBackend, err = flannel.ParseBackend(answer.FlannelBackend); err != nil {
 		return fmt.Errorf("join %s: %w", serverURL, err)
 	}
+	node.Disabled = answer.Disabled
 	node.Servers = []string{strings.TrimPrefix(serverURL, "https://")}
 	for _, s := range answer.Servers {
 		if hostPort := strings.TrimPrefix(s, "https://"); hostPort != node.Servers[0] {

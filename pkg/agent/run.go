@@ -12,6 +12,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/loadbalancer"
 	"github.com/kedge-io/kedge/pkg/sdnotify"
 )
@@ -52,6 +53,11 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if err := WriteKubeconfigs(&node, lb.Address()); err != nil {
 		return err
 	}
+	tok, err := join.Parse(token)
+	if err != nil {
+		return err
+	}
+	node.NodeMetaApply = supervisorApply(lb.Address(), tok, node.DataDir, log)
 	m := component.NewManager(log)
 	m.Add(lb)
 	AddComponents(m, node, assets, log)

@@ -16,6 +16,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/logging"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/version"
 )
 
@@ -31,6 +32,9 @@ type agentFlags struct {
 	flannelIface  string
 	kubeletArgs   []string
 	kubeProxyArgs []string
+	nodeLabels    []string
+	nodeTaints    []string
+	externalIPs   []string
 	featureGates  featureGates
 	debug         bool
 }
@@ -46,6 +50,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
@@ -78,6 +83,15 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 		return c, fmt.Errorf("--node-ip %s: other nodes must reach this address; not loopback or unspecified", c.NodeIP)
 	}
 	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
+		return c, err
+	}
+	if c.NodeMeta, err = nodemeta.Parse(f.nodeLabels, f.nodeTaints); err != nil {
+		return c, err
+	}
+	if c.NodeMeta.ExternalIPs, err = nodemeta.ParseExternalIPs(f.externalIPs); err != nil {
+		return c, err
+	}
+	if err := nodemeta.CheckAgentLabels(c.NodeMeta); err != nil {
 		return c, err
 	}
 	args := map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs}

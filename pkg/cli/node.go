@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kedge-io/kedge/pkg/hostinfo"
@@ -51,4 +52,12 @@ func checkKeyValues(flags map[string][]string) error {
 		}
 	}
 	return nil
+}
+
+// registerNodeMeta adds --node-label, --node-taint and --node-external-ip,
+// shared by servers and agents.
+func registerNodeMeta(fs *pflag.FlagSet, labels, taints, externalIPs *[]string) {
+	fs.StringSliceVar(externalIPs, "node-external-ip", nil, "external address of this node (one IPv4 and one IPv6 at most): the Node's ExternalIP, set by kedge's cloud controller (the kubelet then runs with --cloud-provider=external)")
+	fs.StringArrayVar(labels, "node-label", nil, "label of this node as key=value (repeatable): set at registration and kept in sync on every start; a label kedge set and the flag no longer gives is removed, labels set with kubectl stay")
+	fs.StringArrayVar(taints, "node-taint", nil, "taint of this node as key[=value]:NoSchedule|PreferNoSchedule|NoExecute (repeatable): set at registration and kept in sync like --node-label")
 }

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/diskguard"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/server"
 )
 
@@ -43,6 +45,10 @@ type serverFlags struct {
 	etcdMinFree    bytesFlag
 	kubeletArgs    []string
 	kubeProxyArgs  []string
+	nodeLabels     []string
+	nodeTaints     []string
+	externalIPs    []string
+	disable        []string
 	featureGates   featureGates
 	flannelBackend string
 	flannelIface   string
@@ -78,6 +84,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.etcdMinFree, "etcd-min-free", "free space the data dir's filesystem must keep: under it etcd refuses writes (reads go on) until space is freed; 0 turns the guard off")
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
+	fs.StringSliceVar(&f.disable, "disable", nil, "built-in add-on not to run, and to remove if it ran ("+strings.Join(server.DisableNames(), ", ")+"; repeatable or comma-separated); every server of a cluster needs the same list. A user manifest in <data-dir>/server/manifests is skipped with a <file>.skip beside it")
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
@@ -147,6 +155,20 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}
 	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
 		return c, err
+	}
+	if c.NodeMeta, err = nodemeta.Parse(f.nodeLabels, f.nodeTaints); err != nil {
+		return c, err
+	}
+	if c.NodeMeta.ExternalIPs, err = nodemeta.ParseExternalIPs(f.externalIPs); err != nil {
+		return c, err
+	}
+	for _, name := range f.disable {
+		if !slices.Contains(server.DisableNames(), name) {
+			return c, fmt.Errorf("--disable %q: not a built-in add-on; want one of %s (to skip a manifest of <data-dir>/server/manifests, create <file>.skip beside it)", name, strings.Join(server.DisableNames(), ", "))
+		}
+		if !slices.Contains(c.Disable, name) {
+			c.Disable = append(c.Disable, name)
+		}
 	}
 	for _, san := range f.tlsSANs {
 		if strings.TrimSpace(san) == "" || strings.ContainsAny(san, " /") {

@@ -11,16 +11,17 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	cliflag "k8s.io/component-base/cli/flag"
 	"k8s.io/component-base/featuregate"
-	kubeletapis "k8s.io/kubelet/pkg/apis"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 	kubeletvalidation "k8s.io/kubernetes/pkg/kubelet/apis/config/validation"
 
 	"github.com/kedge-io/kedge/pkg/args"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 )
 
 // DefaultRootDir is the kubelet's conventional root directory. Use it on
@@ -48,11 +49,6 @@ type Config struct {
 	// CN=system:node:<NodeName>, O=system:nodes, as the Node authorizer and
 	// the NodeRestriction admission plugin expect.
 	Kubeconfig string
-	// AdminKubeconfig is a kubeconfig allowed to patch Nodes. It is used only
-	// to set the NodeLabels that the kubelet may not set on itself (see
-	// SplitNodeLabels), e.g. node-role.kubernetes.io/control-plane on
-	// servers; leave it empty on agents.
-	AdminKubeconfig string
 	// ClientCAFile verifies client certificates presented to the kubelet's
 	// API (port 10250), in particular the apiserver's kubelet client.
 	ClientCAFile string
@@ -69,9 +65,18 @@ type Config struct {
 	ClusterDomain string
 	// Host holds the detected host facts: cgroup version and driver.
 	Host hostinfo.Host
-	// NodeLabels are the labels of the Node: servers add
-	// node-role.kubernetes.io/control-plane=true.
+	// NodeLabels are the labels the Node registers with. Those the kubelet
+	// may not set on its own Node (nodemeta.SplitLabels:
+	// node-role.kubernetes.io/control-plane …) are left out: the node-config
+	// syncer sets them once the Node exists.
 	NodeLabels map[string]string
+	// RegisterWithTaints are the taints the Node registers with
+	// (--node-taint); the syncer keeps them in sync afterwards.
+	RegisterWithTaints []corev1.Taint
+	// ExternalCloudProvider runs the kubelet with --cloud-provider=external:
+	// kedge's cloud controller then sets the Node's addresses (a node with
+	// --node-external-ip, see pkg/cloudcontroller).
+	ExternalCloudProvider bool
 	// ResolvConf is the resolv.conf the kubelet hands to pods with the
 	// Default DNS policy and that upstream nameservers come from; empty means
 	// /etc/resolv.conf. See HostResolvConf.
@@ -142,11 +147,8 @@ func render(cfg Config) (*options.KubeletServer, error) {
 			return nil, fmt.Errorf("kubelet: %s is empty", req.name)
 		}
 	}
-	self, restricted := SplitNodeLabels(cfg.NodeLabels)
-	if len(restricted) > 0 && cfg.AdminKubeconfig == "" {
-		return nil, fmt.Errorf("kubelet: node labels %s: the kubelet may not set labels in the kubernetes.io and k8s.io namespaces on its own Node (NodeRestriction), and there is no admin kubeconfig to set them with",
-			strings.Join(slices.Sorted(maps.Keys(restricted)), ", "))
-	}
+	// The others are the node-config syncer's (pkg/nodemeta).
+	self, _ := nodemeta.SplitLabels(cfg.NodeLabels)
 
 	kc, err := options.NewKubeletConfiguration()
 	if err != nil {
@@ -167,6 +169,10 @@ func render(cfg Config) (*options.KubeletServer, error) {
 	f.RootDirectory = filepath.Clean(f.RootDirectory)
 	f.CertDirectory = filepath.Join(f.RootDirectory, "pki")
 	f.NodeLabels = self
+	kc.RegisterWithTaints = slices.Clone(cfg.RegisterWithTaints)
+	if cfg.ExternalCloudProvider {
+		f.CloudProvider = "external"
+	}
 
 	flags, err := args.Render(nil, cfg.ExtraArgs, argFlag)
 	if err != nil {
@@ -303,43 +309,6 @@ func validate(f *options.KubeletFlags, kc *kubeletconfig.KubeletConfiguration) e
 		return err
 	}
 	return options.ValidateKubeletFlags(f)
-}
-
-// SplitNodeLabels separates the labels the kubelet may set on its own Node
-// from those only another client may set. The kubelet refuses, and the
-// NodeRestriction admission plugin rejects, labels in the kubernetes.io and
-// k8s.io namespaces other than the kubelet's own (kubernetes.io/hostname,
-// topology.kubernetes.io/*, node.kubernetes.io/*, kubelet.kubernetes.io/*
-// …): node-role.kubernetes.io/control-plane is one of them, so Start sets
-// those through the API with Config.AdminKubeconfig.
-func SplitNodeLabels(labels map[string]string) (self, restricted map[string]string) {
-	self = map[string]string{}
-	for k, v := range labels {
-		if isKubernetesLabel(k) && !kubeletapis.IsKubeletLabel(k) {
-			if restricted == nil {
-				restricted = map[string]string{}
-			}
-			restricted[k] = v
-			continue
-		}
-		self[k] = v
-	}
-	return self, restricted
-}
-
-// isKubernetesLabel says whether key is in the kubernetes.io or k8s.io
-// namespace (or a subdomain of either), the namespaces NodeRestriction guards.
-func isKubernetesLabel(key string) bool {
-	ns, _, ok := strings.Cut(key, "/")
-	if !ok {
-		return false
-	}
-	for _, reserved := range []string{"kubernetes.io", "k8s.io"} {
-		if ns == reserved || strings.HasSuffix(ns, "."+reserved) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkProcessGates refuses feature gates that differ from the process-wide

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
 	kubeletconfig "k8s.io/kubernetes/pkg/kubelet/apis/config"
 
@@ -139,9 +140,8 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
-			name: "control-plane label is left to the admin client",
+			name: "labels the kubelet may not set are left to the node-config syncer",
 			mutate: func(c *Config) {
-				c.AdminKubeconfig = "/data/server/cred/admin.kubeconfig"
 				c.NodeLabels = map[string]string{"node-role.kubernetes.io/control-plane": "true", "topology.kubernetes.io/zone": "z1"}
 			},
 			check: func(t *testing.T, s *options.KubeletServer) {
@@ -149,9 +149,13 @@ func TestRender(t *testing.T) {
 			},
 		},
 		{
-			name:    "control-plane label without admin kubeconfig",
-			mutate:  func(c *Config) { c.NodeLabels = map[string]string{"node-role.kubernetes.io/control-plane": "true"} },
-			wantErr: []string{"node-role.kubernetes.io/control-plane", "NodeRestriction"},
+			name: "taints are registered",
+			mutate: func(c *Config) {
+				c.RegisterWithTaints = []corev1.Taint{{Key: "dedicated", Value: "edge", Effect: corev1.TaintEffectNoSchedule}}
+			},
+			check: func(t *testing.T, s *options.KubeletServer) {
+				expect(t, "registerWithTaints", s.RegisterWithTaints, []corev1.Taint{{Key: "dedicated", Value: "edge", Effect: corev1.TaintEffectNoSchedule}})
+			},
 		},
 		{
 			name:    "node-role label through --kubelet-arg",
@@ -278,29 +282,6 @@ func TestRenderConfigFiles(t *testing.T) {
 	if _, err := Render(cfg); err == nil || !strings.Contains(err.Error(), "--kubelet-arg") || !strings.Contains(err.Error(), bad) {
 		t.Fatalf("config file of another kind: err = %v", err)
 	}
-}
-
-func TestSplitNodeLabels(t *testing.T) {
-	self, restricted := SplitNodeLabels(map[string]string{
-		"node-role.kubernetes.io/control-plane": "true",
-		"node-restriction.kubernetes.io/x":      "y",
-		"example.k8s.io/x":                      "y",
-		"node.kubernetes.io/instance-type":      "small",
-		"kubernetes.io/hostname":                "node1",
-		"example.com/team":                      "edge",
-		"plain":                                 "v",
-	})
-	expect(t, "self", self, map[string]string{
-		"node.kubernetes.io/instance-type": "small",
-		"kubernetes.io/hostname":           "node1",
-		"example.com/team":                 "edge",
-		"plain":                            "v",
-	})
-	expect(t, "restricted", restricted, map[string]string{
-		"node-role.kubernetes.io/control-plane": "true",
-		"node-restriction.kubernetes.io/x":      "y",
-		"example.k8s.io/x":                      "y",
-	})
 }
 
 func TestPickResolvConf(t *testing.T) {

@@ -2,7 +2,6 @@ package kubelet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +14,7 @@ import (
 	"time"
 
 	cadvisorcontainerd "github.com/google/cadvisor/container/containerd"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/kubernetes/cmd/kubelet/app"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"
 
@@ -60,8 +53,7 @@ func (*Kubelet) Name() string { return "kubelet" }
 // Start renders the configuration (invalid --kubelet-arg values fail here),
 // checks what would otherwise make the kubelet exit the process (its ports
 // are taken) or fail late (no runtime socket), and runs the kubelet in the
-// background. The labels of Config.NodeLabels the kubelet may not set on
-// itself are set through the API once the Node exists.
+// background.
 //
 // Start does what the upstream command does beyond app.Run, except two
 // things kedge does once for the process: the logging configuration, and the
@@ -77,17 +69,6 @@ func (k *Kubelet) Start(ctx context.Context) error {
 	}
 	if err := preflight(s); err != nil {
 		return err
-	}
-	_, restricted := SplitNodeLabels(k.cfg.NodeLabels)
-	var labeler *kubernetes.Clientset
-	if len(restricted) > 0 {
-		rc, err := clientcmd.BuildConfigFromFlags("", k.cfg.AdminKubeconfig)
-		if err != nil {
-			return fmt.Errorf("kubelet: admin kubeconfig %s: %w", k.cfg.AdminKubeconfig, err)
-		}
-		if labeler, err = kubernetes.NewForConfig(rc); err != nil {
-			return fmt.Errorf("kubelet: admin kubeconfig %s: %w", k.cfg.AdminKubeconfig, err)
-		}
 	}
 
 	// cadvisor reads containers' details from containerd at its own flag,
@@ -114,22 +95,10 @@ func (k *Kubelet) Start(ctx context.Context) error {
 	if s.HealthzPort > 0 {
 		k.healthz = "http://" + net.JoinHostPort(dialHost(s.HealthzBindAddress), strconv.Itoa(int(s.HealthzPort))) + "/healthz"
 	}
-	node := s.HostnameOverride
 	k.Go(func(context.Context) error {
-		labelCtx, cancel := context.WithCancel(ctx)
-		labelled := make(chan struct{})
-		go func() {
-			defer close(labelled)
-			if labeler != nil {
-				labelNode(labelCtx, log, labeler, node, restricted)
-			}
-		}()
 		// Run returns when ctx ends, or early with an error. It never
 		// returns for a kubelet that runs, so Err reports any return.
-		err := app.Run(ctx, s, deps, utilfeature.DefaultFeatureGate)
-		cancel()
-		<-labelled
-		return err
+		return app.Run(ctx, s, deps, utilfeature.DefaultFeatureGate)
 	})
 	return nil
 }
@@ -227,24 +196,4 @@ func dialHost(host string) string {
 		return "::1"
 	}
 	return host
-}
-
-// labelNode sets labels on the Node once it exists, retrying until it
-// succeeds or ctx ends. It runs with admin credentials because
-// NodeRestriction forbids the kubelet these labels.
-func labelNode(ctx context.Context, log *slog.Logger, client kubernetes.Interface, node string, labels map[string]string) {
-	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
-	_ = wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		_, err := client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "kedge"})
-		switch {
-		case err == nil:
-			log.Info("node labelled", "node", node, "labels", labels)
-			return true, nil
-		case apierrors.IsNotFound(err):
-			// The kubelet has not registered the Node yet.
-		default:
-			log.Debug("labelling node", "node", node, "err", err)
-		}
-		return false, nil
-	})
 }

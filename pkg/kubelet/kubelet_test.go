@@ -2,7 +2,6 @@ package kubelet
 
 import (
 	"context"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes/fake"
 	certutil "k8s.io/client-go/util/cert"
 )
 
@@ -147,27 +143,4 @@ func listenUnix(t *testing.T, path string) *net.UnixListener {
 	}
 	t.Cleanup(func() { l.Close() })
 	return l
-}
-
-// TestLabelNode: labels land on the Node once the kubelet has registered it.
-func TestLabelNode(t *testing.T) {
-	client := fake.NewClientset()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		labelNode(ctx, slog.Default(), client, "node1", map[string]string{"node-role.kubernetes.io/control-plane": "true"})
-	}()
-	time.Sleep(100 * time.Millisecond) // the first attempt finds no Node
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1", Labels: map[string]string{"kubernetes.io/hostname": "node1"}}}
-	if _, err := client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	got, err := client.CoreV1().Nodes().Get(context.Background(), "node1", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	expect(t, "labels", got.Labels, map[string]string{"kubernetes.io/hostname": "node1", "node-role.kubernetes.io/control-plane": "true"})
 }

@@ -1,7 +1,10 @@
 // Package manifests applies kedge's built-in add-on manifests (the
 // top-level manifests package, rendered with the cluster's settings) and
 // every *.yaml a user drops into <data-dir>/server/manifests, with
-// server-side apply. It re-applies a user file when it changes.
+// server-side apply. It re-applies a user file when it changes. A built-in
+// named in Config.Disabled (--disable) is not applied, and the objects kedge
+// applied from it before are deleted; a user file with a <name>.skip file
+// beside it (coredns-custom.yaml.skip) is not applied.
 //
 //	c := manifests.New(manifests.Config{Kubeconfig: admin, Dir: dir, Values: manifests.Values{ClusterDNS: "10.43.0.10"}})
 //	_ = c.Start(ctx)
@@ -19,11 +22,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/template"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -42,6 +47,21 @@ import (
 // FieldManager is the server-side apply manager name of kedge's manifests.
 const FieldManager = "kedge"
 
+// SkipSuffix marks a user manifest not to apply: a file named
+// <manifest>.yaml.skip beside it, as k3s users know.
+const SkipSuffix = ".skip"
+
+// Builtins are the names of the built-in manifests (coredns for
+// coredns.yaml), the values --disable accepts for them.
+func Builtins() []string {
+	entries, _ := fs.Glob(builtin.FS, "*.yaml")
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, strings.TrimSuffix(e, ".yaml"))
+	}
+	return names
+}
+
 // Values are the cluster settings the built-in manifests are rendered with.
 type Values struct {
 	ClusterDNS    string
@@ -53,8 +73,11 @@ type Config struct {
 	Kubeconfig string // an admin client
 	Dir        string // user manifests, <data-dir>/server/manifests
 	Values     Values
-	Poll       time.Duration // how often Dir is scanned for changes; default 10 s
-	Log        *slog.Logger
+	// Disabled are the built-in manifests (by name: "coredns" for
+	// coredns.yaml) not to apply (--disable).
+	Disabled []string
+	Poll     time.Duration // how often Dir is scanned for changes; default 10 s
+	Log      *slog.Logger
 }
 
 // Controller applies the manifests.
@@ -97,13 +120,19 @@ func (c *Controller) Start(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
 	go func() {
-		for name, doc := range docs {
-			if err := retry(runCtx, func() error { return a.apply(runCtx, doc) }); err != nil {
+		for path, doc := range docs {
+			name := strings.TrimSuffix(path, ".yaml")
+			do, what := a.apply, "applied"
+			if slices.Contains(c.cfg.Disabled, name) {
+				do, what = a.remove, "removed (--disable "+name+")"
+			}
+			if err := retry(runCtx, func() error { return do(runCtx, doc) }); err != nil {
 				if runCtx.Err() == nil {
-					c.errc <- fmt.Errorf("built-in manifest %s: %w", name, err)
+					c.errc <- fmt.Errorf("built-in manifest %s: %w", path, err)
 				}
 				return
 			}
+			c.cfg.Log.Debug("built-in manifest "+what, "component", "manifests", "manifest", path)
 		}
 		close(c.ready)
 		c.watch(runCtx)
@@ -118,6 +147,13 @@ func (c *Controller) watch(ctx context.Context) {
 		files, _ := filepath.Glob(filepath.Join(c.cfg.Dir, "*.yaml"))
 		sort.Strings(files)
 		for _, f := range files {
+			if _, err := os.Stat(f + SkipSuffix); err == nil {
+				if _, was := applied[f]; !was {
+					c.cfg.Log.Info("manifest skipped", "component", "manifests", "file", f, "because", f+SkipSuffix)
+					applied[f] = "" // logged once; a file never applies as empty
+				}
+				continue
+			}
 			raw, err := os.ReadFile(f)
 			if err != nil || applied[f] == string(raw) {
 				continue
@@ -262,24 +298,65 @@ func (a *applier) apply(ctx context.Context, stream []byte) error {
 	return errors.Join(errs...)
 }
 
-func (a *applier) applyOne(ctx context.Context, obj *unstructured.Unstructured) error {
+// remove deletes the objects of a YAML stream that kedge applied (those
+// with FieldManager among their managers); an object someone else made
+// under the same name stays.
+func (a *applier) remove(ctx context.Context, stream []byte) error {
+	objs, err := decode(stream)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, obj := range objs {
+		ri, err := a.resource(obj)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		live, err := ri.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		} else if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !slices.ContainsFunc(live.GetManagedFields(), func(m metav1.ManagedFieldsEntry) bool { return m.Manager == FieldManager }) {
+			continue
+		}
+		if err := ri.Delete(ctx, obj.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %s %s: %w", obj.GetKind(), obj.GetName(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resource returns the client of obj's resource (in its namespace).
+func (a *applier) resource(obj *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
 	gvk := obj.GroupVersionKind()
 	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
 		a.mapper.Reset()
-		return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+		return nil, fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
 	}
-	raw, err := obj.MarshalJSON()
-	if err != nil {
-		return err
-	}
-	var ri dynamic.ResourceInterface = a.dyn.Resource(mapping.Resource)
 	if mapping.Scope.Name() == "namespace" {
 		ns := obj.GetNamespace()
 		if ns == "" {
 			ns = metav1.NamespaceDefault
 		}
-		ri = a.dyn.Resource(mapping.Resource).Namespace(ns)
+		return a.dyn.Resource(mapping.Resource).Namespace(ns), nil
+	}
+	return a.dyn.Resource(mapping.Resource), nil
+}
+
+func (a *applier) applyOne(ctx context.Context, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	ri, err := a.resource(obj)
+	if err != nil {
+		return err
+	}
+	raw, err := obj.MarshalJSON()
+	if err != nil {
+		return err
 	}
 	force := true
 	if _, err := ri.Patch(ctx, obj.GetName(), types.ApplyPatchType, raw, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {

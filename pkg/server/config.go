@@ -8,6 +8,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -34,7 +35,12 @@ type Config struct {
 	EtcdArgs              []string // --etcd-arg
 	// EtcdMinFree is --etcd-min-free: the bytes free in the data dir's
 	// filesystem under which etcd stops taking writes; 0: no guard.
-	EtcdMinFree   uint64
+	EtcdMinFree uint64
+	// Disable are the built-in add-ons not to run (--disable; see
+	// DisableNames).
+	Disable []string
+	// NodeMeta are --node-label and --node-taint.
+	NodeMeta      nodemeta.Spec
 	KubeletArgs   []string // --kubelet-arg
 	KubeProxyArgs []string // --kube-proxy-arg
 
@@ -101,3 +107,15 @@ func LocalEtcdTLS(dataDir string) etcd.ClientTLS {
 	b := pki.Layout(Config{DataDir: dataDir}.tlsDir())
 	return etcd.ClientTLS{CA: b.EtcdServerCA, Cert: b.EtcdClientCert, Key: b.EtcdClientKey}
 }
+
+// AddonCoreDNS is the cluster DNS add-on: CoreDNS in every node's process
+// and the kube-dns Service (manifests/coredns.yaml).
+const AddonCoreDNS = "coredns"
+
+// AddonCloudController is kedge's cloud controller (pkg/cloudcontroller),
+// which gives Nodes their --node-external-ip addresses. Disable it to run
+// another cloud controller manager.
+const AddonCloudController = "cloud-controller"
+
+// DisableNames are the built-in add-ons --disable turns off.
+func DisableNames() []string { return []string{AddonCoreDNS, AddonCloudController} }

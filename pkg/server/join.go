@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ func settings(cfg Config) supervisor.Settings {
 		ClusterDNS:     cfg.ClusterDNS.String(),
 		ClusterDomain:  cfg.ClusterDomain,
 		FlannelBackend: string(cfg.FlannelBackend),
+		Disable:        strings.Join(slices.Sorted(slices.Values(cfg.Disable)), ","),
 	}
 }
 

@@ -2,11 +2,13 @@ package server
 
 import (
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -21,11 +23,12 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		ClusterCIDR:    cfg.ClusterCIDR.String(),
 		ClusterDNS:     cfg.ClusterDNS,
 		ClusterDomain:  cfg.ClusterDomain,
-		NodeLabels:     map[string]string{"node-role.kubernetes.io/control-plane": "true"},
+		NodeMeta:       nodemeta.Spec{Labels: maps.Clone(cfg.NodeMeta.Labels), Taints: cfg.NodeMeta.Taints, ExternalIPs: cfg.NodeMeta.ExternalIPs},
 		KubeletArgs:    cfg.KubeletArgs,
 		KubeProxyArgs:  cfg.KubeProxyArgs,
 		FlannelBackend: cfg.FlannelBackend,
 		FlannelIface:   cfg.FlannelIface,
+		Disabled:       cfg.Disable,
 		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
 	}
@@ -38,7 +41,11 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		return node, err
 	}
 	node.Certs = nb
-	node.AdminKubeconfig = cfg.adminKubeconfig()
+	if node.NodeMeta.Labels == nil {
+		node.NodeMeta.Labels = map[string]string{}
+	}
+	node.NodeMeta.Labels[nodemeta.ControlPlaneLabel] = "true"
+	node.NodeMetaApply = nodemeta.AdminApply(newAdminClient(cfg.adminKubeconfig()))
 	if err := agent.WriteKubeconfigs(&node, admin.Server); err != nil {
 		return node, err
 	}

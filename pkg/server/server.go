@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/apiserver"
+	"github.com/kedge-io/kedge/pkg/cloudcontroller"
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/diskguard"
@@ -91,6 +93,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			ClusterDNS:     cfg.ClusterDNS.String(),
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: string(cfg.FlannelBackend),
+			Disabled:       cfg.Disable,
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
 		Settings:  settings(cfg),
@@ -165,8 +168,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Kubeconfig: adminKubeconfig,
 		Dir:        filepath.Join(cfg.serverDir(), "manifests"),
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
+		Disabled:   cfg.Disable,
 		Log:        log,
 	}))
+	if !slices.Contains(cfg.Disable, AddonCloudController) {
+		m.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))
+	}
 	m.Add(etcdnode.New(etcdnode.Config{
 		Kubeconfig: adminKubeconfig,
 		NodeName:   ownNode(cfg),

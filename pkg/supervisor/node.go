@@ -41,12 +41,14 @@ type NodeResponse struct {
 	ClusterDNS     string            `json:"clusterDNS"`
 	ClusterDomain  string            `json:"clusterDomain"`
 	FlannelBackend string            `json:"flannelBackend"`
-	Servers        []string          `json:"servers"` // apiserver URLs
+	Disabled       []string          `json:"disabled,omitempty"` // --disable: add-ons nodes do not run
+	Servers        []string          `json:"servers"`            // apiserver URLs
 }
 
 // Cluster holds the settings handed to agents.
 type Cluster struct {
 	ClusterCIDR, ClusterDNS, ClusterDomain, FlannelBackend string
+	Disabled                                               []string // --disable
 	Servers                                                []string
 }
 
@@ -75,17 +77,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		ips = append(ips, ip)
 	}
-	if err := s.checkNotServer(r.Context(), req.Name); err != nil {
-		writeCheckError(w, err, http.StatusForbidden)
-		return
-	}
-	if err := s.checkNodePassword(r.Context(), req.Name, req.Password); err != nil {
-		var refused *passwordError
-		if errors.As(err, &refused) {
-			http.Error(w, err.Error(), http.StatusForbidden)
-			return
-		}
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+	if !s.checkAgent(w, r, req.Name, req.Password) {
 		return
 	}
 	dir, err := os.MkdirTemp("", "kedge-node-")
@@ -108,6 +100,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
 		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
 		FlannelBackend: s.cfg.Cluster.FlannelBackend,
+		Disabled:       s.cfg.Cluster.Disabled,
 		Servers:        servers,
 	}
 	entries, err := os.ReadDir(dir)

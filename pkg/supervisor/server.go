@@ -29,6 +29,9 @@ type Settings struct {
 	ClusterDNS     string `json:"clusterDNS"`
 	ClusterDomain  string `json:"clusterDomain"`
 	FlannelBackend string `json:"flannelBackend"`
+	// Disable is --disable, sorted and comma-separated: servers that
+	// disagree would apply and delete the same add-on in turn.
+	Disable string `json:"disable"`
 }
 
 // Diff names the first flag whose value differs between a joining server
@@ -40,6 +43,7 @@ func (s Settings) Diff(want Settings) string {
 		{"--cluster-dns", s.ClusterDNS, want.ClusterDNS},
 		{"--cluster-domain", s.ClusterDomain, want.ClusterDomain},
 		{"--flannel-backend", s.FlannelBackend, want.FlannelBackend},
+		{"--disable", s.Disable, want.Disable},
 	} {
 		if f.mine != f.theirs {
 			return fmt.Sprintf("%s: this server has %s, the cluster has %s", f.flag, f.mine, f.theirs)

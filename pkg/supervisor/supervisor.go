@@ -86,6 +86,7 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 	})
 	mux.HandleFunc("POST "+NodePath, s.nodeHandler)
 	mux.HandleFunc("POST "+ServerPath, s.serverHandler)
+	mux.HandleFunc("POST "+NodeConfigPath, s.nodeConfigHandler)
 	mux.Handle("/", next)
 	return mux
 }

@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
+	"github.com/kedge-io/kedge/pkg/supervisor"
+)
+
+// supervisorApply returns the Apply of an agent: a node may neither set its
+// own taints nor its kubernetes.io labels (NodeRestriction), so it asks the
+// supervisor of any server (through its load balancer at serverURL, the CA
+// checked against tok as at the join) to set them, authenticated by the
+// token and its node password.
+func supervisorApply(serverURL string, tok join.Token, dataDir string, log *slog.Logger) nodemeta.Apply {
+	return func(ctx context.Context, name string, want nodemeta.Spec) error {
+		password, err := nodePassword(filepath.Join(Config{DataDir: dataDir}.Dir(), "node-password"))
+		if err != nil {
+			return err
+		}
+		req := supervisor.NodeConfigRequest{Name: name, Password: password, Labels: want.LabelFlags(), Taints: want.TaintFlags()}
+		for _, ip := range want.ExternalIPs {
+			req.ExternalIPs = append(req.ExternalIPs, ip.String())
+		}
+		var applied nodemeta.Applied
+		return join.Post(ctx, serverURL, tok, join.UserNode, supervisor.NodeConfigPath, req, &applied, log)
+	}
+}
