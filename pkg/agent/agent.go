@@ -26,6 +26,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/servicelb"
 )
 
 // RunDir holds the node's sockets and runtime state.
@@ -58,7 +59,8 @@ type Config struct {
 	// None: kedge configures no pod network, the user installs a CNI.
 	FlannelBackend flannel.Backend
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
-	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS out.
+	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS
+	// out, "servicelb" the LoadBalancer announcer.
 	Disabled []string
 	// Servers are the apiservers (host:port) an agent balances over; empty
 	// on a server, whose node talks to its own apiserver.
@@ -148,6 +150,11 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		ExtraArgs:   cfg.KubeProxyArgs,
 		Log:         log,
 	}))
+	if !slices.Contains(cfg.Disabled, "servicelb") {
+		m.Add(servicelb.NewAnnouncer(servicelb.AnnouncerConfig{
+			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
+		}))
+	}
 	if slices.Contains(cfg.Disabled, "coredns") {
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/server"
+	"github.com/kedge-io/kedge/pkg/servicelb"
 )
 
 // serverFlags holds the raw flag values of `kedge server`.
@@ -49,6 +50,7 @@ type serverFlags struct {
 	nodeTaints     []string
 	externalIPs    []string
 	disable        []string
+	serviceLBPools []string
 	featureGates   featureGates
 	flannelBackend string
 	flannelIface   string
@@ -85,6 +87,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
+	fs.StringArrayVar(&f.serviceLBPools, "service-lb-pool", nil, "address pool of LoadBalancer Services as NAME=FIRST-LAST or NAME=CIDR (repeatable): a Service gets an address from the pool its annotation "+servicelb.PoolAnnotation+" names, else from the pool named "+servicelb.DefaultPool+" or the first; one node answers ARP for it. Without a pool, Services get the nodes' addresses")
 	fs.StringSliceVar(&f.disable, "disable", nil, "built-in add-on not to run, and to remove if it ran ("+strings.Join(server.DisableNames(), ", ")+"; repeatable or comma-separated); every server of a cluster needs the same list. A user manifest in <data-dir>/server/manifests is skipped with a <file>.skip beside it")
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
@@ -183,6 +186,15 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}
 	if c.ClusterCIDR.Contains(c.ServiceCIDR.IP) || c.ServiceCIDR.Contains(c.ClusterCIDR.IP) {
 		return c, fmt.Errorf("--cluster-cidr %s and --service-cidr %s overlap", c.ClusterCIDR, c.ServiceCIDR)
+	}
+	if c.ServiceLBPools, err = servicelb.ParsePools(f.serviceLBPools); err != nil {
+		return c, err
+	}
+	if err := servicelb.CheckOverlap(c.ServiceLBPools, "--cluster-cidr", c.ClusterCIDR); err != nil {
+		return c, err
+	}
+	if err := servicelb.CheckOverlap(c.ServiceLBPools, "--service-cidr", c.ServiceCIDR); err != nil {
+		return c, err
 	}
 	if ones, bits := c.ClusterCIDR.Mask.Size(); bits == 32 && ones > 24 {
 		return c, fmt.Errorf("--cluster-cidr %s: too small, each node gets a /24 (use a /24 or larger)", c.ClusterCIDR)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/logging"
 )
 
 // ErrNotRegistered is returned by an Apply while the kubelet has not
@@ -53,11 +54,11 @@ func (*Syncer) Name() string { return "node-config" }
 
 // Start tries Apply every 2 s (up to 10 s apart) until it succeeds.
 func (s *Syncer) Start(ctx context.Context) error {
-	log := s.cfg.Log
-	if log == nil {
-		log = slog.Default()
+	base := s.cfg.Log
+	if base == nil {
+		base = slog.Default()
 	}
-	s.Context(ctx)
+	ctx, log := logging.WithComponent(s.Context(ctx), base, "node-config")
 	s.Go(func(ctx context.Context) error {
 		delay := time.Second
 		var lastLog time.Time

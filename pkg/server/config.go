@@ -10,6 +10,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/servicelb"
 )
 
 // Config is everything a server node needs to know, as the user set it
@@ -39,6 +40,9 @@ type Config struct {
 	// Disable are the built-in add-ons not to run (--disable; see
 	// DisableNames).
 	Disable []string
+	// ServiceLBPools are --service-lb-pool: the addresses LoadBalancer
+	// Services get (none: the nodes' addresses).
+	ServiceLBPools []servicelb.Pool
 	// NodeMeta are --node-label and --node-taint.
 	NodeMeta      nodemeta.Spec
 	KubeletArgs   []string // --kubelet-arg
@@ -117,5 +121,11 @@ const AddonCoreDNS = "coredns"
 // another cloud controller manager.
 const AddonCloudController = "cloud-controller"
 
+// AddonServiceLB gives LoadBalancer Services addresses (pkg/servicelb):
+// the allocator on servers, the ARP announcer on every node.
+const AddonServiceLB = "servicelb"
+
 // DisableNames are the built-in add-ons --disable turns off.
-func DisableNames() []string { return []string{AddonCoreDNS, AddonCloudController} }
+func DisableNames() []string {
+	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB}
+}

@@ -19,8 +19,18 @@ import (
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/servicelb"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 )
+
+// poolsString is --service-lb-pool as one comparable string.
+func poolsString(pools []servicelb.Pool) string {
+	var s []string
+	for _, p := range pools {
+		s = append(s, p.String())
+	}
+	return strings.Join(slices.Sorted(slices.Values(s)), ",")
+}
 
 // settings are the flags this server must share with the rest of the cluster.
 func settings(cfg Config) supervisor.Settings {
@@ -31,6 +41,7 @@ func settings(cfg Config) supervisor.Settings {
 		ClusterDomain:  cfg.ClusterDomain,
 		FlannelBackend: string(cfg.FlannelBackend),
 		Disable:        strings.Join(slices.Sorted(slices.Values(cfg.Disable)), ","),
+		ServiceLBPools: poolsString(cfg.ServiceLBPools),
 	}
 }
 

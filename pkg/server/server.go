@@ -36,6 +36,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
 	"github.com/kedge-io/kedge/pkg/sdnotify"
+	"github.com/kedge-io/kedge/pkg/servicelb"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
@@ -171,6 +172,15 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Disabled:   cfg.Disable,
 		Log:        log,
 	}))
+	if !slices.Contains(cfg.Disable, AddonServiceLB) {
+		// Before an address is handed out, an ARP probe from this server's
+		// segment checks that no machine answers for it.
+		inUse, err := servicelb.Probe(cfg.NodeIP, 300*time.Millisecond)
+		if err != nil {
+			log.Warn("LoadBalancer addresses are handed out without an ARP probe", "err", err)
+		}
+		m.Add(servicelb.NewController(servicelb.ControllerConfig{Kubeconfig: adminKubeconfig, Pools: cfg.ServiceLBPools, InUse: inUse, Log: log}))
+	}
 	if !slices.Contains(cfg.Disable, AddonCloudController) {
 		m.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))
 	}

@@ -32,6 +32,9 @@ type Settings struct {
 	// Disable is --disable, sorted and comma-separated: servers that
 	// disagree would apply and delete the same add-on in turn.
 	Disable string `json:"disable"`
+	// ServiceLBPools is --service-lb-pool, sorted and comma-separated:
+	// whichever server leads allocates from them.
+	ServiceLBPools string `json:"serviceLBPools"`
 }
 
 // Diff names the first flag whose value differs between a joining server
@@ -44,6 +47,7 @@ func (s Settings) Diff(want Settings) string {
 		{"--cluster-domain", s.ClusterDomain, want.ClusterDomain},
 		{"--flannel-backend", s.FlannelBackend, want.FlannelBackend},
 		{"--disable", s.Disable, want.Disable},
+		{"--service-lb-pool", s.ServiceLBPools, want.ServiceLBPools},
 	} {
 		if f.mine != f.theirs {
 			return fmt.Sprintf("%s: this server has %s, the cluster has %s", f.flag, f.mine, f.theirs)

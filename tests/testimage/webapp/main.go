@@ -1,5 +1,6 @@
 // Command webapp is the test image of the integration tests: an HTTP server
-// (no arguments) that answers with its hostname, plus two client modes run
+// (no arguments) that answers with its hostname (and at /client with the
+// client's address), plus two client modes run
 // with kubectl exec: `webapp get URL` and `webapp resolve NAME`.
 package main
 
@@ -41,6 +42,11 @@ func main() {
 	}
 	host, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "hello from %s\n", host) })
+	// /client: the address the connection came from (source-IP tests).
+	http.HandleFunc("/client", func(w http.ResponseWriter, r *http.Request) {
+		ip, _, _ := net.SplitHostPort(r.RemoteAddr)
+		fmt.Fprintln(w, ip)
+	})
 	if err := http.ListenAndServe(":8080", nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,0 +1,341 @@
+package servicelb
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/logging"
+)
+
+// ProbePort is the port a node's liveness is probed at: the kubelet's,
+// which kedge serves in the same process.
+const ProbePort = 10250
+
+// Probing: every ProbeEvery; a node is down after ProbeFailures failures
+// in a row, so a node takes over about ProbeEvery×ProbeFailures after the
+// announcing node dies.
+const (
+	ProbeEvery    = time.Second
+	ProbeFailures = 3
+)
+
+// AnnouncerConfig describes the announcer of one node.
+type AnnouncerConfig struct {
+	NodeName   string
+	NodeIP     net.IP // its interface answers ARP
+	Kubeconfig string // kube-proxy's: it lists Services, EndpointSlices and Nodes
+	Log        *slog.Logger
+}
+
+// Announcer answers ARP for the pool addresses this node is elected for.
+type Announcer struct {
+	cfg AnnouncerConfig
+	component.Background
+}
+
+var _ component.Component = (*Announcer)(nil)
+
+// NewAnnouncer returns the announcer; nothing runs until Start.
+func NewAnnouncer(cfg AnnouncerConfig) *Announcer { return &Announcer{cfg: cfg} }
+
+// Name implements component.Component.
+func (*Announcer) Name() string { return "servicelb-announcer" }
+
+// Ready returns at once.
+func (*Announcer) Ready(context.Context) error { return nil }
+
+// Start opens the ARP socket on the node IP's interface (an error names
+// it) and runs the election loop in the background.
+func (a *Announcer) Start(ctx context.Context) error {
+	ifi, err := interfaceOf(a.cfg.NodeIP)
+	if err != nil {
+		return err
+	}
+	rest, err := clientcmd.BuildConfigFromFlags("", a.cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", a.cfg.Kubeconfig, err)
+	}
+	client, err := kubernetes.NewForConfig(rest)
+	if err != nil {
+		return err
+	}
+	ctx, log := logging.WithComponent(a.Context(ctx), a.cfg.Log, "servicelb")
+	resp, err := newResponder(ifi, log)
+	if err != nil {
+		return err
+	}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	e := &election{
+		self: a.cfg.NodeName, log: log, resp: resp,
+		services: factory.Core().V1().Services().Lister(),
+		nodes:    factory.Core().V1().Nodes().Lister(),
+		slices:   factory.Discovery().V1().EndpointSlices().Lister(),
+		probes:   map[string]*probe{},
+		changed:  make(chan struct{}, 1),
+	}
+	poke := cache.ResourceEventHandlerFuncs{AddFunc: func(any) { e.poke() }, UpdateFunc: func(any, any) { e.poke() }, DeleteFunc: func(any) { e.poke() }}
+	for _, inf := range []cache.SharedIndexInformer{factory.Core().V1().Services().Informer(), factory.Core().V1().Nodes().Informer(), factory.Discovery().V1().EndpointSlices().Informer()} {
+		_, _ = inf.AddEventHandler(poke)
+	}
+	a.Go(func(context.Context) error {
+		go resp.serve()
+		defer resp.close()
+		factory.Start(ctx.Done())
+		defer factory.Shutdown()
+		factory.WaitForCacheSync(ctx.Done())
+		e.loop(ctx)
+		return nil
+	})
+	return nil
+}
+
+// election decides, from the API and the probes, which addresses this
+// node announces.
+type election struct {
+	self     string
+	log      *slog.Logger
+	resp     *responder
+	services corelisters.ServiceLister
+	nodes    corelisters.NodeLister
+	slices   discoverylisters.EndpointSliceLister
+	changed  chan struct{}
+
+	mu     sync.Mutex
+	probes map[string]*probe // node name → liveness
+}
+
+func (e *election) poke() {
+	select {
+	case e.changed <- struct{}{}:
+	default:
+	}
+}
+
+// loop re-elects on every change and every probe interval.
+func (e *election) loop(ctx context.Context) {
+	tick := time.NewTicker(ProbeEvery)
+	defer tick.Stop()
+	for {
+		mine := e.elect()
+		for _, a := range e.resp.set(mine) {
+			e.log.Info("announcing", "ip", a, "node", e.self)
+			go e.resp.announce(a)
+		}
+		select {
+		case <-ctx.Done():
+			e.stopProbes()
+			return
+		case <-e.changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// elect returns the IPv4 pool addresses this node must answer for.
+func (e *election) elect() map[netip.Addr]bool {
+	svcs, _ := e.services.List(labels.Everything())
+	nodes, _ := e.nodes.List(labels.Everything())
+	eligible := map[string]*corev1.Node{}
+	for _, n := range nodes {
+		if n.Labels[AnnounceLabel] != "false" && nodeReady(n) {
+			eligible[n.Name] = n
+		}
+	}
+	wanted := map[string]bool{}
+	mine := map[netip.Addr]bool{}
+	for _, svc := range svcs {
+		if !ours(svc) || svc.Annotations[AssignedAnnotation] == "" {
+			continue
+		}
+		cands := e.candidates(svc, eligible)
+		for _, in := range svc.Status.LoadBalancer.Ingress {
+			ip, err := netip.ParseAddr(in.IP)
+			if err != nil || !ip.Is4() {
+				continue // NDP for IPv6 is not announced yet
+			}
+			order := rank(ip, cands)
+			for _, n := range order {
+				if n == e.self {
+					mine[ip] = true
+					break
+				}
+				wanted[n] = true
+				if e.alive(n, eligible[n]) {
+					break
+				}
+			}
+		}
+	}
+	e.keepProbes(wanted, eligible)
+	return mine
+}
+
+// candidates are the eligible nodes that may announce svc: for
+// externalTrafficPolicy Local only those with a ready endpoint of it.
+func (e *election) candidates(svc *corev1.Service, eligible map[string]*corev1.Node) []string {
+	var out []string
+	if svc.Spec.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		for n := range eligible {
+			out = append(out, n)
+		}
+		return out
+	}
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
+	slices, _ := e.slices.EndpointSlices(svc.Namespace).List(sel)
+	seen := map[string]bool{}
+	for _, s := range slices {
+		for _, ep := range s.Endpoints {
+			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
+				continue
+			}
+			if _, ok := eligible[*ep.NodeName]; ok && !seen[*ep.NodeName] {
+				seen[*ep.NodeName] = true
+				out = append(out, *ep.NodeName)
+			}
+		}
+	}
+	return out
+}
+
+// rank orders nodes for ip: by a hash of both, so that addresses spread
+// over the nodes and every node computes the same order.
+func rank(ip netip.Addr, nodes []string) []string {
+	key := func(n string) uint64 {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(ip.String() + "/" + n))
+		return h.Sum64()
+	}
+	out := append([]string(nil), nodes...)
+	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	return out
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// alive reports whether node n answered its last probes; a node not probed
+// yet counts as alive until its probe says otherwise.
+func (e *election) alive(name string, n *corev1.Node) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := e.probes[name]
+	if p == nil {
+		return true
+	}
+	return p.alive()
+}
+
+// keepProbes runs a probe for every node in want and stops the others.
+func (e *election) keepProbes(want map[string]bool, eligible map[string]*corev1.Node) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, p := range e.probes {
+		if !want[name] {
+			p.stop()
+			delete(e.probes, name)
+		}
+	}
+	for name := range want {
+		if _, ok := e.probes[name]; ok {
+			continue
+		}
+		if addr := internalIP(eligible[name]); addr != "" {
+			e.probes[name] = startProbe(net.JoinHostPort(addr, strconv.Itoa(ProbePort)), e.poke)
+		}
+	}
+}
+
+func (e *election) stopProbes() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for name, p := range e.probes {
+		p.stop()
+		delete(e.probes, name)
+	}
+}
+
+func internalIP(n *corev1.Node) string {
+	if n == nil {
+		return ""
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
+}
+
+// probe connects to a node's kubelet port every ProbeEvery.
+type probe struct {
+	mu       sync.Mutex
+	failures int
+	cancel   context.CancelFunc
+}
+
+func startProbe(addr string, changed func()) *probe {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &probe{cancel: cancel}
+	go func() {
+		tick := time.NewTicker(ProbeEvery)
+		defer tick.Stop()
+		for {
+			d := net.Dialer{Timeout: ProbeEvery}
+			conn, err := d.DialContext(ctx, "tcp", addr)
+			if err == nil {
+				conn.Close()
+			}
+			p.mu.Lock()
+			was := p.failures < ProbeFailures
+			if err == nil {
+				p.failures = 0
+			} else {
+				p.failures++
+			}
+			now := p.failures < ProbeFailures
+			p.mu.Unlock()
+			if was != now {
+				changed()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+func (p *probe) alive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures < ProbeFailures
+}
+
+func (p *probe) stop() { p.cancel() }
