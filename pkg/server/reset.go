@@ -18,13 +18,11 @@ const resetTimeout = 5 * time.Minute
 
 // resetCluster is `kedge server --cluster-reset`: etcd starts once with
 // force-new-cluster, which keeps all data and makes this member the only
-// one, and stops. It returns once done.
+// one, and stops. It returns once done. Run checked the data
+// (checkEtcdData) before.
 func resetCluster(ctx context.Context, cfg Config, etcdCfg etcd.Config, log *slog.Logger) error {
 	if _, err := os.Stat(cfg.etcdDir()); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("--cluster-reset: no etcd data in %s to reset (to restore a snapshot use --cluster-reset-restore-path FILE)", cfg.etcdDir())
-	}
-	if err := checkData(cfg, log); err != nil {
-		return fmt.Errorf("--cluster-reset: %w; restore a snapshot instead: %s", err, restoreCommand(cfg, "<snapshot file>"))
 	}
 	etcdCfg.ForceNewCluster = true
 	etcdCfg.InitialCluster, etcdCfg.ClusterState = "", ""

@@ -27,7 +27,9 @@ const snapshotObjects = 40
 // token), starts as a new single-member cluster; b and c, with fresh data
 // dirs, join it again with --server and --token. Every object written
 // before the snapshot is back, on every server. The restore time is
-// measured and printed.
+// measured and printed. Then b and c die: a, without quorum, is reset
+// (--cluster-reset) to a single-member cluster with all its data, and b and
+// c, their server state moved aside, join it again.
 func TestEtcdSnapshotRestore(t *testing.T) {
 	c := harness.NewCluster(t)
 	image := testimage.Build(t)
@@ -142,6 +144,38 @@ func TestEtcdSnapshotRestore(t *testing.T) {
 		for _, n := range []*harness.Node{b, cc} {
 			checkRestored(t, n)
 		}
+	})
+	c.Step("quorum lost (b, c killed): a --cluster-reset keeps every object; b and c rejoin", func() {
+		a.MustKubectl("-n", "snap", "create", "configmap", "after-restore", "--from-literal=i=r")
+		b.Kill()
+		cc.Kill()
+		a.Stop()
+		begin := time.Now()
+		out, err := a.Exec(append([]string{c.Bin()}, append(a.Argv()[1:], "--cluster-reset")...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("a$ kedge server … --cluster-reset  (%s):\n%s", time.Since(begin).Round(time.Millisecond), lastLines(out, 2))
+		if !strings.Contains(out, "etcd membership reset") || !strings.Contains(out, "this server is now the only member") {
+			t.Fatalf("--cluster-reset printed:\n%s", out)
+		}
+		a.Start()
+		a.WaitReady(5 * time.Minute)
+		waitVoters(c, a, "a voter", time.Minute)
+		checkRestored(t, a)
+		if v := a.MustKubectl("-n", "snap", "get", "configmap", "after-restore", "-o", "jsonpath={.data.i}"); v != "r" {
+			t.Errorf("after-restore, written before the reset: %q", v)
+		}
+		for _, n := range []*harness.Node{b, cc} {
+			server := filepath.Join(n.DataDir(), "server")
+			if err := os.Rename(server, server+".before-reset"); err != nil {
+				t.Fatal(err)
+			}
+			n.Start()
+			n.WaitReady(5 * time.Minute)
+		}
+		waitVoters(c, a, "a voter,b voter,c voter", 2*time.Minute)
+		checkRestored(t, cc)
 	})
 	c.Step("a: etcd-snapshot save --name, ls, prune, delete", func() {
 		for range 3 {
