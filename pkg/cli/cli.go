@@ -55,6 +55,7 @@ func Main(argv []string, exec time.Time) int {
 		newAgentCommand(),
 		newKillallCommand(),
 		newEtcdCommand(),
+		newEtcdSnapshotCommand(),
 		newCheckConfigCommand(),
 		&cobra.Command{
 			Use:                "crictl",

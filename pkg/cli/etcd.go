@@ -36,6 +36,18 @@ func newEtcdCommand() *cobra.Command {
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", "/var/lib/kedge", "directory of the server's state")
 	cmd.AddCommand(
 		&cobra.Command{
+			// The child of etcd.CheckDataInChild: bbolt may panic on damaged data.
+			Use:    etcd.CheckDataArgs[1] + " DIR",
+			Hidden: true,
+			Args:   cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				if code := etcd.CheckMain(args[0], c.ErrOrStderr()); code != 0 {
+					return exitCode(code)
+				}
+				return nil
+			},
+		},
+		&cobra.Command{
 			Use:   "member-list",
 			Short: "List the etcd members: name, role, health",
 			Args:  cobra.NoArgs,
@@ -78,6 +90,11 @@ func newEtcdCommand() *cobra.Command {
 
 // withLocalEtcd runs f with a client of the server's local etcd member.
 func withLocalEtcd(dataDir string, f func(context.Context, *clientv3.Client) error) error {
+	return withLocalEtcdTimeout(dataDir, etcdTimeout, f)
+}
+
+// withLocalEtcdTimeout is withLocalEtcd with f's time bound.
+func withLocalEtcdTimeout(dataDir string, timeout time.Duration, f func(context.Context, *clientv3.Client) error) error {
 	tls := server.LocalEtcdTLS(dataDir)
 	for _, p := range []string{tls.CA, tls.Cert, tls.Key} {
 		if _, err := os.Stat(p); err != nil {
@@ -92,7 +109,7 @@ func withLocalEtcd(dataDir string, f func(context.Context, *clientv3.Client) err
 	grpclog.SetLoggerV2(grpclog.NewLoggerV2(io.Discard, io.Discard, io.Discard))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, etcdTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	endpoint := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(etcd.ClientPort))
 	client, err := etcd.NewClient(endpoint, tls)

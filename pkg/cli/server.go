@@ -44,6 +44,7 @@ type serverFlags struct {
 	schedulerArgs  []string
 	etcdArgs       []string
 	etcdMinFree    bytesFlag
+	snapshots      snapshotFlags
 	kubeletArgs    []string
 	kubeProxyArgs  []string
 	nodeLabels     []string
@@ -84,6 +85,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.etcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, with etcd's config file keys (repeatable)")
 	f.etcdMinFree = diskguard.DefaultMinFree
 	fs.Var(&f.etcdMinFree, "etcd-min-free", "free space the data dir's filesystem must keep: under it etcd refuses writes (reads go on) until space is freed; 0 turns the guard off")
+	f.snapshots.register(fs)
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
@@ -244,6 +246,9 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		if f.token == "" {
 			return c, fmt.Errorf("--server: needs --token (the cluster's token, from <data-dir>/server/token on that server)")
 		}
+	}
+	if err := f.snapshots.apply(&c); err != nil {
+		return c, err
 	}
 	if err := checkKeyValues(map[string][]string{
 		"--kube-apiserver-arg": f.apiserverArgs, "--kube-controller-manager-arg": f.cmArgs,

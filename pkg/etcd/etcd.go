@@ -59,8 +59,11 @@ type Config struct {
 	// "existing" (a member joining a running cluster as a learner; Ready
 	// then also promotes it to a voting member).
 	ClusterState string
-	Debug        bool
-	Log          *slog.Logger
+	// ForceNewCluster starts the member as a new single-member cluster
+	// with its data kept (etcd's force-new-cluster; --cluster-reset).
+	ForceNewCluster bool
+	Debug           bool
+	Log             *slog.Logger
 }
 
 // ClientURL is the URL the local apiserver uses to reach this member.
@@ -172,6 +175,9 @@ func (m *Etcd) settings() (map[string]any, error) {
 			"trusted-ca-file":  m.cfg.TLS.PeerCA,
 			"client-cert-auth": true,
 		},
+	}
+	if m.cfg.ForceNewCluster {
+		s["force-new-cluster"] = true
 	}
 	known := knownKeys()
 	for _, kv := range m.cfg.ExtraArgs {

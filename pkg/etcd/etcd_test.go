@@ -394,3 +394,31 @@ func TestStartStopRestart(t *testing.T) {
 	}
 	stop(m)
 }
+
+// TestForceNewClusterSetting: --cluster-reset's option reaches etcd's
+// config as its force-new-cluster, and only when asked for.
+func TestForceNewClusterSetting(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		dir := t.TempDir()
+		m := New(Config{Name: "node-1", DataDir: dir, AdvertiseIP: net.ParseIP("192.0.2.10"), TLS: testTLS(), ForceNewCluster: force})
+		s, err := m.settings()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := yaml.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, "config.yaml")
+		if err := os.WriteFile(path, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := embed.ConfigFromFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.ForceNewCluster != force {
+			t.Errorf("ForceNewCluster %v: etcd's config has %v", force, cfg.ForceNewCluster)
+		}
+	}
+}

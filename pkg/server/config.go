@@ -62,6 +62,18 @@ type Config struct {
 	// (etcd learner, then voting member). Empty: a new cluster (--cluster-init).
 	JoinURL string
 
+	// EtcdSnapshots are the scheduled snapshots' settings.
+	EtcdSnapshots EtcdSnapshots
+	// ClusterReset (--cluster-reset) makes the local etcd member a new
+	// single-member cluster with its data, then returns.
+	ClusterReset bool
+	// ClusterResetRestorePath (--cluster-reset-restore-path) restores a
+	// snapshot as a new single-member cluster, then returns.
+	ClusterResetRestorePath string
+	// EtcdAutoRestore (--etcd-auto-restore) restores the newest local
+	// snapshot when etcd's data is damaged, instead of refusing to start.
+	EtcdAutoRestore bool
+
 	DisableAgent bool
 	Debug        bool
 	// Exec is when the process started, for the "ready after" log line.

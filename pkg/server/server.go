@@ -29,6 +29,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
+	"github.com/kedge-io/kedge/pkg/etcdsnapshot"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/join"
@@ -46,7 +47,18 @@ import (
 func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	sd := sdnotify.FromEnv(log) // systemd's notify socket, before anything else reads it
 	context.AfterFunc(ctx, sd.Stopping)
+	if cfg.ClusterResetRestorePath != "" {
+		return restoreSnapshot(cfg, log) // and stop: the server is started again as usual
+	}
 	if err := preflight(cfg); err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(cfg)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := checkEtcdData(cfg, log); err != nil {
 		return err
 	}
 	if cfg.JoinURL != "" {
@@ -120,6 +132,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if initialCluster != "" {
 		etcdCfg.InitialCluster, etcdCfg.ClusterState = initialCluster, "existing"
 	}
+	if cfg.ClusterReset {
+		return resetCluster(ctx, cfg, etcdCfg, log) // and stop
+	}
 	// Under --etcd-min-free, writes stop cluster-wide before etcd's disk fills.
 	guard := diskguard.New(diskguard.Config{
 		Dir:     cfg.dbDir(),
@@ -190,6 +205,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Etcd:       etcdClient,
 		Log:        log,
 	}))
+	if !cfg.EtcdSnapshots.Disable {
+		m.Add(etcdsnapshot.NewScheduler(snapshotSchedule(cfg, etcdClient, log)))
+	}
 
 	if !cfg.DisableAgent {
 		node, err := nodeConfig(cfg, certs, kubeconfigs["admin.kubeconfig"], log)
