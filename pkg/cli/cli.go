@@ -55,6 +55,8 @@ func Main(argv []string, exec time.Time) int {
 		newAgentCommand(),
 		newKillallCommand(),
 		newEtcdCommand(),
+		newTokenCommand(),
+		newSecretsEncryptCommand(),
 		newCheckConfigCommand(),
 		&cobra.Command{
 			Use:                "crictl",

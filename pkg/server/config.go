@@ -52,6 +52,10 @@ type Config struct {
 	// (etcd learner, then voting member). Empty: a new cluster (--cluster-init).
 	JoinURL string
 
+	// SecretsEncryption is --secrets-encryption: a new cluster encrypts
+	// Secrets at rest (default true).
+	SecretsEncryption bool
+
 	DisableAgent bool
 	Debug        bool
 	// Exec is when the process started, for the "ready after" log line.
