@@ -141,4 +141,3 @@ func TestHandlerNeedsTheAdmin(t *testing.T) {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
-
