@@ -142,7 +142,7 @@ func newTokenCommand() *cobra.Command {
 						errs = append(errs, err)
 						continue
 					}
-					fmt.Fprintf(c.OutOrStdout(), "token %s deleted\n", strings.SplitN(id, ".", 2)[0])
+					fmt.Fprintf(c.OutOrStdout(), "token %s deleted\n", token.IDOf(id))
 				}
 				return errors.Join(errs...)
 			})

@@ -57,6 +57,8 @@ type Cluster struct {
 func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	// A node that joined before shows its kubelet client certificate: it
 	// needs no token, so a rotated or expired token does not lock it out.
+	// (A certificate of another name — the node was renamed — does not
+	// count: the token must then be valid.)
 	certNode := s.nodeFromCert(r)
 	if certNode == "" {
 		if e := s.authorize(r, "node", "the token's secret is wrong"); e != nil {
@@ -70,8 +72,10 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if certNode != "" && certNode != req.Name {
-		http.Error(w, fmt.Sprintf("the client certificate is node %q's, not %q's", certNode, req.Name), http.StatusForbidden)
-		return
+		if e := s.authorize(r, "node", "the token's secret is wrong"); e != nil {
+			writeAuthError(w, e)
+			return
+		}
 	}
 	if err := checkNodeRequest(req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

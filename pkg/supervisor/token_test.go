@@ -103,7 +103,7 @@ func TestJoinWithBootstrapTokensAndNodeCertificate(t *testing.T) {
 	}
 	other := req
 	other.Name = "w2"
-	if code, msg, _ := join("no-longer-valid", &cert, other); code != http.StatusUnauthorized && code != http.StatusForbidden {
+	if code, msg, _ := join("no-longer-valid", &cert, other); code != http.StatusUnauthorized {
 		t.Fatalf("w1's certificate for w2: %d %s", code, msg)
 	}
 	// A certificate of another CA is no credential.

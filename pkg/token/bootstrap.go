@@ -149,11 +149,7 @@ func List(ctx context.Context, client kubernetes.Interface) ([]Info, error) {
 // Delete removes the token whose ID (or "<id>.<secret>", or full kedge
 // token) is given; NotFoundError if there is none.
 func Delete(ctx context.Context, client kubernetes.Interface, idOrToken string) error {
-	id := idOrToken
-	if i := strings.LastIndex(id, "::"); i >= 0 {
-		id = id[i+2:]
-	}
-	id, _, _ = strings.Cut(id, ".")
+	id := IDOf(idOrToken)
 	if !bootstraputil.IsValidBootstrapTokenID(id) {
 		return fmt.Errorf("token ID %q: want 6 characters a-z and 0-9 (the part before the '.'), as `kedge token list` shows", idOrToken)
 	}
@@ -162,6 +158,16 @@ func Delete(ctx context.Context, client kubernetes.Interface, idOrToken string) 
 		return &NotFoundError{ID: id}
 	}
 	return err
+}
+
+// IDOf returns the ID of a token given as its ID, "<id>.<secret>" or a
+// full kedge token "KEDGE1<hash>::<id>.<secret>".
+func IDOf(s string) string {
+	if i := strings.LastIndex(s, "::"); i >= 0 {
+		s = s[i+2:]
+	}
+	id, _, _ := strings.Cut(s, ".")
+	return id
 }
 
 // prune deletes tokens that expired more than PruneAfter before now.
