@@ -82,6 +82,16 @@ func TestSecretsEncryptionServers(t *testing.T) {
 		}
 		kedge(a, "secrets-encrypt", "reencrypt")
 	})
+	c.Step("kedge token rotate on a: b's token file follows", func() {
+		out := kedge(a, "token", "rotate")
+		rotated := strings.Split(out, "\n")[1]
+		c.Eventually(time.Minute, "b's token file has the new token", func() error {
+			if got := joinToken(t, b); got != rotated {
+				return fmt.Errorf("b's token file still %q…", got[:min(len(got), 20)])
+			}
+			return nil
+		})
+	})
 	t.Log("\n" + c.Summary())
 }
 
