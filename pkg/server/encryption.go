@@ -55,15 +55,11 @@ func (c Config) rotatedTokenFile() string { return filepath.Join(c.serverDir(), 
 // newTokenSync returns the component that follows the cluster's server
 // token (rotated with `kedge token rotate`).
 func newTokenSync(cfg Config, caFile string, tok join.Token, client func() (kubernetes.Interface, error), log *slog.Logger) (*token.Sync, error) {
-	caPEM, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
 	return token.NewSync(token.SyncConfig{
 		NewClient:   client,
 		TokenFile:   cfg.TokenFile(),
 		RotatedFile: cfg.rotatedTokenFile(),
-		CAPEM:       caPEM,
+		CAFile:      caFile,
 		FileSecret:  tok.Secret,
 		Log:         log,
 	}), nil

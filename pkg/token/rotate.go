@@ -69,8 +69,9 @@ type SyncConfig struct {
 	// RotatedFile keeps the SHA-256 of every retired secret, one a line, so
 	// that a restart with the previous --token is recognised (see Retired).
 	RotatedFile string
-	// CAPEM is the bundle /cacerts serves (the token file's hash).
-	CAPEM []byte
+	// CAFile is the bundle /cacerts serves (the token file's hash), read
+	// when the token changes.
+	CAFile string
 	// FileSecret is the secret the token file held at start.
 	FileSecret string
 	Log        *slog.Logger
@@ -168,7 +169,12 @@ func (s *Sync) apply(obj any) {
 	if err := retire(s.cfg.RotatedFile, old); err != nil {
 		s.cfg.Log.Warn("could not record the retired server token", "file", s.cfg.RotatedFile, "err", err)
 	}
-	if err := join.WriteTokenFile(s.cfg.TokenFile, join.New(s.cfg.CAPEM, secret)); err != nil {
+	caPEM, err := os.ReadFile(s.cfg.CAFile)
+	if err != nil {
+		s.cfg.Log.Error("could not write the rotated server token", "file", s.cfg.TokenFile, "err", err)
+		return
+	}
+	if err := join.WriteTokenFile(s.cfg.TokenFile, join.New(caPEM, secret)); err != nil {
 		s.cfg.Log.Error("could not write the rotated server token", "file", s.cfg.TokenFile, "err", err)
 		return
 	}
