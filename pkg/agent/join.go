@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -35,13 +36,20 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	if err != nil {
 		return err
 	}
+	// A node that joined before authenticates with its kubelet client
+	// certificate as well: it keeps joining after the token is rotated.
+	var cert *tls.Certificate
+	prev := pki.NodeLayout(filepath.Join(node.Dir(), "tls"))
+	if c, err := tls.LoadX509KeyPair(prev.KubeletClientCert, prev.KubeletClientKey); err == nil {
+		cert = &c
+	}
 	var answer supervisor.NodeResponse
 	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}}
 	// A server that is down or still starting (an edge site powering up)
 	// is waited for; only a definite refusal ends the join.
 	what := fmt.Sprintf("the server at %s to accept node %s", serverURL, node.NodeName)
 	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "agent"), what, func(ctx context.Context) error {
-		if err := join.Post(ctx, serverURL, tok, join.UserNode, supervisor.NodePath, req, &answer, log); err != nil {
+		if err := join.PostWithCert(ctx, serverURL, tok, join.UserNode, cert, supervisor.NodePath, req, &answer, log); err != nil {
 			return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
 		}
 		return nil

@@ -2,19 +2,22 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
+	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 )
 
 // supervisorApply returns the Apply of an agent: a node may neither set its
 // own taints nor its kubernetes.io labels (NodeRestriction), so it asks the
 // supervisor of any server (through its load balancer at serverURL, the CA
-// checked against tok as at the join) to set them, authenticated by the
-// token and its node password.
+// checked against tok as at the join) to set them, authenticated by its
+// kubelet client certificate (or, failing that, the token) and its node
+// password.
 func supervisorApply(serverURL string, tok join.Token, dataDir string, log *slog.Logger) nodemeta.Apply {
 	return func(ctx context.Context, name string, want nodemeta.Spec) error {
 		password, err := nodePassword(filepath.Join(Config{DataDir: dataDir}.Dir(), "node-password"))
@@ -25,7 +28,12 @@ func supervisorApply(serverURL string, tok join.Token, dataDir string, log *slog
 		for _, ip := range want.ExternalIPs {
 			req.ExternalIPs = append(req.ExternalIPs, ip.String())
 		}
+		var cert *tls.Certificate
+		certs := pki.NodeLayout(filepath.Join(Config{DataDir: dataDir}.Dir(), "tls"))
+		if c, err := tls.LoadX509KeyPair(certs.KubeletClientCert, certs.KubeletClientKey); err == nil {
+			cert = &c
+		}
 		var applied nodemeta.Applied
-		return join.Post(ctx, serverURL, tok, join.UserNode, supervisor.NodeConfigPath, req, &applied, log)
+		return join.PostWithCert(ctx, serverURL, tok, join.UserNode, cert, supervisor.NodeConfigPath, req, &applied, log)
 	}
 }

@@ -40,6 +40,9 @@ type Config struct {
 	CertDir       string   // where upstream may write generated files
 	Certs         pki.Bundle
 	ExtraArgs     []string // --kube-apiserver-arg key=value
+	// EncryptionConfig is the encryption config file for Secrets
+	// (reloaded when it changes); "": Secrets are stored in clear.
+	EncryptionConfig string
 	// Wrap, if set, wraps the apiserver's whole handler (authentication
 	// included) on its port: the supervisor serves its own paths there and
 	// hands every other request to the apiserver.
@@ -105,6 +108,10 @@ func Args(cfg Config) ([]string, error) {
 		"storage-backend":                         "etcd3",
 		"tls-cert-file":                           c.APIServerCert,
 		"tls-private-key-file":                    c.APIServerKey,
+	}
+	if cfg.EncryptionConfig != "" {
+		defaults["encryption-provider-config"] = cfg.EncryptionConfig
+		defaults["encryption-provider-config-automatic-reload"] = "true"
 	}
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-apiserver-arg")
 }

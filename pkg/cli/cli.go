@@ -56,6 +56,8 @@ func Main(argv []string, exec time.Time) int {
 		newKillallCommand(),
 		newEtcdCommand(),
 		newEtcdSnapshotCommand(),
+		newTokenCommand(),
+		newSecretsEncryptCommand(),
 		newCheckConfigCommand(),
 		&cobra.Command{
 			Use:                "crictl",

@@ -60,6 +60,7 @@ type serverFlags struct {
 	agentToken     string
 	server         string
 	clusterInit    bool
+	secretsEncrypt bool
 	disableAgent   bool
 	debug          bool
 }
@@ -99,6 +100,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.agentToken, "agent-token", "", "the secret that joins agents only (default generated; written with the CA's hash to <data-dir>/server/agent-token): hand it to workers instead of --token, which also joins servers")
 	fs.StringVarP(&f.server, "server", "s", "", "URL of a running server (https://host:6443) to join as another server; needs --token")
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
+	fs.BoolVar(&f.secretsEncrypt, "secrets-encryption", true, "encrypt Secrets at rest in etcd (a new cluster only; key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 }
@@ -126,6 +128,7 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		Token:                 f.token,
 		AgentToken:            f.agentToken,
 		JoinURL:               f.server,
+		SecretsEncryption:     f.secretsEncrypt,
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,

@@ -69,7 +69,7 @@ func TestArgs(t *testing.T) {
 			want: map[string]string{
 				"profiling":    "true",
 				"leader-elect": "false",
-				"controllers":  "*,tokencleaner,-service,-route,-cloud-node-lifecycle,-ttl",
+				"controllers":  "*,-service,-route,-cloud-node-lifecycle,-ttl",
 				"cluster-cidr": "10.42.0.0/16",
 			},
 		},

@@ -17,10 +17,13 @@ const BootstrapKey = "/kedge/bootstrap"
 
 // Bootstrap is what a server restored on a new machine needs besides etcd's
 // data: the cluster's CA certificates and keys and the service-account key
-// pair (by their path relative to the tls dir) and the agent token's secret.
+// pair (by their path relative to the tls dir), the agent token's secret,
+// and the apiserver's encryption config (the keys of the Secrets at rest;
+// without them the restored Secrets cannot be read).
 type Bootstrap struct {
-	Files       map[string][]byte `json:"files"`
-	AgentSecret string            `json:"agentSecret,omitempty"`
+	Files            map[string][]byte `json:"files"`
+	AgentSecret      string            `json:"agentSecret,omitempty"`
+	EncryptionConfig []byte            `json:"encryptionConfig,omitempty"`
 }
 
 // sealed is the stored form: AES-256-GCM under a key scrypt derives from

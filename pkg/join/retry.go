@@ -108,11 +108,17 @@ func Retry(ctx context.Context, p RetryPolicy, log *slog.Logger, what string, at
 // serverURL (FetchCA), then POSTs in as JSON to path as user, with tok's
 // secret, and decodes the answer into out. Run it under Retry.
 func Post(ctx context.Context, serverURL string, tok Token, user, path string, in, out any, log *slog.Logger) error {
+	return PostWithCert(ctx, serverURL, tok, user, nil, path, in, out, log)
+}
+
+// PostWithCert is Post that presents cert (if not nil) as the TLS client
+// certificate (see NewSupervisorWithCert).
+func PostWithCert(ctx context.Context, serverURL string, tok Token, user string, cert *tls.Certificate, path string, in, out any, log *slog.Logger) error {
 	ca, err := FetchCA(ctx, serverURL, tok, log)
 	if err != nil {
 		return err
 	}
-	sup, err := NewSupervisor(serverURL, ca, tok, user)
+	sup, err := NewSupervisorWithCert(serverURL, ca, tok, user, cert)
 	if err != nil {
 		return err
 	}

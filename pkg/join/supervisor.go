@@ -3,6 +3,7 @@ package join
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,6 +43,14 @@ type Supervisor struct {
 // It never follows redirects. Requests end with their context; call Close
 // when done.
 func NewSupervisor(serverURL string, caPEM []byte, tok Token, user string) (*Supervisor, error) {
+	return NewSupervisorWithCert(serverURL, caPEM, tok, user, nil)
+}
+
+// NewSupervisorWithCert is NewSupervisor that also presents cert, if not
+// nil, as the TLS client certificate: a node that joined before shows its
+// kubelet client certificate, which the supervisor accepts in place of the
+// token (a rotated, expired or deleted token does not lock it out).
+func NewSupervisorWithCert(serverURL string, caPEM []byte, tok Token, user string, cert *tls.Certificate) (*Supervisor, error) {
 	base, host, err := parseServerURL(serverURL)
 	if err != nil {
 		return nil, err
@@ -59,12 +68,16 @@ func NewSupervisor(serverURL string, caPEM []byte, tok Token, user string) (*Sup
 	if err != nil {
 		return nil, refused(fmt.Errorf("join: the CA for --server %s: %w", base, err))
 	}
+	cfg := verifiedTLS(pool, host)
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
 	return &Supervisor{
 		base:   base,
 		host:   host,
 		user:   user,
 		secret: tok.Secret,
-		client: newHTTPClient(verifiedTLS(pool, host)),
+		client: newHTTPClient(cfg),
 	}, nil
 }
 

@@ -136,3 +136,8 @@ func writeTokenFile(path string, tok Token) (err error) {
 	}
 	return nil
 }
+
+// WriteTokenFile replaces the token file at path with tok (0600, through a
+// temporary file and a rename): for a rotated token, which EnsureTokenFile
+// refuses to change.
+func WriteTokenFile(path string, tok Token) error { return writeTokenFile(path, tok) }

@@ -73,6 +73,9 @@ type Config struct {
 	// EtcdAutoRestore (--etcd-auto-restore) restores the newest local
 	// snapshot when etcd's data is damaged, instead of refusing to start.
 	EtcdAutoRestore bool
+	// SecretsEncryption is --secrets-encryption: a new cluster encrypts
+	// Secrets at rest (default true).
+	SecretsEncryption bool
 
 	DisableAgent bool
 	Debug        bool

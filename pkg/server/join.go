@@ -110,6 +110,15 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 			return "", fmt.Errorf("join %s: the agent token: %w", cfg.JoinURL, err)
 		}
 	}
+	if len(answer.EncryptionConfig) > 0 {
+		// The cluster encrypts Secrets: this apiserver needs the same keys.
+		if err := os.MkdirAll(cfg.credDir(), 0o700); err != nil {
+			return "", err
+		}
+		if err := pki.WriteFileAtomic(cfg.EncryptionConfigFile(), answer.EncryptionConfig, 0o600); err != nil {
+			return "", fmt.Errorf("join %s: the encryption config: %w", cfg.JoinURL, err)
+		}
+	}
 	if err := writeCAFiles(want, answer.Files); err != nil {
 		return "", fmt.Errorf("join %s: %w", cfg.JoinURL, err)
 	}

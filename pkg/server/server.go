@@ -37,8 +37,10 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
 	"github.com/kedge-io/kedge/pkg/sdnotify"
+	"github.com/kedge-io/kedge/pkg/secretsencrypt"
 	"github.com/kedge-io/kedge/pkg/servicelb"
 	"github.com/kedge-io/kedge/pkg/supervisor"
+	"github.com/kedge-io/kedge/pkg/token"
 )
 
 // Run prepares the server's state (certificates, kubeconfigs), starts the
@@ -90,7 +92,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}
 
-	tok, agentTok, err := ensureTokens(cfg, certs.ServerCA)
+	tok, agentTok, err := ensureTokens(cfg, certs.ServerCA, log)
+	if err != nil {
+		return err
+	}
+	encryptionConfig, err := ensureEncryption(cfg, log)
+	if err != nil {
+		return err
+	}
+	secretsencrypt.SetReloadInterval()
+	tokenSync, err := newTokenSync(cfg, certs.ServerCA, tok, newAdminClient(cfg.adminKubeconfig()), log)
 	if err != nil {
 		return err
 	}
@@ -112,6 +123,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Settings:  settings(cfg),
 		NewEtcd:   func() (supervisor.EtcdMembers, error) { return etcdClient() },
 		NewClient: newAdminClient(adminKubeconfig),
+
+		ServerSecret:         tokenSync.Current,
+		EncryptionConfigFile: encryptionConfig,
+		Encryption:           secretsencrypt.NewHandler(encryptionConfig, certs.ClientCA),
 	})
 	if err != nil {
 		return err
@@ -165,8 +180,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExtraArgs:     cfg.APIServerArgs,
 		Wrap:          wrap,
 		Log:           log,
+
+		EncryptionConfig: encryptionConfig, // Secrets encrypted at rest
 	}))
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: kubeconfigs["admin.kubeconfig"]})
+	m.Add(tokenSync) // the server token, as `kedge token rotate` sets it
 	m.Add(controllermanager.New(controllermanager.Config{
 		Kubeconfig:  filepath.Join(cfg.credDir(), "controller.kubeconfig"),
 		ClusterCIDR: cfg.ClusterCIDR.String(),
@@ -255,12 +273,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // --token or a generated one) and the agent token (--agent-token, the
 // cluster's when this server joined, or a generated one), and checks the
 // flags against the stored tokens afterwards.
-func ensureTokens(cfg Config, caFile string) (server, agent join.Token, err error) {
+func ensureTokens(cfg Config, caFile string, log *slog.Logger) (server, agent join.Token, err error) {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		return server, agent, err
 	}
-	if server, err = ensureTokenFile(cfg.TokenFile(), "--token", cfg.Token, caPEM, caFile); err != nil {
+	given := cfg.Token
+	if t, err := join.Parse(given); given != "" && err == nil && token.Retired(cfg.rotatedTokenFile(), t.Secret) {
+		// `kedge token rotate` retired it: this server keeps the new one.
+		log.Warn("--token is the cluster's previous server token, replaced by `kedge token rotate`: put the new one (in the token file) in this server's config", "component", "server", "token_file", cfg.TokenFile())
+		given = ""
+	}
+	if server, err = ensureTokenFile(cfg.TokenFile(), "--token", given, caPEM, caFile); err != nil {
 		return server, agent, err
 	}
 	agent, err = ensureTokenFile(cfg.AgentTokenFile(), "--agent-token", cfg.AgentToken, caPEM, caFile)

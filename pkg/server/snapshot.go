@@ -84,6 +84,11 @@ func SealedCAs(dataDir string) ([]byte, error) {
 	if agent, err := readToken(c.AgentTokenFile()); err == nil {
 		b.AgentSecret = agent.Secret
 	}
+	if enc, err := os.ReadFile(c.EncryptionConfigFile()); err == nil {
+		b.EncryptionConfig = enc
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	layout := pki.Layout(c.tlsDir())
 	for _, p := range layout.CAFiles() {
 		rel, err := filepath.Rel(layout.Dir, p)
@@ -182,6 +187,14 @@ func unsealCAs(cfg Config, layout pki.Bundle, sealed []byte) error {
 	if b.AgentSecret != "" {
 		if _, err := join.EnsureTokenFile(cfg.AgentTokenFile(), caPEM, b.AgentSecret); err != nil {
 			return fmt.Errorf("--agent-token: %w", err)
+		}
+	}
+	if b.EncryptionConfig != nil {
+		if err := os.MkdirAll(filepath.Dir(cfg.EncryptionConfigFile()), 0o700); err != nil {
+			return err
+		}
+		if err := pki.WriteFileAtomic(cfg.EncryptionConfigFile(), b.EncryptionConfig, 0o600); err != nil {
+			return fmt.Errorf("the encryption config in the snapshot: %w", err)
 		}
 	}
 	return nil

@@ -35,7 +35,15 @@ func sourceServer(t *testing.T) (Config, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ensureTokens(cfg, certs.ServerCA); err != nil {
+	if _, _, err := ensureTokens(cfg, certs.ServerCA, quiet); err != nil {
+		t.Fatal(err)
+	}
+	// The keys of the Secrets at rest travel with the CAs (the bytes are
+	// copied as they are).
+	if err := os.MkdirAll(filepath.Dir(cfg.EncryptionConfigFile()), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg.EncryptionConfigFile(), []byte(`{"kind":"EncryptionConfiguration","test":"s1"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port := func() url.URL {
@@ -131,7 +139,10 @@ func TestRestoreOnNewMachine(t *testing.T) {
 			t.Errorf("%s not restored: %v", dstCA.CAFiles()[i], err)
 		}
 	}
-	for _, f := range [][2]string{{src.TokenFile(), dst.TokenFile()}, {src.AgentTokenFile(), dst.AgentTokenFile()}} {
+	if fi, err := os.Stat(dst.EncryptionConfigFile()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("encryption config restored: %v %v, want mode 0600", fi, err)
+	}
+	for _, f := range [][2]string{{src.TokenFile(), dst.TokenFile()}, {src.AgentTokenFile(), dst.AgentTokenFile()}, {src.EncryptionConfigFile(), dst.EncryptionConfigFile()}} {
 		a, _ := os.ReadFile(f[0])
 		b, err := os.ReadFile(f[1])
 		if err != nil || !bytes.Equal(a, b) {

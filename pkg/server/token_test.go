@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -17,7 +18,7 @@ func TestEnsureTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{DataDir: dir}
-	server, tok, err := ensureTokens(cfg, ca.ServerCA)
+	server, tok, err := ensureTokens(cfg, ca.ServerCA, slog.New(slog.DiscardHandler))
 	if err != nil || tok.Secret == "" || !tok.Pinned() {
 		t.Fatalf("first start: %+v, %v", tok, err)
 	}
@@ -28,23 +29,23 @@ func TestEnsureTokens(t *testing.T) {
 	if server.Secret == tok.Secret {
 		t.Fatal("the agent token's secret is the server token's")
 	}
-	_, again, err := ensureTokens(cfg, ca.ServerCA)
+	_, again, err := ensureTokens(cfg, ca.ServerCA, slog.New(slog.DiscardHandler))
 	if err != nil || again.Secret != tok.Secret {
 		t.Fatalf("restart: %q, %v; want the stored secret", again.Secret, err)
 	}
 	// A full agent token or its bare secret is accepted again; another is refused.
 	for _, given := range []string{tok.String(), tok.Secret} {
 		cfg.AgentToken = given
-		if _, _, err := ensureTokens(cfg, ca.ServerCA); err != nil {
+		if _, _, err := ensureTokens(cfg, ca.ServerCA, slog.New(slog.DiscardHandler)); err != nil {
 			t.Errorf("--agent-token %q: %v", given, err)
 		}
 	}
 	cfg.AgentToken = "another-secret"
-	if _, _, err := ensureTokens(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "--agent-token") {
+	if _, _, err := ensureTokens(cfg, ca.ServerCA, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "--agent-token") {
 		t.Fatalf("another --agent-token: %v", err)
 	}
 	cfg.AgentToken = join.New([]byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), tok.Secret).String()
-	if _, _, err := ensureTokens(cfg, ca.ServerCA); err == nil || !strings.Contains(err.Error(), "CA hash") {
+	if _, _, err := ensureTokens(cfg, ca.ServerCA, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "CA hash") {
 		t.Fatalf("--agent-token of another CA: %v", err)
 	}
 }

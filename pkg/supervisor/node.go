@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -55,14 +57,27 @@ type Cluster struct {
 // nodeHandler issues node certificates to an agent that knows the secret
 // and, for a node name seen before, the same node password.
 func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r, "node") {
-		http.Error(w, "the token's secret is wrong", http.StatusUnauthorized)
-		return
+	// A node that joined before shows its kubelet client certificate: it
+	// needs no token, so a rotated or expired token does not lock it out.
+	// (A certificate of another name — the node was renamed — does not
+	// count: the token must then be valid.)
+	certNode := s.nodeFromCert(r)
+	if certNode == "" {
+		if e := s.authorize(r, "node", "the token's secret is wrong"); e != nil {
+			writeAuthError(w, e)
+			return
+		}
 	}
 	var req NodeRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
+	}
+	if certNode != "" && certNode != req.Name {
+		if e := s.authorize(r, "node", "the token's secret is wrong"); e != nil {
+			writeAuthError(w, e)
+			return
+		}
 	}
 	if err := checkNodeRequest(req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -231,4 +246,34 @@ func (s *Supervisor) client() (kubernetes.Interface, error) {
 	}
 	s.kube = c
 	return c, nil
+}
+
+// nodeFromCert returns the node name of the kubelet client certificate r
+// was sent with (CN system:node:<name>, O system:nodes, signed by the
+// cluster's client CA and valid now), or "".
+func (s *Supervisor) nodeFromCert(r *http.Request) string {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || s.cfg.CA.ClientCA == "" {
+		return ""
+	}
+	caPEM, err := os.ReadFile(s.cfg.CA.ClientCA)
+	if err != nil {
+		return ""
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return ""
+	}
+	leaf := r.TLS.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range r.TLS.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return ""
+	}
+	name, ok := strings.CutPrefix(leaf.Subject.CommonName, "system:node:")
+	if !ok || name == "" || !slices.Contains(leaf.Subject.Organization, "system:nodes") {
+		return ""
+	}
+	return name
 }

@@ -44,14 +44,17 @@ const appliedKey = "node-config"
 // taint the agent may not have, and 403 for a wrong node password; 200 with
 // the record of what kedge now manages on the Node.
 func (s *Supervisor) nodeConfigHandler(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r, "node") {
-		http.Error(w, "the token's secret is wrong", http.StatusUnauthorized)
-		return
-	}
+	// As at the join: the node's own kubelet client certificate, or the token.
 	var req NodeConfigRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
+	}
+	if certNode := s.nodeFromCert(r); certNode == "" || certNode != req.Name {
+		if e := s.authorize(r, "node", "the token's secret is wrong"); e != nil {
+			writeAuthError(w, e)
+			return
+		}
 	}
 	if err := checkNodeRequest(NodeRequest{Name: req.Name, Password: req.Password}); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -74,6 +74,9 @@ type ServerResponse struct {
 	// AgentSecret is the agent token's secret, which every server accepts
 	// from agents ("" on a cluster without one).
 	AgentSecret string `json:"agentSecret,omitempty"`
+	// EncryptionConfig is the apiserver's encryption config for Secrets
+	// (its keys), absent on a cluster that does not encrypt them.
+	EncryptionConfig []byte `json:"encryptionConfig,omitempty"`
 }
 
 // EtcdMembers is the part of the etcd client the supervisor uses.
@@ -85,8 +88,8 @@ type EtcdMembers interface {
 // serverHandler adds a joining server to etcd as a learner and returns the
 // cluster's CAs, after checking the secret and the shared settings.
 func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r, "server") {
-		http.Error(w, "the token's secret is wrong, or it is not a server's", http.StatusUnauthorized)
+	if e := s.authorize(r, "server", "the token's secret is wrong, or it is not a server's"); e != nil {
+		writeAuthError(w, e)
 		return
 	}
 	var req ServerRequest
@@ -143,8 +146,15 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
+	answer := ServerResponse{Files: files, InitialCluster: initial, AgentSecret: s.cfg.AgentSecret}
+	if s.cfg.EncryptionConfigFile != "" {
+		if answer.EncryptionConfig, err = os.ReadFile(s.cfg.EncryptionConfigFile); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(ServerResponse{Files: files, InitialCluster: initial, AgentSecret: s.cfg.AgentSecret})
+	_ = json.NewEncoder(w).Encode(answer)
 }
 
 // checkEtcdURL reports whether u is an etcd URL in the one form etcd keeps

@@ -12,14 +12,17 @@ package supervisor
 
 import (
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/token"
 )
 
 // Paths served without authentication.
@@ -52,7 +55,21 @@ type Config struct {
 	// NewEtcd returns a client of the local etcd member, which adds joining
 	// servers as learners; it is called per join and may return a shared client.
 	NewEtcd func() (EtcdMembers, error)
+	// ServerSecret, if set, returns the server token's secret the cluster
+	// accepts now (a rotated one, see package token) instead of Secret; an
+	// error answers 503 (try again).
+	ServerSecret func() (string, error)
+	// EncryptionConfigFile is the apiserver's encryption config
+	// (<data-dir>/server/cred/encryption-config.json), sent to joining
+	// servers and replaced by `kedge secrets-encrypt`; "" if Secrets are
+	// not encrypted.
+	EncryptionConfigFile string
+	// Encryption, if set, serves EncryptionPath (see package secretsencrypt).
+	Encryption http.Handler
 }
+
+// EncryptionPath is where Config.Encryption is served.
+const EncryptionPath = "/v1-kedge/secrets-encryption"
 
 // Supervisor is the join API's HTTP front.
 type Supervisor struct {
@@ -87,21 +104,74 @@ func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 	mux.HandleFunc("POST "+NodePath, s.nodeHandler)
 	mux.HandleFunc("POST "+ServerPath, s.serverHandler)
 	mux.HandleFunc("POST "+NodeConfigPath, s.nodeConfigHandler)
+	if s.cfg.Encryption != nil {
+		mux.Handle(EncryptionPath, s.cfg.Encryption)
+	}
 	mux.Handle("/", next)
 	return mux
 }
 
-// authorized reports whether r carries the basic auth user and the join
-// secret, or for user "node" the agent secret. A supervisor without a
+// authError is a refused or failed authorization: its HTTP status and the
+// message the joining node shows.
+type authError struct {
+	status int
+	msg    string
+}
+
+func (e *authError) Error() string { return e.msg }
+
+// authorize checks that r carries the basic auth user and a secret that
+// joins it: the server token (user "server" and "node"), the agent token
+// (user "node"), or a bootstrap token of kube-system whose usages allow it
+// and that has not expired (see package token). A supervisor without a
 // secret authorizes nobody: an empty password must not open the join API.
-func (s *Supervisor) authorized(r *http.Request, user string) bool {
+// wrong is the message for a secret that matches nothing.
+func (s *Supervisor) authorize(r *http.Request, user, wrong string) *authError {
 	u, p, ok := r.BasicAuth()
-	if !ok || u != user {
-		return false
-	}
-	if s.cfg.Secret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.Secret)) == 1 {
-		return true
+	if !ok || u != user || p == "" {
+		return &authError{http.StatusUnauthorized, wrong}
 	}
 	// The agent token joins agents, never servers.
-	return user == "node" && s.cfg.AgentSecret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.AgentSecret)) == 1
+	if user == "node" && s.cfg.AgentSecret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(s.cfg.AgentSecret)) == 1 {
+		return nil
+	}
+	secret, secretErr := s.cfg.Secret, error(nil)
+	if s.cfg.ServerSecret != nil {
+		secret, secretErr = s.cfg.ServerSecret()
+	}
+	if secretErr == nil && secret != "" && subtle.ConstantTimeCompare([]byte(p), []byte(secret)) == 1 {
+		return nil
+	}
+	if token.IsBootstrapToken(p) {
+		client, err := s.client()
+		if err != nil {
+			return &authError{http.StatusServiceUnavailable, err.Error()}
+		}
+		usage := token.UsageAgent
+		if user == "server" {
+			usage = token.UsageServer
+		}
+		switch err := token.Check(r.Context(), client, p, usage, time.Now()); {
+		case err == nil:
+			return nil
+		case errors.Is(err, token.ErrWrongSecret), errors.As(err, new(*token.NotFoundError)) && secretErr != nil:
+			// Maybe the rotated server token, not known yet.
+		case token.Refused(err):
+			return &authError{http.StatusUnauthorized, err.Error()}
+		default:
+			return &authError{http.StatusServiceUnavailable, err.Error()}
+		}
+	}
+	if secretErr != nil {
+		return &authError{http.StatusServiceUnavailable, secretErr.Error()}
+	}
+	return &authError{http.StatusUnauthorized, wrong}
+}
+
+// writeAuthError answers a refused authorization.
+func writeAuthError(w http.ResponseWriter, e *authError) {
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "2")
+	}
+	http.Error(w, e.msg, e.status)
 }
