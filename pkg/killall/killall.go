@@ -237,8 +237,11 @@ func zombie(pid int) bool {
 	return len(fields) > 0 && fields[0] == "Z"
 }
 
-// unmountUnder lazily unmounts every mount point at or below one of roots,
-// deepest first, and returns how many it unmounted.
+// unmountUnder lazily unmounts every mount point below one of roots,
+// deepest first, and returns how many it unmounted. A root that is a mount
+// point itself stays mounted: /var/lib/kedge on a partition of its own is
+// the machine's, not kedge's (unmounting it would make the next start
+// write into the directory underneath).
 func unmountUnder(roots []string) (int, error) {
 	var clean []string
 	for _, r := range roots {
@@ -247,12 +250,7 @@ func unmountUnder(roots []string) (int, error) {
 		}
 	}
 	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		for _, r := range clean {
-			if m.Mountpoint == r || strings.HasPrefix(m.Mountpoint, r+"/") {
-				return false, false
-			}
-		}
-		return true, false
+		return !below(m.Mountpoint, clean), false
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read mounts: %w", err)
@@ -311,4 +309,14 @@ func FilterRules(save string) string {
 		}
 	}
 	return b.String()
+}
+
+// below reports whether path is strictly below one of roots (cleaned).
+func below(path string, roots []string) bool {
+	for _, r := range roots {
+		if path != r && strings.HasPrefix(path, strings.TrimSuffix(r, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }

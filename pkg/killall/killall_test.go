@@ -61,3 +61,23 @@ func TestIsShimOfEqualsForm(t *testing.T) {
 		t.Error("--address=/a.sock not matched")
 	}
 }
+
+// TestBelow: mounts under the data dirs are kedge's; the data dir itself,
+// a partition of the machine, is not.
+func TestBelow(t *testing.T) {
+	roots := []string{"/var/lib/kedge", "/run/kedge", "/"}
+	for path, want := range map[string]bool{
+		"/var/lib/kedge":                      false,
+		"/var/lib/kedge/agent/containerd/x":   true,
+		"/var/lib/kedgeother":                 false,
+		"/run/kedge/containerd/io.containerd": true,
+		"/run/kedge":                          false,
+	} {
+		if got := below(path, roots[:2]); got != want {
+			t.Errorf("below(%q) = %v, want %v", path, got, want)
+		}
+	}
+	if !below("/anything", roots[2:]) || below("/", roots[2:]) {
+		t.Error("root /")
+	}
+}
