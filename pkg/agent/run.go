@@ -54,6 +54,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	m := component.NewManager(log)
 	m.Add(lb)
+	m.Add(NewRenewer(node, lb.Address(), log)) // renews the node's certificates through the supervisor
 	AddComponents(m, node, assets, log)
 	sd.Status("joined " + serverURL + "; starting the node")
 	if err := m.Start(ctx); err != nil {

@@ -52,6 +52,10 @@ type Config struct {
 	// (etcd learner, then voting member). Empty: a new cluster (--cluster-init).
 	JoinURL string
 
+	// CertValidity is the hidden --cert-validity: how long new leaf
+	// certificates are valid (tests renew within seconds); 0: one year.
+	CertValidity time.Duration
+
 	DisableAgent bool
 	Debug        bool
 	// Exec is when the process started, for the "ready after" log line.

@@ -23,7 +23,10 @@ import (
 )
 
 // NodePath is where an agent asks for its certificates and the cluster's
-// settings (POST, basic auth "node" with the token's secret).
+// settings (POST, basic auth "node" with the token's secret). A node that
+// joined renews its certificates there with its kubelet client certificate
+// (CN=system:node:<name>) instead of the token, so that a changed token
+// does not stop renewals.
 const NodePath = "/v1-kedge/node"
 
 // NodeRequest is what a joining agent sends.
@@ -53,7 +56,8 @@ type Cluster struct {
 // nodeHandler issues node certificates to an agent that knows the secret
 // and, for a node name seen before, the same node password.
 func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r, "node") {
+	byToken := s.authorized(r, "node")
+	if !byToken && (r.TLS == nil || len(r.TLS.PeerCertificates) == 0) {
 		http.Error(w, "the token's secret is wrong", http.StatusUnauthorized)
 		return
 	}
@@ -61,6 +65,12 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16)).Decode(&req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
+	}
+	if !byToken {
+		if err := s.checkNodeCert(r, req.Name); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
 	}
 	if err := checkNodeRequest(req); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -94,7 +104,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(dir)
-	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips}); err != nil {
+	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips, Validity: s.cfg.CertValidity}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}

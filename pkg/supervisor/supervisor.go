@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 
@@ -52,6 +53,8 @@ type Config struct {
 	// NewEtcd returns a client of the local etcd member, which adds joining
 	// servers as learners; it is called per join and may return a shared client.
 	NewEtcd func() (EtcdMembers, error)
+	// CertValidity is how long node certificates are valid; 0: one year.
+	CertValidity time.Duration
 }
 
 // Supervisor is the join API's HTTP front.

@@ -1,0 +1,46 @@
+package supervisor
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+)
+
+// NodeUserPrefix and NodesGroup are the subject of a kubelet's client
+// certificate, as the Node authorizer expects it.
+const (
+	NodeUserPrefix = "system:node:"
+	NodesGroup     = "system:nodes"
+)
+
+// checkNodeCert reports whether r's TLS client certificate is a node
+// certificate of node name, signed by the cluster's client CA and valid
+// now. The apiserver's TLS server asks for client certificates without
+// verifying them (its authenticator does); this is that check for the
+// supervisor's renewal path.
+func (s *Supervisor) checkNodeCert(r *http.Request, name string) error {
+	caPEM, err := os.ReadFile(s.cfg.CA.ClientCA)
+	if err != nil {
+		return fmt.Errorf("client CA: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return fmt.Errorf("client CA %s: no certificate", s.cfg.CA.ClientCA)
+	}
+	peer := r.TLS.PeerCertificates
+	inter := x509.NewCertPool()
+	for _, c := range peer[1:] {
+		inter.AddCert(c)
+	}
+	leaf := peer[0]
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if _, err := leaf.Verify(opts); err != nil {
+		return fmt.Errorf("the client certificate is not valid for the cluster's client CA: %w", err)
+	}
+	if leaf.Subject.CommonName != NodeUserPrefix+name || !slices.Contains(leaf.Subject.Organization, NodesGroup) {
+		return fmt.Errorf("the client certificate (CN=%s) is not node %s's", leaf.Subject.CommonName, name)
+	}
+	return nil
+}
