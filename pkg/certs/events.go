@@ -30,9 +30,11 @@ func recordEvent(ctx context.Context, c kubernetes.Interface, node string, warni
 	if warning {
 		typ = corev1.EventTypeWarning
 	}
-	now := metav1.NewTime(time.Now())
+	t := time.Now()
+	now := metav1.NewTime(t)
 	ev := &corev1.Event{
-		ObjectMeta:     metav1.ObjectMeta{GenerateName: node + ".", Namespace: metav1.NamespaceDefault},
+		// Named as client-go's recorder names Events: object.timestamp.
+		ObjectMeta:     metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", node, t.UnixNano()), Namespace: metav1.NamespaceDefault},
 		InvolvedObject: corev1.ObjectReference{Kind: "Node", Name: node, UID: "", APIVersion: "v1"},
 		Reason:         reason,
 		Message:        message,
