@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/transport"
 	"k8s.io/component-base/metrics/legacyregistry"
 
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -196,3 +197,17 @@ func readNotAfter(t *testing.T, path string) time.Time {
 }
 
 func metav1ListOptions() metav1.ListOptions { return metav1.ListOptions{} }
+
+func TestScaleClientRefresh(t *testing.T) {
+	defer func(d time.Duration) { transport.CertCallbackRefreshDuration = d }(transport.CertCallbackRefreshDuration)
+	now := time.Now()
+	year := []Cert{{NotBefore: now, NotAfter: now.Add(pki.DefaultLeafValidity)}, {CA: true, NotBefore: now, NotAfter: now.Add(time.Minute)}}
+	scaleClientRefresh(year)
+	if transport.CertCallbackRefreshDuration != 5*time.Minute {
+		t.Errorf("one-year leaves: %s, want client-go's 5m", transport.CertCallbackRefreshDuration)
+	}
+	scaleClientRefresh(append(year, Cert{NotBefore: now, NotAfter: now.Add(365 * time.Second)}))
+	if transport.CertCallbackRefreshDuration != 90*time.Second/4 {
+		t.Errorf("365 s leaves: %s, want a quarter of the 90 s window", transport.CertCallbackRefreshDuration)
+	}
+}

@@ -75,12 +75,18 @@ func New(cfg Config) *Renewer {
 // Name implements component.Component.
 func (*Renewer) Name() string { return "certificates" }
 
-// Start runs a first check (a pending rotation request included), then
-// keeps checking in the background.
+// Start runs a first check (a pending rotation request included; a failure
+// is logged and retried), sets client-go's certificate refresh period
+// (scaleClientRefresh), then keeps checking in the background.
 func (r *Renewer) Start(ctx context.Context) error {
 	ctx = r.Context(ctx)
 	if err := r.pass(ctx); err != nil {
-		return err
+		// Not fatal: what is due is retried (an agent's supervisor may not
+		// answer yet); the files of the start are valid.
+		r.cfg.Log.Warn("certificate check failed; retrying", "err", err, "in", r.cfg.MaxInterval)
+	}
+	if list, err := Scan(r.cfg.Paths); err == nil {
+		scaleClientRefresh(list) // before the other components build their clients
 	}
 	r.Go(r.loop)
 	return nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/kedge-io/kedge/pkg/certs"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -20,7 +21,7 @@ import (
 // apiserver, etcd and the kubelet reload their files themselves).
 func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log *slog.Logger) *certs.Renewer {
 	var mu sync.Mutex // Generate is not safe to run concurrently on one directory
-	renew := func(_ context.Context, rotate []string) ([]certs.Issued, error) {
+	renew := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		var issued []certs.Issued
@@ -38,6 +39,11 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log
 				return issued, err
 			}
 		}
+		for _, is := range issued {
+			if is.File == b.APIServerKubeletClientCert && !cfg.DisableAgent {
+				absorbKubeletClientSwitch(ctx, cfg, log)
+			}
+		}
 		// The user's copy embeds the admin certificate; it exists once the
 		// apiserver was ready (writeKubeconfig). Unchanged content is not
 		// written again.
@@ -53,4 +59,27 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log
 		Client: newAdminClient(cfg.adminKubeconfig()),
 		Log:    log,
 	})
+}
+
+// absorbKubeletClientSwitch makes one request from the apiserver to the
+// local kubelet right after the apiserver's kubelet client certificate was
+// renewed. Upstream client-go, on the first handshake that loads a changed
+// client certificate, closes all its connections, the one being set up
+// included: that first request fails. Made here, the failure is kedge's
+// own (ignored), not that of the next `kubectl logs` or `exec`.
+func absorbKubeletClientSwitch(ctx context.Context, cfg Config, log *slog.Logger) {
+	client, err := newAdminClient(cfg.adminKubeconfig())()
+	if err != nil {
+		return
+	}
+	path := "/api/v1/nodes/" + cfg.NodeName + "/proxy/healthz"
+	for range 2 { // the first fails by design; the second shows it is over
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err = client.CoreV1().RESTClient().Get().AbsPath(path).DoRaw(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	log.Debug("apiserver → kubelet after the client certificate renewal", "err", err)
 }
