@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,6 +70,11 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log
 // included: that first request fails. Made here, the failure is kedge's
 // own (ignored), not that of the next `kubectl logs` or `exec`.
 func absorbKubeletClientSwitch(ctx context.Context, cfg Config, log *slog.Logger) {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPSPort)), time.Second)
+	if err != nil {
+		return // the apiserver is not up (a rotation at start): nothing to absorb
+	}
+	_ = conn.Close()
 	client, err := newAdminClient(cfg.adminKubeconfig())()
 	if err != nil {
 		return
