@@ -90,6 +90,29 @@ func TestAgentCertificateRenewal(t *testing.T) {
 			t.Fatalf("apiserver → w's kubelet: %v", err)
 		}
 	})
+	c.Step("kedge certificate rotate --service kubelet on the agent, live", func() {
+		before, err := served()
+		if err != nil {
+			t.Fatal(err)
+		}
+		begin := time.Now()
+		out, err := w.Exec(c.Bin(), "certificate", "rotate", "--service", "kubelet")
+		if err != nil || !strings.Contains(out, "kubelet-serving.crt") {
+			t.Fatalf("rotate on w: %v\n%s", err, out)
+		}
+		t.Logf("kedge certificate rotate --service kubelet on w (%s):\n%s", time.Since(begin).Round(time.Millisecond), out)
+		c.Eventually(30*time.Second, "the rotated serving certificate on "+kubelet, func() error {
+			cert, err := served()
+			if err != nil {
+				return err
+			}
+			if cert.SerialNumber.Cmp(before.SerialNumber) == 0 {
+				return fmt.Errorf("still serial %x", before.SerialNumber)
+			}
+			return nil
+		})
+		t.Logf("served %s after the command began", time.Since(begin).Round(time.Millisecond))
+	})
 	log := w.LogSinceStart()
 	if !strings.Contains(log, "certificate renewed") || strings.Contains(log, "certificate renewal failed") {
 		t.Errorf("agent log: renewed %v, failed %v", strings.Contains(log, "certificate renewed"), strings.Contains(log, "certificate renewal failed"))
