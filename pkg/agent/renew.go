@@ -29,14 +29,28 @@ const renewTimeout = 30 * time.Second
 // address (the load balancer), for new ones, authenticated with the
 // kubelet's client certificate and the node password (not the token,
 // which may have changed), and stores them where the kubelet, kube-proxy,
-// CoreDNS and flannel read them again.
+// CoreDNS and flannel read them again. Leaves renewed for their age or SANs
+// keep their keys (the supervisor signs the public keys), so no key file
+// changes; a requested rotation gets new keys.
 func NewRenewer(node Config, apiserver string, log *slog.Logger) *certs.Renewer {
 	renew := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
 		due, err := pki.NodeDue(node.Certs, pki.NodeConfig{NodeName: node.NodeName, NodeIPs: []net.IP{node.NodeIP}, Rotate: rotate})
 		if err != nil || len(due) == 0 {
 			return nil, err
 		}
-		files, err := requestNodeCerts(ctx, node, apiserver)
+		// Every leaf keeps its key unless it needs a new one: the
+		// supervisor signs the public keys, and no key file changes.
+		keep := map[string]string{}
+		b := node.Certs
+		for cert, key := range map[string]string{b.KubeletClientCert: b.KubeletClientKey, b.KubeletServingCert: b.KubeletServingKey, b.KubeProxyCert: b.KubeProxyKey, b.CoreDNSCert: b.CoreDNSKey} {
+			if pki.NewKeyNeeded(due[cert]) {
+				continue
+			}
+			if pub, err := pki.PublicKeyPEM(key); err == nil {
+				keep[filepath.Base(cert)] = string(pub)
+			}
+		}
+		files, err := requestNodeCerts(ctx, node, apiserver, keep)
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +83,7 @@ func NewRenewer(node Config, apiserver string, log *slog.Logger) *certs.Renewer 
 // requestNodeCerts POSTs the node's request to the supervisor at apiserver
 // (host:port) over TLS verified against the node's server CA, with the
 // kubelet client certificate.
-func requestNodeCerts(ctx context.Context, node Config, apiserver string) (map[string][]byte, error) {
+func requestNodeCerts(ctx context.Context, node Config, apiserver string, publicKeys map[string]string) (map[string][]byte, error) {
 	caPEM, err := os.ReadFile(node.Certs.ServerCA)
 	if err != nil {
 		return nil, err
@@ -94,7 +108,7 @@ func requestNodeCerts(ctx context.Context, node Config, apiserver string) (map[s
 		RootCAs: roots, ServerName: host, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12,
 	}}}
 	defer client.CloseIdleConnections()
-	body, _ := json.Marshal(supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}})
+	body, _ := json.Marshal(supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}, PublicKeys: publicKeys})
 	url := "https://" + apiserver + supervisor.NodePath
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {

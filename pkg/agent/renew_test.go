@@ -78,4 +78,33 @@ func TestRenewThroughSupervisor(t *testing.T) {
 	if _, err := tls.LoadX509KeyPair(node.Certs.KubeletClientCert, node.Certs.KubeletClientKey); err != nil {
 		t.Fatalf("renewed kubelet client pair: %v", err)
 	}
+
+	// A renewal that keeps the keys: the supervisor signs the public keys
+	// and sends no key file; the certificates match the node's keys.
+	pub, err := pki.PublicKeyPEM(node.Certs.KubeletServingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := requestNodeCerts(t.Context(), node, strings.TrimPrefix(srv.URL, "https://"), map[string]string{"kubelet-serving.crt": string(pub)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := files["kubelet-serving.key"]; ok || len(files["kubelet-serving.crt"]) == 0 || len(files["kube-proxy.key"]) == 0 {
+		t.Fatalf("answer files %v: want kubelet-serving.crt without its key, the others with theirs", keys(files))
+	}
+	keyPEM, _ := os.ReadFile(node.Certs.KubeletServingKey)
+	if _, err := tls.X509KeyPair(files["kubelet-serving.crt"], keyPEM); err != nil {
+		t.Fatalf("the certificate issued for the kept key: %v", err)
+	}
+	if _, err := requestNodeCerts(t.Context(), node, strings.TrimPrefix(srv.URL, "https://"), map[string]string{"admin.crt": string(pub)}); err == nil || !strings.Contains(err.Error(), "not a node certificate") {
+		t.Fatalf("a public key for another certificate: %v", err)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
@@ -32,6 +33,9 @@ type issuing struct {
 	validity time.Duration   // of a new leaf
 	rotate   map[string]bool // services whose leaves are issued again regardless
 	onIssue  func(path, reason string)
+	// publicKeys, by certificate file name, are keys to sign for instead of
+	// key files: their private halves stay with their owner (an agent).
+	publicKeys map[string]crypto.PublicKey
 }
 
 // ensureLeaf keeps the leaf at s.certPath if it is still good, and issues a
@@ -45,6 +49,20 @@ func ensureLeaf(s leafSpec, is issuing) error {
 		reason = "rotation requested"
 	}
 	if reason == "" {
+		return nil
+	}
+	if pub, ok := is.publicKeys[filepath.Base(s.certPath)]; ok {
+		// The key stays with its owner (an agent): only the certificate.
+		der, err := signLeaf(s, is.now, is.validity, pub)
+		if err != nil {
+			return err
+		}
+		if err := writeCert(s.certPath, der); err != nil {
+			return err
+		}
+		if is.onIssue != nil {
+			is.onIssue(s.certPath, reason)
+		}
 		return nil
 	}
 	// A leaf renewed for its age, SANs or CA keeps its key: the key file
@@ -115,8 +133,7 @@ func certReason(cert *x509.Certificate, s leafSpec, now time.Time) string {
 // keepKey returns the leaf's existing key when a renewal for reason may
 // keep it, or nil.
 func keepKey(s leafSpec, reason string) crypto.Signer {
-	switch reason {
-	case "missing", "unreadable certificate", "key missing or not the certificate's", "rotation requested":
+	if NewKeyNeeded(reason) {
 		return nil
 	}
 	key, err := readKey(s.keyPath)
@@ -137,18 +154,34 @@ func issueLeaf(s leafSpec, now time.Time, validity time.Duration, key crypto.Sig
 			return fmt.Errorf("pki: generate key for %s: %w", s.keyPath, err)
 		}
 	}
+	der, err := signLeaf(s, now, validity, key.Public())
+	if err != nil {
+		return err
+	}
+	// Key first: a crash before the certificate is written leaves a pair
+	// that does not match, which the next run issues again.
+	if newKey {
+		if err := writeKey(s.keyPath, key); err != nil {
+			return err
+		}
+	}
+	return writeCert(s.certPath, der)
+}
+
+// signLeaf returns the DER certificate of s for pub, signed by s.ca.
+func signLeaf(s leafSpec, now time.Time, validity time.Duration, pub crypto.PublicKey) ([]byte, error) {
 	serial, err := randomSerial()
 	if err != nil {
-		return fmt.Errorf("pki: serial for %s: %w", s.certPath, err)
+		return nil, fmt.Errorf("pki: serial for %s: %w", s.certPath, err)
 	}
-	skid, err := keyID(key.Public())
+	skid, err := keyID(pub)
 	if err != nil {
-		return fmt.Errorf("pki: key id for %s: %w", s.certPath, err)
+		return nil, fmt.Errorf("pki: key id for %s: %w", s.certPath, err)
 	}
 	akid := s.ca.cert.SubjectKeyId
 	if len(akid) == 0 {
 		if akid, err = keyID(s.ca.cert.PublicKey); err != nil {
-			return fmt.Errorf("pki: key id of %s: %w", s.ca.certPath, err)
+			return nil, fmt.Errorf("pki: key id of %s: %w", s.ca.certPath, err)
 		}
 	}
 	notAfter := now.Add(validity)
@@ -168,18 +201,11 @@ func issueLeaf(s leafSpec, now time.Time, validity time.Duration, key crypto.Sig
 		DNSNames:              s.sans.dns,
 		IPAddresses:           s.sans.ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca.cert, key.Public(), s.ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca.cert, pub, s.ca.key)
 	if err != nil {
-		return fmt.Errorf("pki: sign %s with %s: %w", s.certPath, s.ca.certPath, err)
+		return nil, fmt.Errorf("pki: sign %s with %s: %w", s.certPath, s.ca.certPath, err)
 	}
-	// Key first: a crash before the certificate is written leaves a pair
-	// that does not match, which the next run issues again.
-	if newKey {
-		if err := writeKey(s.keyPath, key); err != nil {
-			return err
-		}
-	}
-	return writeCert(s.certPath, der)
+	return der, nil
 }
 
 // readOptional reads path; a missing file yields nil data and no error.

@@ -1,7 +1,11 @@
 package pki
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +33,10 @@ type NodeConfig struct {
 	Validity time.Duration
 	Rotate   []string
 	OnIssue  func(certPath, reason string)
+	// PublicKeys, by certificate file name (kubelet-serving.crt, …), are
+	// keys to issue those certificates for: IssueNode writes no key file
+	// for them. An agent renewing keeps its keys this way (ParsePublicKey).
+	PublicKeys map[string]crypto.PublicKey
 }
 
 // NodeBundle holds the absolute paths of a node's certificates.
@@ -68,6 +76,7 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 	if err != nil {
 		return NodeBundle{}, err
 	}
+	is.publicKeys = cfg.PublicKeys
 	now := is.now
 	if err := mkdirPrivate(dir); err != nil {
 		return NodeBundle{}, err
@@ -184,4 +193,40 @@ func copyIfChanged(src, dst string) error {
 		return nil
 	}
 	return WriteFileAtomic(dst, data, 0o644)
+}
+
+// ParsePublicKey parses a PEM public key (PKIX or PKCS#1), ECDSA or RSA.
+func ParsePublicKey(data []byte) (crypto.PublicKey, error) {
+	pub, err := parsePublicKey(data)
+	if err != nil {
+		return nil, err
+	}
+	switch pub.(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey:
+		return pub, nil
+	}
+	return nil, fmt.Errorf("unsupported public key type %T", pub)
+}
+
+// PublicKeyPEM returns the PEM PKIX public key of the private key at path.
+func PublicKeyPEM(path string) ([]byte, error) {
+	key, err := readKey(path)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode the public key of %s: %w", path, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// NewKeyNeeded reports whether a leaf due for reason (as NodeDue says it)
+// must get a new key: it has none that fits, or a rotation was requested.
+func NewKeyNeeded(reason string) bool {
+	switch reason {
+	case "missing", "unreadable certificate", "key missing or not the certificate's", "rotation requested":
+		return true
+	}
+	return false
 }

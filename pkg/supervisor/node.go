@@ -34,6 +34,10 @@ type NodeRequest struct {
 	Name     string   `json:"name"`
 	Password string   `json:"password"` // the node's own secret, kept in <data-dir>/agent/node-password
 	IPs      []string `json:"ips"`
+	// PublicKeys, by certificate file name (kubelet-serving.crt, …), are
+	// PEM public keys to issue those certificates for: a renewing node
+	// keeps its private keys, and the answer has no key file for them.
+	PublicKeys map[string]string `json:"publicKeys,omitempty"`
 }
 
 // NodeResponse is what the agent gets back: PEM certificates and keys, and
@@ -85,6 +89,11 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		ips = append(ips, ip)
 	}
+	pubs, err := nodePublicKeys(req.PublicKeys)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	if err := s.checkNotServer(r.Context(), req.Name); err != nil {
 		writeCheckError(w, err, http.StatusForbidden)
 		return
@@ -104,7 +113,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(dir)
-	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips, Validity: s.cfg.CertValidity}); err != nil {
+	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips, Validity: s.cfg.CertValidity, PublicKeys: pubs}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
