@@ -38,6 +38,7 @@ func NewRenewer(node Config, apiserver string, log *slog.Logger) *certs.Renewer 
 		if err != nil || len(due) == 0 {
 			return nil, err
 		}
+		log.Info("node certificates due; asking the supervisor", "server", apiserver, "due", len(due))
 		// Every leaf keeps its key unless it needs a new one: the
 		// supervisor signs the public keys, and no key file changes.
 		keep := map[string]string{}

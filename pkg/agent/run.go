@@ -53,7 +53,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 		return err
 	}
 	m := component.NewManager(log)
-	m.Add(NewRenewer(node, lb.Address(), log)) // renews the node's certificates through the supervisor
+	m.Add(NewRenewer(node, LoadBalancerAddress, log)) // renews the node's certificates through the supervisor
 	m.Add(lb)
 	AddComponents(m, node, assets, log)
 	sd.Status("joined " + serverURL + "; starting the node")

@@ -58,6 +58,17 @@ func TestAgentCertificateRenewal(t *testing.T) {
 		t.Fatalf("kubelet of w on the wire: %v", err)
 	}
 	t.Logf("w's kubelet serves serial %x, not after %s", first.SerialNumber, first.NotAfter.Format(time.RFC3339))
+	defer func() {
+		if t.Failed() {
+			for _, n := range []*harness.Node{a, w} {
+				for l := range strings.SplitSeq(n.LogSinceStart(), "\n") {
+					if strings.Contains(l, "certificate") {
+						t.Logf("%s: %s", n.Name(), l)
+					}
+				}
+			}
+		}
+	}()
 	c.Step("w's kubelet serves a renewed certificate, w Ready after the first expired", func() {
 		var renewed *x509.Certificate
 		c.Eventually(4*time.Minute, "a renewed serving certificate on "+kubelet, func() error {
