@@ -89,11 +89,6 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		ips = append(ips, ip)
 	}
-	pubs, err := nodePublicKeys(req.PublicKeys)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
 	if err := s.checkNotServer(r.Context(), req.Name); err != nil {
 		writeCheckError(w, err, http.StatusForbidden)
 		return
@@ -113,6 +108,11 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(dir)
+	pubs, err := nodePublicKeys(req.PublicKeys)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips, Validity: s.cfg.CertValidity, PublicKeys: pubs}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
