@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -165,7 +166,7 @@ func TestRenewer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, RequestFileName)); !os.IsNotExist(err) {
 		t.Errorf("request left behind: %v", err)
 	}
-	events, err := kube.CoreV1().Events("default").List(ctx, metav1ListOptions())
+	events, err := kube.CoreV1().Events("default").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,8 +197,6 @@ func readNotAfter(t *testing.T, path string) time.Time {
 	return c[0].NotAfter
 }
 
-func metav1ListOptions() metav1.ListOptions { return metav1.ListOptions{} }
-
 func TestScaleClientRefresh(t *testing.T) {
 	defer func(d time.Duration) { transport.CertCallbackRefreshDuration = d }(transport.CertCallbackRefreshDuration)
 	now := time.Now()
@@ -209,5 +208,47 @@ func TestScaleClientRefresh(t *testing.T) {
 	scaleClientRefresh(append(year, Cert{NotBefore: now, NotAfter: now.Add(365 * time.Second)}))
 	if transport.CertCallbackRefreshDuration != 90*time.Second/4 {
 		t.Errorf("365 s leaves: %s, want a quarter of the 90 s window", transport.CertCallbackRefreshDuration)
+	}
+}
+
+// TestRenewerWarnings: a renewal that fails is a Warning, and so is each
+// certificate still in its renewal window afterwards; the Warnings are not
+// repeated at the next check.
+func TestRenewerWarnings(t *testing.T) {
+	dataDir := t.TempDir()
+	start := time.Now().Add(-19 * time.Second) // 20-second leaves, about to expire
+	b, err := pki.Generate(pki.Config{Dir: filepath.Join(dataDir, "server", "tls"), ServiceIP: net.ParseIP("10.43.0.1"), NodeName: "n1",
+		Validity: 20 * time.Second, Now: func() time.Time { return start }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := fake.NewClientset()
+	failing := func(context.Context, []string) ([]Issued, error) { return nil, errors.New("the CA key is unreadable") }
+	r := New(Config{Paths: Paths{DataDir: dataDir}, Node: "n1", Renew: failing,
+		Client: func() (kubernetes.Interface, error) { return kube, nil }})
+	for range 2 {
+		r.next = time.Time{} // check now
+		if err := r.pass(t.Context()); err == nil {
+			t.Fatal("pass did not report the failed renewal")
+		}
+	}
+	events, err := kube.CoreV1().Events("default").List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	apiserver := false
+	for _, e := range events.Items {
+		if e.Type != "Warning" || e.InvolvedObject.Name != "n1" {
+			t.Errorf("event %s %s on %s", e.Type, e.Reason, e.InvolvedObject.Name)
+		}
+		count[e.Reason]++
+		if e.Reason == ReasonExpiring && strings.Contains(e.Message, b.APIServerCert) && strings.Contains(e.Message, "not renewed") {
+			apiserver = true
+		}
+	}
+	// Two failures; 11 leaves in their window, warned once each.
+	if count[ReasonRenewFailed] != 2 || count[ReasonExpiring] != 11 || !apiserver {
+		t.Errorf("events %v (apiserver.crt warned: %v), want 2 %s and 11 %s", count, apiserver, ReasonRenewFailed, ReasonExpiring)
 	}
 }
