@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/kedge-io/kedge/pkg/flannel"
@@ -106,7 +108,16 @@ func writeNodeFiles(dir string, files map[string][]byte) (pki.NodeBundle, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return pki.NodeBundle{}, err
 	}
-	for name, data := range files {
+	// Each key just before its certificate (and a renewal's window in
+	// which they do not match as short as it gets).
+	names := slices.SortedFunc(maps.Keys(files), func(a, b string) int {
+		if c := strings.Compare(strings.TrimSuffix(a, filepath.Ext(a)), strings.TrimSuffix(b, filepath.Ext(b))); c != 0 {
+			return c
+		}
+		return strings.Compare(filepath.Ext(b), filepath.Ext(a)) // .key before .crt
+	})
+	for _, name := range names {
+		data := files[name]
 		if name != filepath.Base(name) || strings.HasPrefix(name, ".") {
 			return pki.NodeBundle{}, fmt.Errorf("join: the server sent a bad file name %q", name)
 		}

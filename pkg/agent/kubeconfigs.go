@@ -3,6 +3,9 @@ package agent
 import (
 	"path/filepath"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -20,10 +23,23 @@ func WriteKubeconfigs(cfg *Config, apiserver string) error {
 		cfg.KubeProxyKubeconfig: {nb.KubeProxyCert, nb.KubeProxyKey},
 		cfg.CoreDNSKubeconfig:   {nb.CoreDNSCert, nb.CoreDNSKey},
 	} {
-		o := pki.KubeconfigOptions{Server: apiserver, CAFile: nb.ServerCA, CertFile: cred[0], KeyFile: cred[1], User: "node"}
+		// The components read renewed certificates from the files.
+		o := pki.KubeconfigOptions{Server: apiserver, CAFile: nb.ServerCA, CertFile: cred[0], KeyFile: cred[1], User: "node", ReferenceFiles: true}
 		if err := pki.WriteKubeconfig(path, 0o600, o); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// kubeletClient returns a factory of API clients with the kubelet's
+// kubeconfig (WriteKubeconfigs wrote it).
+func kubeletClient(cfg Config) func() (kubernetes.Interface, error) {
+	return func() (kubernetes.Interface, error) {
+		rest, err := clientcmd.BuildConfigFromFlags("", cfg.KubeletKubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		return kubernetes.NewForConfig(rest)
+	}
 }

@@ -59,6 +59,7 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	node.NodeMetaApply = supervisorApply(lb.Address(), tok, node.DataDir, log)
 	m := component.NewManager(log)
+	m.Add(NewRenewer(node, LoadBalancerAddress, log)) // renews the node's certificates through the supervisor
 	m.Add(lb)
 	AddComponents(m, node, assets, log)
 	sd.Status("joined " + serverURL + "; starting the node")

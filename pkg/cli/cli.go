@@ -59,6 +59,7 @@ func Main(argv []string, exec time.Time) int {
 		newTokenCommand(),
 		newSecretsEncryptCommand(),
 		newCheckConfigCommand(),
+		newCertificateCommand(),
 		&cobra.Command{
 			Use:                "crictl",
 			Short:              "Run crictl against this node's containerd (data dir from $KEDGE_DATA_DIR, default /var/lib/kedge)",

@@ -63,6 +63,7 @@ type serverFlags struct {
 	secretsEncrypt bool
 	disableAgent   bool
 	debug          bool
+	certValidity   time.Duration // hidden: tests
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -103,6 +104,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.secretsEncrypt, "secrets-encryption", true, "encrypt Secrets at rest in etcd (a new cluster only; key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	fs.DurationVar(&f.certValidity, "cert-validity", 0, "validity of new leaf certificates (tests: renewal within seconds); 0: one year")
+	_ = fs.MarkHidden("cert-validity")
 }
 
 // serverConfig validates the flags and builds the server's configuration.
@@ -132,6 +135,10 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
+		CertValidity:          f.certValidity,
+	}
+	if f.certValidity != 0 && f.certValidity < 10*time.Second {
+		return c, fmt.Errorf("--cert-validity %s: must be 0 (one year) or at least 10s", f.certValidity)
 	}
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir: must not be empty")

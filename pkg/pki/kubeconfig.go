@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
@@ -29,6 +30,14 @@ type KubeconfigOptions struct {
 	// User is the user name in the file, e.g. "default". Empty means
 	// "default".
 	User string
+	// ReferenceFiles writes the paths of CAFile, CertFile and KeyFile into
+	// the kubeconfig instead of their content. client-go then reads the
+	// certificate and key again for new connections (at most once a
+	// second) and closes its connections when they changed (within five
+	// minutes): a renewed certificate is used without a restart. The
+	// in-process components' kubeconfigs use it; a kubeconfig handed to
+	// users embeds the data.
+	ReferenceFiles bool
 }
 
 // WriteKubeconfig writes a kubeconfig with cluster and context "default" to
@@ -66,12 +75,25 @@ func WriteKubeconfig(path string, mode os.FileMode, o KubeconfigOptions) error {
 			return err
 		}
 	}
+	cluster := &clientcmdapi.Cluster{Server: o.Server, CertificateAuthorityData: caData}
+	if o.ReferenceFiles {
+		if cluster.CertificateAuthority, err = filepath.Abs(o.CAFile); err != nil {
+			return fmt.Errorf("pki: kubeconfig %s: %w", path, err)
+		}
+		cluster.CertificateAuthorityData = nil
+		if o.CertFile != "" {
+			if auth.ClientCertificate, err = filepath.Abs(o.CertFile); err != nil {
+				return fmt.Errorf("pki: kubeconfig %s: %w", path, err)
+			}
+			if auth.ClientKey, err = filepath.Abs(o.KeyFile); err != nil {
+				return fmt.Errorf("pki: kubeconfig %s: %w", path, err)
+			}
+			auth.ClientCertificateData, auth.ClientKeyData = nil, nil
+		}
+	}
 
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[kubeconfigName] = &clientcmdapi.Cluster{
-		Server:                   o.Server,
-		CertificateAuthorityData: caData,
-	}
+	cfg.Clusters[kubeconfigName] = cluster
 	cfg.AuthInfos[user] = auth
 	cfg.Contexts[kubeconfigName] = &clientcmdapi.Context{Cluster: kubeconfigName, AuthInfo: user}
 	cfg.CurrentContext = kubeconfigName

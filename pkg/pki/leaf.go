@@ -2,6 +2,7 @@ package pki
 
 import (
 	"cmp"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -9,12 +10,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 )
 
 // leafSpec describes one leaf certificate and where it lives.
 type leafSpec struct {
+	service           string // the Service name `kedge certificate rotate --service` uses
 	certPath, keyPath string
 	ca                *authority
 	cn                string
@@ -23,85 +26,172 @@ type leafSpec struct {
 	sans              sanSet
 }
 
-// ensureLeaf keeps the leaf at s.certPath if it is still good, and issues a
-// new key and certificate otherwise.
-func ensureLeaf(s leafSpec, now time.Time) error {
-	keep, err := leafCurrent(s, now)
-	if err != nil || keep {
-		return err
-	}
-	return issueLeaf(s, now)
+// issuing says how leaves are issued and renewed in one Generate or
+// IssueNode call.
+type issuing struct {
+	now      time.Time
+	validity time.Duration   // of a new leaf
+	rotate   map[string]bool // services whose leaves are issued again regardless
+	onIssue  func(path, reason string)
+	// publicKeys, by certificate file name, are keys to sign for instead of
+	// key files: their private halves stay with their owner (an agent).
+	publicKeys map[string]crypto.PublicKey
 }
 
-// leafCurrent reports whether the existing leaf can be kept: both files
-// parse, the key matches, the subject and usages are the requested ones, the
-// certificate chains to the current CA, expires more than renewBefore from
-// now and carries every requested SAN. Missing or unparsable files mean
-// "issue again"; only other read errors are returned.
-func leafCurrent(s leafSpec, now time.Time) (bool, error) {
+// ensureLeaf keeps the leaf at s.certPath if it is still good, and issues a
+// new key and certificate otherwise.
+func ensureLeaf(s leafSpec, is issuing) error {
+	reason, err := leafReason(s, is.now)
+	if err != nil {
+		return err
+	}
+	if reason == "" && is.rotate[s.service] {
+		reason = "rotation requested"
+	}
+	if reason == "" {
+		return nil
+	}
+	if pub, ok := is.publicKeys[filepath.Base(s.certPath)]; ok {
+		// The key stays with its owner (an agent): only the certificate.
+		der, err := signLeaf(s, is.now, is.validity, pub)
+		if err != nil {
+			return err
+		}
+		if err := writeCert(s.certPath, der); err != nil {
+			return err
+		}
+		if is.onIssue != nil {
+			is.onIssue(s.certPath, reason)
+		}
+		return nil
+	}
+	// A leaf renewed for its age, SANs or CA keeps its key: the key file
+	// does not change, so a reader never sees a certificate and key that
+	// do not match. A missing or bad key, or a requested rotation, gets a
+	// new one.
+	key := keepKey(s, reason)
+	if err := issueLeaf(s, is.now, is.validity, key); err != nil {
+		return err
+	}
+	if is.onIssue != nil {
+		is.onIssue(s.certPath, reason)
+	}
+	return nil
+}
+
+// leafReason says why the existing leaf cannot be kept, or "" if it can:
+// both files parse, the key matches, the subject and usages are the
+// requested ones, the certificate chains to the current CA, is not yet in
+// its renewal window (RenewWindow) and carries every requested SAN. Only
+// read errors other than a missing file are returned as errors.
+func leafReason(s leafSpec, now time.Time) (string, error) {
 	certPEM, err := readOptional(s.certPath)
-	if err != nil || certPEM == nil {
-		return false, err
+	if err != nil {
+		return "", err
 	}
 	keyPEM, err := readOptional(s.keyPath)
-	if err != nil || keyPEM == nil {
-		return false, err
+	if err != nil {
+		return "", err
+	}
+	if certPEM == nil || keyPEM == nil {
+		return "missing", nil
 	}
 	cert, err := parseCert(certPEM)
 	if err != nil {
-		return false, nil
+		return "unreadable certificate", nil
 	}
 	key, err := parsePrivateKey(keyPEM)
 	if err != nil || !publicKeyMatches(cert, key) {
-		return false, nil
+		return "key missing or not the certificate's", nil
 	}
+	return certReason(cert, s, now), nil
+}
+
+// certReason is leafReason for a parsed certificate whose key matched.
+func certReason(cert *x509.Certificate, s leafSpec, now time.Time) string {
 	if cert.Subject.CommonName != s.cn || !slices.Equal(cert.Subject.Organization, s.orgs) {
-		return false, nil
+		return "subject changed"
 	}
 	if !slices.Equal(sortedUsages(cert.ExtKeyUsage), sortedUsages(s.usages)) {
-		return false, nil
+		return "key usages changed"
 	}
-	if cert.NotAfter.Sub(now) <= renewBefore {
-		return false, nil
+	if NeedsRenewal(cert, now) {
+		return "expires " + cert.NotAfter.UTC().Format(time.RFC3339)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(s.ca.cert)
 	opts := x509.VerifyOptions{Roots: roots, CurrentTime: now, KeyUsages: s.usages}
 	if _, err := cert.Verify(opts); err != nil {
-		return false, nil
+		return "not signed by the current CA"
 	}
-	return s.sans.coveredBy(cert.DNSNames, cert.IPAddresses), nil
+	if !s.sans.coveredBy(cert.DNSNames, cert.IPAddresses) {
+		return "SANs changed"
+	}
+	return ""
 }
 
-// issueLeaf generates a new key and a certificate signed by s.ca, valid for
-// leafValidity (never beyond the CA), and writes both.
-func issueLeaf(s leafSpec, now time.Time) error {
-	key, err := newECKey()
-	if err != nil {
-		return fmt.Errorf("pki: generate key for %s: %w", s.keyPath, err)
+// keepKey returns the leaf's existing key when a renewal for reason may
+// keep it, or nil.
+func keepKey(s leafSpec, reason string) crypto.Signer {
+	if NewKeyNeeded(reason) {
+		return nil
 	}
+	key, err := readKey(s.keyPath)
+	if err != nil {
+		return nil
+	}
+	return key
+}
+
+// issueLeaf signs a certificate with s.ca, valid for validity (never
+// beyond the CA), for key, or for a new key if key is nil, and writes the
+// key (if new) and the certificate.
+func issueLeaf(s leafSpec, now time.Time, validity time.Duration, key crypto.Signer) error {
+	newKey := key == nil
+	if newKey {
+		var err error
+		if key, err = newECKey(); err != nil {
+			return fmt.Errorf("pki: generate key for %s: %w", s.keyPath, err)
+		}
+	}
+	der, err := signLeaf(s, now, validity, key.Public())
+	if err != nil {
+		return err
+	}
+	// Key first: a crash before the certificate is written leaves a pair
+	// that does not match, which the next run issues again.
+	if newKey {
+		if err := writeKey(s.keyPath, key); err != nil {
+			return err
+		}
+	}
+	return writeCert(s.certPath, der)
+}
+
+// signLeaf returns the DER certificate of s for pub, signed by s.ca.
+func signLeaf(s leafSpec, now time.Time, validity time.Duration, pub crypto.PublicKey) ([]byte, error) {
 	serial, err := randomSerial()
 	if err != nil {
-		return fmt.Errorf("pki: serial for %s: %w", s.certPath, err)
+		return nil, fmt.Errorf("pki: serial for %s: %w", s.certPath, err)
 	}
-	skid, err := keyID(key.Public())
+	skid, err := keyID(pub)
 	if err != nil {
-		return fmt.Errorf("pki: key id for %s: %w", s.certPath, err)
+		return nil, fmt.Errorf("pki: key id for %s: %w", s.certPath, err)
 	}
 	akid := s.ca.cert.SubjectKeyId
 	if len(akid) == 0 {
 		if akid, err = keyID(s.ca.cert.PublicKey); err != nil {
-			return fmt.Errorf("pki: key id of %s: %w", s.ca.certPath, err)
+			return nil, fmt.Errorf("pki: key id of %s: %w", s.ca.certPath, err)
 		}
 	}
-	notAfter := now.Add(leafValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(s.ca.cert.NotAfter) {
 		notAfter = s.ca.cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: s.cn, Organization: s.orgs},
-		NotBefore:             now.Add(-clockSkew),
+		NotBefore:             now.Add(-skewFor(validity)),
 		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:           s.usages,
@@ -111,16 +201,11 @@ func issueLeaf(s leafSpec, now time.Time) error {
 		DNSNames:              s.sans.dns,
 		IPAddresses:           s.sans.ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca.cert, key.Public(), s.ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, s.ca.cert, pub, s.ca.key)
 	if err != nil {
-		return fmt.Errorf("pki: sign %s with %s: %w", s.certPath, s.ca.certPath, err)
+		return nil, fmt.Errorf("pki: sign %s with %s: %w", s.certPath, s.ca.certPath, err)
 	}
-	// Key first: a crash before the certificate is written leaves a pair
-	// that does not match, which the next run issues again.
-	if err := writeKey(s.keyPath, key); err != nil {
-		return err
-	}
-	return writeCert(s.certPath, der)
+	return der, nil
 }
 
 // readOptional reads path; a missing file yields nil data and no error.

@@ -1,7 +1,11 @@
 package pki
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +29,14 @@ type NodeConfig struct {
 	NodeIPs []net.IP
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Validity, Rotate and OnIssue are as in Config.
+	Validity time.Duration
+	Rotate   []string
+	OnIssue  func(certPath, reason string)
+	// PublicKeys, by certificate file name (kubelet-serving.crt, …), are
+	// keys to issue those certificates for: IssueNode writes no key file
+	// for them. An agent renewing keeps its keys this way (ParsePublicKey).
+	PublicKeys map[string]crypto.PublicKey
 }
 
 // NodeBundle holds the absolute paths of a node's certificates.
@@ -60,10 +72,12 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 	if err != nil {
 		return NodeBundle{}, fmt.Errorf("pki: resolve %s: %w", cfg.Dir, err)
 	}
-	now := time.Now()
-	if cfg.Now != nil {
-		now = cfg.Now()
+	is, err := newIssuing(cfg.Now, cfg.Validity, cfg.Rotate, cfg.OnIssue)
+	if err != nil {
+		return NodeBundle{}, err
 	}
+	is.publicKeys = cfg.PublicKeys
+	now := is.now
 	if err := mkdirPrivate(dir); err != nil {
 		return NodeBundle{}, err
 	}
@@ -81,6 +95,17 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 			return NodeBundle{}, err
 		}
 	}
+	leaves := nodeLeaves(b, cfg, serverCA, clientCA)
+	for _, l := range leaves {
+		if err := ensureLeaf(l, is); err != nil {
+			return NodeBundle{}, err
+		}
+	}
+	return b, nil
+}
+
+// nodeLeaves lists the leaves of a node.
+func nodeLeaves(b NodeBundle, cfg NodeConfig, serverCA, clientCA *authority) []leafSpec {
 	var serving sanSet
 	serving.addDNS(cfg.NodeName)
 	serving.addDNS("localhost")
@@ -89,18 +114,51 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 		serving.addIP(ip)
 	}
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	leaves := []leafSpec{
-		{b.KubeletClientCert, b.KubeletClientKey, clientCA, "system:node:" + cfg.NodeName, []string{"system:nodes"}, client, sanSet{}},
-		{b.KubeletServingCert, b.KubeletServingKey, serverCA, cfg.NodeName, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, serving},
-		{b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
-		{b.CoreDNSCert, b.CoreDNSKey, clientCA, "system:kedge-coredns", nil, client, sanSet{}},
+	return []leafSpec{
+		{"kubelet", b.KubeletClientCert, b.KubeletClientKey, clientCA, "system:node:" + cfg.NodeName, []string{"system:nodes"}, client, sanSet{}},
+		{"kubelet", b.KubeletServingCert, b.KubeletServingKey, serverCA, cfg.NodeName, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, serving},
+		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
+		{"coredns", b.CoreDNSCert, b.CoreDNSKey, clientCA, "system:kedge-coredns", nil, client, sanSet{}},
 	}
-	for _, l := range leaves {
-		if err := ensureLeaf(l, now); err != nil {
-			return NodeBundle{}, err
+}
+
+// NodeDue checks a node's certificates in b (as IssueNode or an agent's
+// join wrote them) without the CA keys, which an agent does not have, and
+// returns, for each leaf that IssueNode would issue again, its certificate
+// path and why: missing, in its renewal window, SANs changed (cfg.NodeIPs),
+// not signed by the CA in b, or its service in cfg.Rotate. An empty map
+// means nothing is due.
+func NodeDue(b NodeBundle, cfg NodeConfig) (map[string]string, error) {
+	is, err := newIssuing(cfg.Now, cfg.Validity, cfg.Rotate, nil)
+	if err != nil {
+		return nil, err
+	}
+	var cas [2]*authority
+	for i, path := range []string{b.ServerCA, b.ClientCA} {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("pki: read %s: %w", path, err)
+		}
+		cert, err := parseCert(data)
+		if err != nil {
+			return nil, fmt.Errorf("pki: parse %s: %w", path, err)
+		}
+		cas[i] = &authority{cert: cert, certPath: path}
+	}
+	due := map[string]string{}
+	for _, l := range nodeLeaves(b, cfg, cas[0], cas[1]) {
+		reason, err := leafReason(l, is.now)
+		if err != nil {
+			return nil, err
+		}
+		if reason == "" && is.rotate[l.service] {
+			reason = "rotation requested"
+		}
+		if reason != "" {
+			due[l.certPath] = reason
 		}
 	}
-	return b, nil
+	return due, nil
 }
 
 // NodeLayout returns the paths of a node's files in dir, as IssueNode
@@ -135,4 +193,40 @@ func copyIfChanged(src, dst string) error {
 		return nil
 	}
 	return WriteFileAtomic(dst, data, 0o644)
+}
+
+// ParsePublicKey parses a PEM public key (PKIX or PKCS#1), ECDSA or RSA.
+func ParsePublicKey(data []byte) (crypto.PublicKey, error) {
+	pub, err := parsePublicKey(data)
+	if err != nil {
+		return nil, err
+	}
+	switch pub.(type) {
+	case *ecdsa.PublicKey, *rsa.PublicKey:
+		return pub, nil
+	}
+	return nil, fmt.Errorf("unsupported public key type %T", pub)
+}
+
+// PublicKeyPEM returns the PEM PKIX public key of the private key at path.
+func PublicKeyPEM(path string) ([]byte, error) {
+	key, err := readKey(path)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("pki: encode the public key of %s: %w", path, err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// NewKeyNeeded reports whether a leaf due for reason (as NodeDue says it)
+// must get a new key: it has none that fits, or a rotation was requested.
+func NewKeyNeeded(reason string) bool {
+	switch reason {
+	case "missing", "unreadable certificate", "key missing or not the certificate's", "rotation requested":
+		return true
+	}
+	return false
 }

@@ -12,7 +12,6 @@ import (
 // Validity periods and the renewal threshold of generated certificates.
 const (
 	caValidityYears = 10
-	leafValidity    = 365 * 24 * time.Hour
 	clockSkew       = time.Hour
 	renewBefore     = 90 * 24 * time.Hour
 )
@@ -38,6 +37,15 @@ type Config struct {
 	NodeName string
 	// Now returns the current time; nil means time.Now. Tests use it.
 	Now func() time.Time
+	// Validity is how long a new leaf is valid; 0 means
+	// DefaultLeafValidity. A leaf is renewed in its RenewWindow.
+	Validity time.Duration
+	// Rotate names services (Services) whose leaves are issued again even
+	// if they are still good.
+	Rotate []string
+	// OnIssue, if set, is called after each leaf is issued, with its
+	// certificate's path and why it was issued.
+	OnIssue func(certPath, reason string)
 }
 
 // Bundle holds the absolute paths of everything Generate wrote.
@@ -155,8 +163,9 @@ func layout(dir string) Bundle {
 // match its certificate, Generate returns an error naming the file. The
 // service-account key is generated once and kept. An existing leaf
 // certificate is kept while it is signed by the current CA, matches its key,
-// has the expected subject and usages, covers every requested SAN and
-// expires more than 90 days from now; otherwise only that leaf is issued
+// has the expected subject and usages, covers every requested SAN and is
+// not in its renewal window (90 days for a one-year leaf, RenewWindow);
+// otherwise, or when its service is in cfg.Rotate, only that leaf is issued
 // again. Running Generate twice with the same Config changes no file.
 //
 // Every file is written atomically. Generate is not safe to run
@@ -175,10 +184,11 @@ func Generate(cfg Config) (Bundle, error) {
 	if err != nil {
 		return Bundle{}, fmt.Errorf("pki: resolve %s: %w", cfg.Dir, err)
 	}
-	now := time.Now()
-	if cfg.Now != nil {
-		now = cfg.Now()
+	is, err := newIssuing(cfg.Now, cfg.Validity, cfg.Rotate, cfg.OnIssue)
+	if err != nil {
+		return Bundle{}, err
 	}
+	now := is.now
 
 	b := layout(dir)
 	api, err := apiserverSANs(cfg)
@@ -218,20 +228,20 @@ func Generate(cfg Config) (Bundle, error) {
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	masters := []string{"system:masters"}
 	leaves := []leafSpec{
-		{b.APIServerCert, b.APIServerKey, serverCA, "kube-apiserver", nil, server, api},
-		{b.APIServerKubeletClientCert, b.APIServerKubeletClientKey, clientCA, "system:kube-apiserver", masters, client, sanSet{}},
-		{b.AdminCert, b.AdminKey, clientCA, "system:admin", masters, client, sanSet{}},
-		{b.ControllerManagerCert, b.ControllerManagerKey, clientCA, "system:kube-controller-manager", nil, client, sanSet{}},
-		{b.SchedulerCert, b.SchedulerKey, clientCA, "system:kube-scheduler", nil, client, sanSet{}},
-		{b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
-		{b.SupervisorCert, b.SupervisorKey, clientCA, "system:kedge-supervisor", masters, client, sanSet{}},
-		{b.ProxyClientCert, b.ProxyClientKey, requestHeaderCA, "system:auth-proxy", nil, client, sanSet{}},
-		{b.EtcdServerCert, b.EtcdServerKey, etcdServerCA, "etcd-server", nil, both, etcd},
-		{b.EtcdPeerCert, b.EtcdPeerKey, etcdPeerCA, "etcd-peer", nil, both, etcd},
-		{b.EtcdClientCert, b.EtcdClientKey, etcdServerCA, "etcd-client", nil, client, sanSet{}},
+		{"apiserver", b.APIServerCert, b.APIServerKey, serverCA, "kube-apiserver", nil, server, api},
+		{"apiserver", b.APIServerKubeletClientCert, b.APIServerKubeletClientKey, clientCA, "system:kube-apiserver", masters, client, sanSet{}},
+		{"admin", b.AdminCert, b.AdminKey, clientCA, "system:admin", masters, client, sanSet{}},
+		{"controller-manager", b.ControllerManagerCert, b.ControllerManagerKey, clientCA, "system:kube-controller-manager", nil, client, sanSet{}},
+		{"scheduler", b.SchedulerCert, b.SchedulerKey, clientCA, "system:kube-scheduler", nil, client, sanSet{}},
+		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
+		{"supervisor", b.SupervisorCert, b.SupervisorKey, clientCA, "system:kedge-supervisor", masters, client, sanSet{}},
+		{"auth-proxy", b.ProxyClientCert, b.ProxyClientKey, requestHeaderCA, "system:auth-proxy", nil, client, sanSet{}},
+		{"etcd", b.EtcdServerCert, b.EtcdServerKey, etcdServerCA, "etcd-server", nil, both, etcd},
+		{"etcd", b.EtcdPeerCert, b.EtcdPeerKey, etcdPeerCA, "etcd-peer", nil, both, etcd},
+		{"etcd", b.EtcdClientCert, b.EtcdClientKey, etcdServerCA, "etcd-client", nil, client, sanSet{}},
 	}
 	for _, l := range leaves {
-		if err := ensureLeaf(l, now); err != nil {
+		if err := ensureLeaf(l, is); err != nil {
 			return Bundle{}, err
 		}
 	}

@@ -76,6 +76,9 @@ type Config struct {
 	// SecretsEncryption is --secrets-encryption: a new cluster encrypts
 	// Secrets at rest (default true).
 	SecretsEncryption bool
+	// CertValidity is the hidden --cert-validity: how long new leaf
+	// certificates are valid (tests renew within seconds); 0: one year.
+	CertValidity time.Duration
 
 	DisableAgent bool
 	Debug        bool

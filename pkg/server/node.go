@@ -32,11 +32,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
 	}
-	nb, err := pki.IssueNode(certs, pki.NodeConfig{
-		Dir:      filepath.Join(node.Dir(), "tls"),
-		NodeName: cfg.NodeName,
-		NodeIPs:  []net.IP{cfg.NodeIP},
-	})
+	nb, err := pki.IssueNode(certs, nodePKI(cfg))
 	if err != nil {
 		return node, err
 	}
@@ -50,4 +46,14 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		return node, err
 	}
 	return node, nil
+}
+
+// nodePKI says which certificates the server's own node needs.
+func nodePKI(cfg Config) pki.NodeConfig {
+	return pki.NodeConfig{
+		Dir:      filepath.Join(agent.Config{DataDir: cfg.DataDir}.Dir(), "tls"),
+		NodeName: cfg.NodeName,
+		NodeIPs:  []net.IP{cfg.NodeIP},
+		Validity: cfg.CertValidity,
+	}
 }

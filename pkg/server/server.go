@@ -70,22 +70,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	certs, err := pki.Generate(pki.Config{
+	pkiCfg := pki.Config{
 		Dir:           cfg.tlsDir(),
 		ClusterDomain: cfg.ClusterDomain,
 		ServiceIP:     FirstServiceIP(cfg.ServiceCIDR),
 		SANs:          sans(cfg),
 		NodeName:      cfg.NodeName,
-	})
+		Validity:      cfg.CertValidity,
+	}
+	certs, err := pki.Generate(pkiCfg)
 	if err != nil {
 		return err
 	}
 	local := "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.HTTPSPort))
 	kubeconfigs := map[string]pki.KubeconfigOptions{
-		"admin.kubeconfig":      {Server: local, CAFile: certs.ServerCA, CertFile: certs.AdminCert, KeyFile: certs.AdminKey, User: "admin"},
-		"controller.kubeconfig": {Server: local, CAFile: certs.ServerCA, CertFile: certs.ControllerManagerCert, KeyFile: certs.ControllerManagerKey, User: "controller-manager"},
-		"scheduler.kubeconfig":  {Server: local, CAFile: certs.ServerCA, CertFile: certs.SchedulerCert, KeyFile: certs.SchedulerKey, User: "scheduler"},
+		"admin.kubeconfig":      {Server: local, CAFile: certs.ServerCA, CertFile: certs.AdminCert, KeyFile: certs.AdminKey, User: "admin", ReferenceFiles: true},
+		"controller.kubeconfig": {Server: local, CAFile: certs.ServerCA, CertFile: certs.ControllerManagerCert, KeyFile: certs.ControllerManagerKey, User: "controller-manager", ReferenceFiles: true},
+		"scheduler.kubeconfig":  {Server: local, CAFile: certs.ServerCA, CertFile: certs.SchedulerCert, KeyFile: certs.SchedulerKey, User: "scheduler", ReferenceFiles: true},
 	}
+	userKubeconfig := kubeconfigs["admin.kubeconfig"]
+	userKubeconfig.ReferenceFiles = false // --write-kubeconfig's copy embeds the data
 	for name, o := range kubeconfigs {
 		if err := pki.WriteKubeconfig(filepath.Join(cfg.credDir(), name), 0o600, o); err != nil {
 			return err
@@ -120,9 +124,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Disabled:       cfg.Disable,
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
-		Settings:  settings(cfg),
-		NewEtcd:   func() (supervisor.EtcdMembers, error) { return etcdClient() },
-		NewClient: newAdminClient(adminKubeconfig),
+		Settings:     settings(cfg),
+		CertValidity: cfg.CertValidity,
+		NewEtcd:      func() (supervisor.EtcdMembers, error) { return etcdClient() },
+		NewClient:    newAdminClient(adminKubeconfig),
 
 		ServerSecret:         tokenSync.Current,
 		EncryptionConfigFile: encryptionConfig,
@@ -161,6 +166,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	wrap := func(h http.Handler) http.Handler { return sup.Wrap(guard.Filter(h)) }
 	m := component.NewManager(log)
+	m.Add(certRenewer(cfg, pkiCfg, userKubeconfig, log)) // renews certificates while kedge runs
 	m.Add(etcd.New(etcdCfg))
 	if cfg.EtcdMinFree > 0 {
 		m.Add(guard)
@@ -183,7 +189,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 		EncryptionConfig: encryptionConfig, // Secrets encrypted at rest
 	}))
-	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: kubeconfigs["admin.kubeconfig"]})
+	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: userKubeconfig})
 	m.Add(tokenSync) // the server token, as `kedge token rotate` sets it
 	m.Add(controllermanager.New(controllermanager.Config{
 		Kubeconfig:  filepath.Join(cfg.credDir(), "controller.kubeconfig"),

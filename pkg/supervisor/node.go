@@ -25,7 +25,10 @@ import (
 )
 
 // NodePath is where an agent asks for its certificates and the cluster's
-// settings (POST, basic auth "node" with the token's secret).
+// settings (POST, basic auth "node" with the token's secret). A node that
+// joined renews its certificates there with its kubelet client certificate
+// (CN=system:node:<name>) instead of the token, so that a changed token
+// does not stop renewals.
 const NodePath = "/v1-kedge/node"
 
 // NodeRequest is what a joining agent sends.
@@ -33,6 +36,10 @@ type NodeRequest struct {
 	Name     string   `json:"name"`
 	Password string   `json:"password"` // the node's own secret, kept in <data-dir>/agent/node-password
 	IPs      []string `json:"ips"`
+	// PublicKeys, by certificate file name (kubelet-serving.crt, …), are
+	// PEM public keys to issue those certificates for: a renewing node
+	// keeps its private keys, and the answer has no key file for them.
+	PublicKeys map[string]string `json:"publicKeys,omitempty"`
 }
 
 // NodeResponse is what the agent gets back: PEM certificates and keys, and
@@ -101,7 +108,12 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer os.RemoveAll(dir)
-	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips}); err != nil {
+	pubs, err := nodePublicKeys(req.PublicKeys)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if _, err := pki.IssueNode(s.cfg.CA, pki.NodeConfig{Dir: dir, NodeName: req.Name, NodeIPs: ips, Validity: s.cfg.CertValidity, PublicKeys: pubs}); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -271,8 +283,8 @@ func (s *Supervisor) nodeFromCert(r *http.Request) string {
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		return ""
 	}
-	name, ok := strings.CutPrefix(leaf.Subject.CommonName, "system:node:")
-	if !ok || name == "" || !slices.Contains(leaf.Subject.Organization, "system:nodes") {
+	name, ok := strings.CutPrefix(leaf.Subject.CommonName, NodeUserPrefix)
+	if !ok || name == "" || !slices.Contains(leaf.Subject.Organization, NodesGroup) {
 		return ""
 	}
 	return name

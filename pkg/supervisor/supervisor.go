@@ -66,6 +66,8 @@ type Config struct {
 	EncryptionConfigFile string
 	// Encryption, if set, serves EncryptionPath (see package secretsencrypt).
 	Encryption http.Handler
+	// CertValidity is how long node certificates are valid; 0: one year.
+	CertValidity time.Duration
 }
 
 // EncryptionPath is where Config.Encryption is served.

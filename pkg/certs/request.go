@@ -1,0 +1,115 @@
+package certs
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/kedge-io/kedge/pkg/pki"
+)
+
+// Files of a rotation request, under the data dir.
+const (
+	// RequestFileName is where `kedge certificate rotate` leaves its
+	// request for the running kedge (JSON Request, 0600).
+	RequestFileName = "certificate-rotate.json"
+	// ResultFileName is where the running kedge answers it (JSON Result).
+	ResultFileName = "certificate-rotate.result.json"
+)
+
+// Request asks the running kedge to issue the leaves of Services again
+// (empty: every service).
+type Request struct {
+	ID       string   `json:"id"`
+	Services []string `json:"services,omitempty"`
+}
+
+// Result is the running kedge's answer to the Request with the same ID.
+type Result struct {
+	ID     string   `json:"id"`
+	Issued []Issued `json:"issued"`
+	Error  string   `json:"error,omitempty"`
+}
+
+// Issued is one leaf issued again: its certificate file and why.
+type Issued struct {
+	File   string `json:"file"`
+	Reason string `json:"reason"`
+}
+
+// WriteRequest leaves a request for services in dataDir and returns it.
+func WriteRequest(dataDir string, services []string) (Request, error) {
+	if err := pki.CheckServices(services); err != nil {
+		return Request{}, fmt.Errorf("--service: %w", err)
+	}
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return Request{}, err
+	}
+	r := Request{ID: hex.EncodeToString(id), Services: services}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return r, err
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "server")); err != nil {
+		if _, err2 := os.Stat(filepath.Join(dataDir, "agent")); err2 != nil {
+			return r, fmt.Errorf("--data-dir %s holds no kedge server or agent state: %w", dataDir, err)
+		}
+	}
+	return r, pki.WriteFileAtomic(filepath.Join(dataDir, RequestFileName), data, 0o600)
+}
+
+// ReadResult returns the answer to the request with id, or nil while
+// there is none.
+func ReadResult(dataDir, id string) (*Result, error) {
+	data, err := os.ReadFile(filepath.Join(dataDir, ResultFileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil || r.ID != id {
+		return nil, nil //nolint:nilerr // an older or half-written answer: not ours yet
+	}
+	return &r, nil
+}
+
+// takeRequest reads and removes a pending request; nil if there is none.
+func takeRequest(dataDir string) (*Request, error) {
+	path := filepath.Join(dataDir, RequestFileName)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Request
+	jerr := json.Unmarshal(data, &r)
+	if err := os.Remove(path); err != nil {
+		return nil, err
+	}
+	if jerr != nil {
+		return nil, fmt.Errorf("%s: %w", path, jerr)
+	}
+	if err := pki.CheckServices(r.Services); err != nil {
+		return &r, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// writeResult answers a request.
+func writeResult(dataDir string, r Result) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return pki.WriteFileAtomic(filepath.Join(dataDir, ResultFileName), data, 0o600)
+}
