@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,11 +60,19 @@ func TestCPUTicksGrowWithWork(t *testing.T) {
 	if err != nil {
 		t.Skip("no procfs:", err)
 	}
-	// Burn ~300 ms of CPU: at least a few ticks must show.
-	end := time.Now().Add(300 * time.Millisecond)
+	// Burn 300 ms of CPU time (not of wall time: on a loaded machine the
+	// test may get a fraction of a core): at least 10 of the 30 ticks must show.
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	end := cpu() + 300*time.Millisecond
 	x := 0
-	for time.Now().Before(end) {
-		x++
+	for cpu() < end {
+		for i := 0; i < 100000; i++ {
+			x++
+		}
 	}
 	after, err := procfs.Stat(os.Getpid())
 	if err != nil {
