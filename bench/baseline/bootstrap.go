@@ -24,7 +24,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/containerd"
 	"github.com/kedge-io/kedge/pkg/coredns"
 	"github.com/kedge-io/kedge/pkg/flannel"
-	"github.com/kedge-io/kedge/pkg/kubelet"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 )
 
 // poll calls f every interval until it returns true or an error, or ctx ends.
@@ -200,7 +200,7 @@ func waitPodCIDR(ctx context.Context, kubeconfig, name string) error {
 // labelNode sets the labels the kubelet may not set on its own Node once it
 // is registered, with the admin's credentials, as kedge does.
 func labelNode(ctx context.Context, adminKubeconfig, name string, labels map[string]string) error {
-	_, restricted := kubelet.SplitNodeLabels(labels)
+	_, restricted := nodemeta.SplitLabels(labels)
 	if len(restricted) == 0 {
 		return nil
 	}

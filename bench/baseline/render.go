@@ -24,6 +24,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
+	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
 )
@@ -242,7 +243,7 @@ func kubeletFiles(n node, configPath string) ([]byte, []string, error) {
 // selfLabels keeps the labels the kubelet may set on its own Node; the
 // others are set through the API (bootstrap), as kedge does.
 func selfLabels(labels map[string]string) map[string]string {
-	self, _ := kubelet.SplitNodeLabels(labels)
+	self, _ := nodemeta.SplitLabels(labels)
 	return self
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,9 +240,11 @@ func zombie(pid int) bool {
 
 // unmountUnder lazily unmounts every mount point below one of roots,
 // deepest first, and returns how many it unmounted. A root that is a mount
-// point itself stays mounted: /var/lib/kedge on a partition of its own is
-// the machine's, not kedge's (unmounting it would make the next start
-// write into the directory underneath).
+// point itself is unmounted only when it is a bind mount of itself (the
+// kubelet makes /var/lib/kubelet one, for mount propagation):
+// /var/lib/kedge on a partition of its own, or bound from elsewhere, is the
+// machine's, not kedge's (unmounting it would make the next start write
+// into the directory underneath).
 func unmountUnder(roots []string) (int, error) {
 	var clean []string
 	for _, r := range roots {
@@ -250,7 +253,7 @@ func unmountUnder(roots []string) (int, error) {
 		}
 	}
 	mounts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
-		return !below(m.Mountpoint, clean), false
+		return !below(m.Mountpoint, clean) && !(slices.Contains(clean, m.Mountpoint) && selfBind(m)), false
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read mounts: %w", err)
@@ -309,6 +312,13 @@ func FilterRules(save string) string {
 		}
 	}
 	return b.String()
+}
+
+// selfBind reports whether m shows its file system at the path it is
+// mounted on: a directory bound onto itself (on the root file system, or on
+// a partition mounted above it).
+func selfBind(m *mountinfo.Info) bool {
+	return m.Root != "/" && strings.HasSuffix(m.Mountpoint, m.Root)
 }
 
 // below reports whether path is strictly below one of roots (cleaned).

@@ -1,6 +1,10 @@
 package killall
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+)
 
 func TestFilterRules(t *testing.T) {
 	in := `*nat
@@ -79,5 +83,21 @@ func TestBelow(t *testing.T) {
 	}
 	if !below("/anything", roots[2:]) || below("/", roots[2:]) {
 		t.Error("root /")
+	}
+}
+
+func TestSelfBind(t *testing.T) {
+	for _, tc := range []struct {
+		root, mountpoint string
+		want             bool
+	}{
+		{"/var/lib/kubelet", "/var/lib/kubelet", true}, // the kubelet's bind onto itself
+		{"/lib/kubelet", "/var/lib/kubelet", true},     // the same, /var a partition
+		{"/", "/var/lib/kedge", false},                 // a partition of its own
+		{"/tmp/e2e/a/data", "/var/lib/kedge", false},   // bound from elsewhere
+	} {
+		if got := selfBind(&mountinfo.Info{Root: tc.root, Mountpoint: tc.mountpoint}); got != tc.want {
+			t.Errorf("selfBind(root %s at %s) = %v, want %v", tc.root, tc.mountpoint, got, tc.want)
+		}
 	}
 }

@@ -68,6 +68,8 @@ var alwaysNoise = []string{
 	// local), simple auth tokens (etcd auth is off; clients use certificates).
 	"Running http and grpc server on single port.",
 	"simple token is not cryptographically signed",
+	// CoreDNS's informers, one line each; CoreDNS's readiness says it.
+	"plugin/kubernetes: Caches are synced",
 }
 
 // quietHandler demotes the noise above to debug level.

@@ -66,7 +66,7 @@ func (s *Syncer) Start(ctx context.Context) error {
 			err := s.cfg.Apply(ctx, s.cfg.NodeName, s.cfg.Spec)
 			switch {
 			case err == nil:
-				log.Info("node labels and taints in sync", "node", s.cfg.NodeName, "labels", len(s.cfg.Spec.Labels), "taints", len(s.cfg.Spec.Taints))
+				log.Debug("node labels and taints in sync", "node", s.cfg.NodeName, "labels", len(s.cfg.Spec.Labels), "taints", len(s.cfg.Spec.Taints))
 				<-ctx.Done()
 				return nil
 			case s.cfg.Permanent != nil && s.cfg.Permanent(err):

@@ -141,7 +141,11 @@ func (a *allocator) run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), svcInformer.Informer().HasSynced, nodeInformer.Informer().HasSynced) {
 		return ctx.Err()
 	}
-	a.log.Info("allocating LoadBalancer addresses", "pools", fmt.Sprint(a.cfg.Pools))
+	if len(a.cfg.Pools) > 0 {
+		a.log.Info("allocating LoadBalancer addresses", "pools", fmt.Sprint(a.cfg.Pools))
+	} else {
+		a.log.Debug("LoadBalancer Services get the nodes' addresses (no --service-lb-pool)")
+	}
 	go func() {
 		<-ctx.Done()
 		a.queue.ShutDown()
