@@ -106,5 +106,22 @@ install-check:
 
 .PHONY: release install-test install-check
 
+## image: the node image kedge-node:<version> (and :latest) from package/Dockerfile with docker:
+## $(BIN) (make build; IMAGE_BIN=dist/kedge-amd64 for the static release binary) and iptables,
+## nft, mount taken from IMAGE_BASE (a Debian image, default debian:bookworm-slim); docs/node-image.md
+IMAGE      ?= kedge-node
+IMAGE_BIN  ?= $(BIN)
+IMAGE_BASE ?= debian:bookworm-slim
+image: $(if $(filter $(BIN),$(IMAGE_BIN)),build)
+	IMAGE=$(IMAGE) KEDGE_BIN=$(IMAGE_BIN) IMAGE_BASE=$(IMAGE_BASE) IMAGE_BUILD_FLAGS='$(IMAGE_BUILD_FLAGS)' scripts/image.sh
+
+## image-test: builds the image with a dockerd of its own (no host firewall changes) and runs a
+## server and an agent container that join and run a pod each (root, ~3 min, not part of make test;
+## holds /tmp/kedge-e2e.lock while its dockerd runs)
+image-test: build
+	KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./tests/image/
+
+.PHONY: image image-test
+
 clean:
 	rm -rf bin

@@ -1,0 +1,348 @@
+// Package image tests the kedge node image (package/Dockerfile) with
+// Debian's docker.io engine: it builds the image, runs a server container
+// and an agent container that joins it on one docker network, runs a pod on
+// each node and checks the traffic between them, restarts the server on its
+// volume, and removes everything. Run with `make image-test` (root; it
+// holds /tmp/kedge-e2e.lock while its dockerd runs).
+package image
+
+import (
+	"archive/tar"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kedge-io/kedge/tests/testimage"
+)
+
+// NodeFlags are the docker run flags a kedge node container needs without
+// --privileged (docs/node-image.md says why each one is there).
+var NodeFlags = []string{
+	"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+	"--security-opt", "systempaths=unconfined",
+	"--cgroupns", "private",
+	"--device", "/dev/kmsg",
+	"--tmpfs", "/run",
+	"--init",
+}
+
+// imageName is what the test tags its image.
+const imageName = "kedge-node:test"
+
+func TestNodeImage(t *testing.T) {
+	bin := os.Getenv("KEDGE_BIN")
+	if bin == "" {
+		t.Skip("KEDGE_BIN is not set (make image-test sets it)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (dockerd)")
+	}
+	for _, p := range []string{"dockerd", "docker"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Skipf("%s not found (Debian: apt-get install docker.io)", p)
+		}
+	}
+	forward, ipForward := hostNetState(t)
+	base, err := ensureBase()
+	if err != nil {
+		t.Fatal(err)
+	}
+	webapp := testimage.Build(t)
+
+	d := startDaemon(t)
+	if err := d.importBase(base); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	build := exec.Command("scripts/image.sh")
+	build.Dir = repoRoot(t)
+	build.Env = append(d.env(), "KEDGE_BIN="+bin, "IMAGE=kedge-node", "IMAGE_TAG=test",
+		"IMAGE_BASE="+BaseImage, "IMAGE_BUILD_FLAGS=--network host")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/image.sh: %v\n%s", err, tail(string(out), 30))
+	}
+	size := d.must("image", "inspect", "-f", "{{.Size}}", imageName)
+	t.Logf("built %s in %s: %s bytes", imageName, time.Since(began).Round(time.Second), size)
+	checkContents(t, d)
+
+	network := filepath.Base(d.dir)
+	d.must("network", "create", network)
+	data := map[string]string{}
+	for _, n := range []string{"ks", "ka"} {
+		data[n] = filepath.Join(d.dir, n)
+		testimage.Drop(t, data[n], webapp)
+	}
+
+	began = time.Now()
+	runNode(t, d, network, "ks", data["ks"], nil, "server")
+	waitReady(t, d, "ks", "ks", 3*time.Minute)
+	t.Logf("server container: node ks Ready %s after docker run", time.Since(began).Round(100*time.Millisecond))
+	serverIP := d.must("inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", "ks")
+	token, err := os.ReadFile(filepath.Join(data["ks"], "server", "agent-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	began = time.Now()
+	// The token reaches the agent through the docker client's environment
+	// (-e KEDGE_TOKEN with no value), never through an argv.
+	runNode(t, d, network, "ka", data["ka"],
+		[]string{"KEDGE_URL=https://" + serverIP + ":6443", "KEDGE_TOKEN=" + strings.TrimSpace(string(token))}, "agent")
+	waitReady(t, d, "ks", "ka", 3*time.Minute)
+	t.Logf("agent container: node ka Ready %s after docker run", time.Since(began).Round(100*time.Millisecond))
+
+	kubectl := func(args ...string) (string, error) {
+		return d.docker(append([]string{"exec", "ks", "kubectl"}, args...)...)
+	}
+	for _, n := range []string{"ks", "ka"} {
+		overrides := fmt.Sprintf(`{"spec":{"nodeName":%q}}`, n)
+		if _, err := kubectl("run", "web-"+n, "--image="+testimage.Name, "--image-pull-policy=Never",
+			"--port=8080", "--overrides="+overrides); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPods(t, kubectl, 3*time.Minute, "web-ks", "web-ka")
+	ips := map[string]string{}
+	for _, n := range []string{"ks", "ka"} {
+		ips[n], _ = kubectl("get", "pod", "web-"+n, "-o", "jsonpath={.status.podIP}")
+	}
+	// Pod to pod across the two containers: flannel's VXLAN between them.
+	for from, to := range map[string]string{"ks": "ka", "ka": "ks"} {
+		eventually(t, time.Minute, "web-"+from+" → web-"+to, func() error {
+			out, err := kubectl("exec", "web-"+from, "--", "/webapp", "get", "http://"+ips[to]+":8080/")
+			if err != nil || !strings.HasPrefix(out, "hello from web-"+to) {
+				return fmt.Errorf("%q, %v", out, err)
+			}
+			return nil
+		})
+	}
+	t.Logf("pods web-ks (%s) and web-ka (%s) Running, reachable from each other", ips["ks"], ips["ka"])
+
+	// The server's state is in its volume: a restarted container is the
+	// same node, with its pod.
+	began = time.Now()
+	d.must("restart", "ks")
+	waitReady(t, d, "ks", "ks", 3*time.Minute)
+	t.Logf("server container restarted: node ks Ready again %s after docker restart", time.Since(began).Round(100*time.Millisecond))
+	waitPods(t, kubectl, 3*time.Minute, "web-ks", "web-ka")
+
+	// Deleted pods leave no zombie shims: docker-init (--init) reaps them.
+	if _, err := kubectl("delete", "pod", "web-ks", "web-ka", "--wait"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"ks", "ka"} {
+		checkNoZombies(t, d, n)
+	}
+
+	// A container without a piece the node needs stops at once, naming the
+	// docker option that adds it; one without --init warns.
+	for _, tc := range []struct{ name, drop, want string }{
+		{"kx-kmsg", "/dev/kmsg", "docker run --device /dev/kmsg"},
+		{"kx-procsys", "systempaths=unconfined", "docker run --security-opt systempaths=unconfined"},
+		{"kx-init", "--init", "run an init in front of kedge (docker run --init)"},
+	} {
+		checkWithout(t, d, network, tc.name, tc.drop, tc.want)
+	}
+
+	logs := d.logs("ks", 100000)
+	t.Logf("server container log: %d lines (%d ERROR) over both runs", strings.Count(logs, "\n"), strings.Count(logs, "level=ERROR"))
+	if f, ipf := hostNetState(t); f != forward || ipf != ipForward {
+		t.Errorf("the host's network state changed: FORWARD %q → %q, ip_forward %q → %q", forward, f, ipForward, ipf)
+	}
+}
+
+// runNode starts a node container named name (also its hostname) with data
+// as its /var/lib/kedge.
+func runNode(t *testing.T, d *daemon, network, name, data string, env []string, args ...string) {
+	t.Helper()
+	run := []string{"run", "-d", "--name", name, "--hostname", name, "--network", network}
+	run = append(run, NodeFlags...)
+	for _, e := range env {
+		run = append(run, "-e", strings.SplitN(e, "=", 2)[0])
+	}
+	run = append(run, "-v", data+":/var/lib/kedge", imageName)
+	if _, err := d.dockerEnv(env, append(run, args...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkWithout runs a server container with one of NodeFlags (and the
+// word before it) left out and waits for its log to say want.
+func checkWithout(t *testing.T, d *daemon, network, name, drop, want string) {
+	t.Helper()
+	run := []string{"run", "-d", "--name", name, "--hostname", name, "--network", network}
+	for i := 0; i < len(NodeFlags); i++ {
+		switch {
+		case NodeFlags[i] == drop:
+		case i+1 < len(NodeFlags) && NodeFlags[i+1] == drop:
+			i++
+		default:
+			run = append(run, NodeFlags[i])
+		}
+	}
+	run = append(run, "-v", filepath.Join(d.dir, name)+":/var/lib/kedge", imageName, "server")
+	d.must(run...)
+	eventually(t, 2*time.Minute, name+" (without "+drop+") says "+want, func() error {
+		if logs := d.logs(name, 200); !strings.Contains(logs, want) {
+			return fmt.Errorf("not in its log yet:\n%s", tail(logs, 5))
+		}
+		return nil
+	})
+	d.must("rm", "-f", "-v", name)
+	t.Logf("without %s: %q", drop, want)
+}
+
+// waitReady waits until node is Ready, asked in container server; it fails
+// at once, with the container's log, if container node exits.
+func waitReady(t *testing.T, d *daemon, server, node string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, _ := d.docker("exec", server, "kubectl", "get", "node", node, "-o",
+			`jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if st == "True" {
+			return
+		}
+		running, _ := d.docker("inspect", "-f", "{{.State.Running}}", node)
+		if running == "false" || time.Now().After(deadline) {
+			t.Fatalf("node %s not Ready (running: %s):\n%s", node, running, d.logs(node, 40))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// waitPods waits until the pods are Running.
+func waitPods(t *testing.T, kubectl func(...string) (string, error), timeout time.Duration, pods ...string) {
+	t.Helper()
+	for _, p := range pods {
+		eventually(t, timeout, "pod "+p+" Running", func() error {
+			phase, err := kubectl("get", "pod", p, "-o", "jsonpath={.status.phase}")
+			if phase != "Running" {
+				return fmt.Errorf("phase %q, %v", phase, err)
+			}
+			return nil
+		})
+	}
+}
+
+// eventually retries f until it succeeds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, timeout, err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// checkContents reads the image's file system: kedge and the programs it
+// runs are there, no shell or package manager is.
+func checkContents(t *testing.T, d *daemon) {
+	t.Helper()
+	id := d.must("create", imageName)
+	defer d.docker("rm", id)
+	cmd := exec.Command("docker", "export", id)
+	cmd.Env = d.env()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{}
+	tr := tar.NewReader(out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[strings.TrimSuffix(h.Name, "/")] = true
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"usr/bin/kedge", "usr/bin/kubectl", "usr/sbin/iptables", "usr/sbin/iptables-restore",
+		"usr/sbin/xtables-nft-multi", "usr/sbin/nft", "usr/bin/mount", "etc/ssl/certs/ca-certificates.crt", "tmp"} {
+		if !files[f] {
+			t.Errorf("image has no /%s", f)
+		}
+	}
+	for _, f := range []string{"usr/bin/sh", "usr/bin/bash", "usr/bin/apt-get", "usr/bin/dpkg"} {
+		if files[f] {
+			t.Errorf("image has /%s: it should hold only kedge and what kedge runs", f)
+		}
+	}
+	t.Logf("image file system: %d entries", len(files))
+}
+
+// checkNoZombies fails if a process in container name's PID namespace is a
+// zombie (a containerd shim that nobody reaped).
+func checkNoZombies(t *testing.T, d *daemon, name string) {
+	t.Helper()
+	pid := d.must("inspect", "-f", "{{.State.Pid}}", name)
+	ns, err := os.Readlink("/proc/" + pid + "/ns/pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, name+": no zombie processes", func() error {
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		var zombies []string
+		for _, p := range procs {
+			if l, _ := os.Readlink(p + "/ns/pid"); l != ns {
+				continue
+			}
+			stat, err := os.ReadFile(p + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ...: comm may hold spaces, the state follows the last ')'.
+			s := string(stat)
+			if i := strings.LastIndexByte(s, ')'); i > 0 && strings.HasPrefix(s[i+1:], " Z") {
+				zombies = append(zombies, s[:i+1])
+			}
+		}
+		if len(zombies) > 0 {
+			return fmt.Errorf("zombies: %s", strings.Join(zombies, ", "))
+		}
+		return nil
+	})
+}
+
+// hostNetState is the host's FORWARD policy and net.ipv4.ip_forward, which
+// the test's dockerd must leave alone.
+func hostNetState(t *testing.T) (forward, ipForward string) {
+	t.Helper()
+	out, err := exec.Command("iptables", "-S", "FORWARD").Output()
+	if err != nil {
+		t.Fatalf("iptables -S FORWARD: %v", err)
+	}
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.SplitN(string(out), "\n", 2)[0], strings.TrimSpace(string(b))
+}
+
+// repoRoot is the repository's top directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, self, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(self), "..", "..")
+}
