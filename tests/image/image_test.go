@@ -173,18 +173,17 @@ func runNode(t *testing.T, d *daemon, network, name, data string, env []string, 
 	}
 }
 
-// checkWithout runs a server container with one of NodeFlags (and the
-// word before it) left out and waits for its log to say want.
+// checkWithout runs a server container with one of NodeFlags left out (a
+// flag's value with its flag) and waits for its log to say want.
 func checkWithout(t *testing.T, d *daemon, network, name, drop, want string) {
 	t.Helper()
 	run := []string{"run", "-d", "--name", name, "--hostname", name, "--network", network}
-	for i := 0; i < len(NodeFlags); i++ {
+	for _, f := range NodeFlags {
 		switch {
-		case NodeFlags[i] == drop:
-		case i+1 < len(NodeFlags) && NodeFlags[i+1] == drop:
-			i++
-		default:
-			run = append(run, NodeFlags[i])
+		case f != drop:
+			run = append(run, f)
+		case !strings.HasPrefix(f, "-"):
+			run = run[:len(run)-1] // a value: its flag goes too
 		}
 	}
 	run = append(run, "-v", filepath.Join(d.dir, name)+":/var/lib/kedge", imageName, "server")
