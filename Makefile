@@ -39,7 +39,7 @@ helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, the integration tests against the real binary, and the multi-node smoke (root)
-test: unit install-check integration smoke
+test: unit install-check image-check integration smoke
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
@@ -119,9 +119,14 @@ image: $(if $(filter $(BIN),$(IMAGE_BIN)),build)
 ## server and an agent container that join and run a pod each (root, ~3 min, not part of make test;
 ## holds /tmp/kedge-e2e.lock while its dockerd runs)
 image-test: build
-	KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m ./tests/image/
+	KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m -run TestNodeImage ./tests/image/
 
-.PHONY: image image-test
+## image-check: the fast part (in make test): the image's scripts are shellcheck-clean, and
+## package/rootfs.sh run in a Debian base (chroot, no docker) gives a file system whose programs run
+image-check: build
+	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -run 'TestShellcheck|TestRootfs' ./tests/image/
+
+.PHONY: image image-test image-check
 
 clean:
 	rm -rf bin

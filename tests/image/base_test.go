@@ -5,15 +5,22 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // BaseCache holds the Debian rootfs the image's build stage starts from
 // (package/Dockerfile's BASE), made once with debootstrap: no registry is
-// reachable here to pull debian:bookworm-slim from.
-const BaseCache = "/var/cache/kedge-test/image-base"
+// reachable here to pull debian:bookworm-slim from. It holds the packages
+// the build stage installs already, so that TestRootfs can run
+// package/rootfs.sh in it without docker.
+const BaseCache = "/var/cache/kedge-test/image-debian"
 
 // BaseImage is the name the test imports BaseCache as.
 const BaseImage = "kedge-debian:bookworm"
+
+// basePackages are installed besides the minimal base: what the
+// Dockerfile's build stage installs.
+var basePackages = []string{"iptables", "nftables", "mount", "ca-certificates"}
 
 // debianMirror is where debootstrap fetches the packages.
 const debianMirror = "http://deb.debian.org/debian"
@@ -21,7 +28,7 @@ const debianMirror = "http://deb.debian.org/debian"
 // ensureBase makes BaseCache with debootstrap unless it is there already
 // (its stamp file says it is complete).
 func ensureBase() (string, error) {
-	const stamp = "bookworm minbase"
+	stamp := "bookworm minbase " + strings.Join(basePackages, ",")
 	if b, err := os.ReadFile(BaseCache + ".stamp"); err == nil && string(b) == stamp {
 		if _, err := os.Stat(filepath.Join(BaseCache, "usr/bin/apt-get")); err == nil {
 			return BaseCache, nil
@@ -35,7 +42,8 @@ func ensureBase() (string, error) {
 	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
 		return "", err
 	}
-	out, err := exec.Command("debootstrap", "--variant=minbase", "bookworm", tmp, debianMirror).CombinedOutput()
+	out, err := exec.Command("debootstrap", "--variant=minbase", "--include="+strings.Join(basePackages, ","),
+		"bookworm", tmp, debianMirror).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("debootstrap: %v\n%s", err, tail(string(out), 20))
 	}
