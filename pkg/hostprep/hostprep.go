@@ -16,6 +16,10 @@
 //   - /proc/sys/net: kube-proxy sets conntrack and routing sysctls there
 //     and stops when it cannot; docker mounts /proc/sys read-only
 //     (--security-opt systempaths=unconfined lifts that).
+//   - keyctl: runc gives every container a session keyring of its own;
+//     docker's default seccomp profile blocks keyctl, and then every pod
+//     fails with "unable to join session keyring" while the node looks
+//     Ready (--security-opt seccomp=unconfined).
 //   - PID 1: containerd's shims outlive their parent and are reparented to
 //     PID 1; kedge does not reap processes it did not start (os/exec waits
 //     for its own), so a kedge that is PID 1 leaves a zombie per deleted pod
@@ -36,6 +40,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"github.com/kedge-io/kedge/pkg/component"
 )
@@ -59,6 +64,9 @@ type Config struct {
 	ProcSys func() ([]*mountinfo.Info, error)
 	// Pid is the process's PID; nil: os.Getpid.
 	Pid func() int
+	// Keyctl reads the session keyring's ID (keyctl(2)); nil: the system
+	// call.
+	Keyctl func() error
 }
 
 // Prep is the component.
@@ -87,6 +95,13 @@ func New(cfg Config) *Prep {
 	if cfg.Pid == nil {
 		cfg.Pid = os.Getpid
 	}
+	if cfg.Keyctl == nil {
+		cfg.Keyctl = func() error {
+			// Only reads: create=false makes no keyring.
+			_, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false)
+			return err
+		}
+	}
 	return &Prep{cfg: cfg}
 }
 
@@ -94,8 +109,8 @@ func New(cfg Config) *Prep {
 func (*Prep) Name() string { return "host-prep" }
 
 // Start remounts read-only cgroup mounts read-write and fails, naming the
-// container option that fixes it, when /dev/kmsg is missing or
-// /proc/sys/net is read-only.
+// container option that fixes it, when /dev/kmsg is missing, /proc/sys/net
+// is read-only or keyctl is refused.
 func (p *Prep) Start(context.Context) error {
 	if err := remountCgroups(p.cfg.CgroupMounts, p.cfg.Log); err != nil {
 		return err
@@ -121,6 +136,12 @@ func (p *Prep) Start(context.Context) error {
 			return fmt.Errorf("%s is mounted read-only: kube-proxy sets the node's conntrack and routing sysctls in %s; "+
 				"in a docker container: docker run --security-opt systempaths=unconfined (or --privileged)", net.Mountpoint, ProcSysNetDir)
 		}
+	}
+	// A seccomp filter answers EPERM; a kernel without keys ENOSYS or
+	// EOPNOTSUPP, and no session keyring yet ENOKEY: runc copes with those.
+	if err := p.cfg.Keyctl(); errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("the keyctl system call is refused (%v), as docker's default seccomp profile does: runc gives every "+
+			"pod container a session keyring and no pod could start; in a docker container: docker run --security-opt seccomp=unconfined", err)
 	}
 	if p.cfg.Pid() == 1 {
 		p.cfg.Log.Warn("kedge runs as PID 1: the containerd shims of deleted pods stay zombies, as kedge reaps only its own children; " +

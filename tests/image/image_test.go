@@ -1,8 +1,8 @@
 // Package image tests the kedge node image (package/Dockerfile) with
 // Debian's docker.io engine: it builds the image, runs a server container
 // and an agent container that joins it on one docker network, runs a pod on
-// each node and checks the traffic between them, restarts the server on its
-// volume, and removes everything. Run with `make image-test` (root; it
+// each node and checks the traffic between them, creates the server's
+// container again on its volume, and removes everything. Run with `make image-test` (root; it
 // holds /tmp/kedge-e2e.lock while its dockerd runs).
 package image
 
@@ -32,6 +32,13 @@ var NodeFlags = []string{
 	"--tmpfs", "/run",
 	"--init",
 }
+
+// The test's docker network and the nodes' addresses on it.
+const (
+	Subnet   = "172.30.251.0/24"
+	ServerIP = "172.30.251.10"
+	AgentIP  = "172.30.251.11"
+)
 
 // imageName is what the test tags its image.
 const imageName = "kedge-node:test"
@@ -72,8 +79,11 @@ func TestNodeImage(t *testing.T) {
 	t.Logf("built %s in %s: %s bytes", imageName, time.Since(began).Round(time.Second), size)
 	checkContents(t, d)
 
+	// Fixed addresses: the server keeps its address when its container is
+	// created again, as a host keeps its IP over a reinstall.
 	network := filepath.Base(d.dir)
-	d.must("network", "create", network)
+	d.must("network", "create", "--subnet", Subnet, network)
+	addr := map[string]string{"ks": ServerIP, "ka": AgentIP}
 	data := map[string]string{}
 	for _, n := range []string{"ks", "ka"} {
 		data[n] = filepath.Join(d.dir, n)
@@ -81,10 +91,9 @@ func TestNodeImage(t *testing.T) {
 	}
 
 	began = time.Now()
-	runNode(t, d, network, "ks", data["ks"], nil, "server")
+	runNode(t, d, network, "ks", addr["ks"], data["ks"], nil, "server")
 	waitReady(t, d, "ks", "ks", 3*time.Minute)
 	t.Logf("server container: node ks Ready %s after docker run", time.Since(began).Round(100*time.Millisecond))
-	serverIP := d.must("inspect", "-f", "{{(index .NetworkSettings.Networks \""+network+"\").IPAddress}}", "ks")
 	token, err := os.ReadFile(filepath.Join(data["ks"], "server", "agent-token"))
 	if err != nil {
 		t.Fatal(err)
@@ -93,8 +102,8 @@ func TestNodeImage(t *testing.T) {
 	began = time.Now()
 	// The token reaches the agent through the docker client's environment
 	// (-e KEDGE_TOKEN with no value), never through an argv.
-	runNode(t, d, network, "ka", data["ka"],
-		[]string{"KEDGE_URL=https://" + serverIP + ":6443", "KEDGE_TOKEN=" + strings.TrimSpace(string(token))}, "agent")
+	runNode(t, d, network, "ka", addr["ka"], data["ka"],
+		[]string{"KEDGE_URL=https://" + addr["ks"] + ":6443", "KEDGE_TOKEN=" + strings.TrimSpace(string(token))}, "agent")
 	waitReady(t, d, "ks", "ka", 3*time.Minute)
 	t.Logf("agent container: node ka Ready %s after docker run", time.Since(began).Round(100*time.Millisecond))
 
@@ -125,13 +134,25 @@ func TestNodeImage(t *testing.T) {
 	}
 	t.Logf("pods web-ks (%s) and web-ka (%s) Running, reachable from each other", ips["ks"], ips["ka"])
 
-	// The server's state is in its volume: a restarted container is the
-	// same node, with its pod.
+	// The server's state is in its data volume: the container removed
+	// (with its anonymous volumes, /var/lib/kubelet and /var/log) and
+	// created again on the same volume is the same node, with its pod.
 	began = time.Now()
-	d.must("restart", "ks")
+	d.must("rm", "-f", "-v", "ks")
+	runNode(t, d, network, "ks", addr["ks"], data["ks"], nil, "server")
 	waitReady(t, d, "ks", "ks", 3*time.Minute)
-	t.Logf("server container restarted: node ks Ready again %s after docker restart", time.Since(began).Round(100*time.Millisecond))
+	t.Logf("server container removed and created again on its volume: node ks Ready again %s after docker rm", time.Since(began).Round(100*time.Millisecond))
 	waitPods(t, kubectl, 3*time.Minute, "web-ks", "web-ka")
+	// The agent still reaches the new server container: pod traffic and a
+	// fresh exec on the agent's pod go through it.
+	eventually(t, time.Minute, "web-ka → web-ks after the server came back", func() error {
+		ip, _ := kubectl("get", "pod", "web-ks", "-o", "jsonpath={.status.podIP}")
+		out, err := kubectl("exec", "web-ka", "--", "/webapp", "get", "http://"+ip+":8080/")
+		if err != nil || !strings.HasPrefix(out, "hello from web-ks") {
+			return fmt.Errorf("%q, %v", out, err)
+		}
+		return nil
+	})
 
 	// Deleted pods leave no zombie shims: docker-init (--init) reaps them.
 	if _, err := kubectl("delete", "pod", "web-ks", "web-ka", "--wait"); err != nil {
@@ -146,6 +167,7 @@ func TestNodeImage(t *testing.T) {
 	for _, tc := range []struct{ name, drop, want string }{
 		{"kx-kmsg", "/dev/kmsg", "docker run --device /dev/kmsg"},
 		{"kx-procsys", "systempaths=unconfined", "docker run --security-opt systempaths=unconfined"},
+		{"kx-seccomp", "seccomp=unconfined", "docker run --security-opt seccomp=unconfined"},
 		{"kx-init", "--init", "run an init in front of kedge (docker run --init)"},
 	} {
 		checkWithout(t, d, network, tc.name, tc.drop, tc.want)
@@ -158,11 +180,11 @@ func TestNodeImage(t *testing.T) {
 	}
 }
 
-// runNode starts a node container named name (also its hostname) with data
-// as its /var/lib/kedge.
-func runNode(t *testing.T, d *daemon, network, name, data string, env []string, args ...string) {
+// runNode starts a node container named name (also its hostname) at ip
+// with data as its /var/lib/kedge.
+func runNode(t *testing.T, d *daemon, network, name, ip, data string, env []string, args ...string) {
 	t.Helper()
-	run := []string{"run", "-d", "--name", name, "--hostname", name, "--network", network}
+	run := []string{"run", "-d", "--name", name, "--hostname", name, "--network", network, "--ip", ip}
 	run = append(run, NodeFlags...)
 	for _, e := range env {
 		run = append(run, "-e", strings.SplitN(e, "=", 2)[0])
