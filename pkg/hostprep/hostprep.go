@@ -8,22 +8,31 @@
 //     (kubepods/…) there and runc the containers'. Read-only cgroup mounts
 //     are remounted read-write (this needs CAP_SYS_ADMIN and a security
 //     profile that allows mount: --cap-add SYS_ADMIN --security-opt
-//     apparmor=unconfined). With a private cgroup namespace (--cgroupns
-//     private) the container's own cgroup is the root it sees, so kubepods
-//     is nested in it and two node containers on one host do not share it.
+//     apparmor=unconfined). runc mounts the container's own cgroup there,
+//     so kubepods is nested in the container's cgroup and two node
+//     containers on one host keep apart.
+//
 //   - /dev/kmsg: the kubelet's OOM watcher reads the kernel log and the
 //     kubelet does not start without it (--device /dev/kmsg).
+//
 //   - /proc/sys/net: kube-proxy sets conntrack and routing sysctls there
 //     and stops when it cannot; docker mounts /proc/sys read-only
 //     (--security-opt systempaths=unconfined lifts that).
-//   - keyctl: runc gives every container a session keyring of its own;
-//     docker's default seccomp profile blocks keyctl, and then every pod
-//     fails with "unable to join session keyring" while the node looks
-//     Ready (--security-opt seccomp=unconfined).
+//
 //   - PID 1: containerd's shims outlive their parent and are reparented to
 //     PID 1; kedge does not reap processes it did not start (os/exec waits
 //     for its own), so a kedge that is PID 1 leaves a zombie per deleted pod
 //     (docker run --init puts a reaper in front of it). A warning.
+//
+//   - pivot_root: runc enters every container's root with it; docker's
+//     default seccomp profile refuses it, and then every pod fails with
+//     "pivot_root .: operation not permitted" while the node looks Ready
+//     (--security-opt seccomp=unconfined). Probed with a path that does
+//     not exist: the kernel answers ENOENT, a seccomp filter EPERM.
+//
+// The same profile refuses keyctl; that is handled where it matters:
+// hostinfo detects it and containerd tells runc not to make session
+// keyrings (NoNewKeyring).
 //
 // It is the first component of every node (pkg/agent):
 //
@@ -37,6 +46,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/moby/sys/mountinfo"
@@ -64,9 +74,9 @@ type Config struct {
 	ProcSys func() ([]*mountinfo.Info, error)
 	// Pid is the process's PID; nil: os.Getpid.
 	Pid func() int
-	// Keyctl reads the session keyring's ID (keyctl(2)); nil: the system
-	// call.
-	Keyctl func() error
+	// PivotRoot probes pivot_root(2); nil: the system call on a path that
+	// does not exist.
+	PivotRoot func() error
 }
 
 // Prep is the component.
@@ -95,12 +105,8 @@ func New(cfg Config) *Prep {
 	if cfg.Pid == nil {
 		cfg.Pid = os.Getpid
 	}
-	if cfg.Keyctl == nil {
-		cfg.Keyctl = func() error {
-			// Only reads: create=false makes no keyring.
-			_, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false)
-			return err
-		}
+	if cfg.PivotRoot == nil {
+		cfg.PivotRoot = probePivotRoot
 	}
 	return &Prep{cfg: cfg}
 }
@@ -110,7 +116,7 @@ func (*Prep) Name() string { return "host-prep" }
 
 // Start remounts read-only cgroup mounts read-write and fails, naming the
 // container option that fixes it, when /dev/kmsg is missing, /proc/sys/net
-// is read-only or keyctl is refused.
+// is read-only or pivot_root is refused.
 func (p *Prep) Start(context.Context) error {
 	if err := remountCgroups(p.cfg.CgroupMounts, p.cfg.Log); err != nil {
 		return err
@@ -137,17 +143,30 @@ func (p *Prep) Start(context.Context) error {
 				"in a docker container: docker run --security-opt systempaths=unconfined (or --privileged)", net.Mountpoint, ProcSysNetDir)
 		}
 	}
-	// A seccomp filter answers EPERM; a kernel without keys ENOSYS or
-	// EOPNOTSUPP, and no session keyring yet ENOKEY: runc copes with those.
-	if err := p.cfg.Keyctl(); errors.Is(err, unix.EPERM) {
-		return fmt.Errorf("the keyctl system call is refused (%v), as docker's default seccomp profile does: runc gives every "+
-			"pod container a session keyring and no pod could start; in a docker container: docker run --security-opt seccomp=unconfined", err)
+	if err := p.cfg.PivotRoot(); errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("pivot_root is refused (%v): a seccomp filter (docker's default profile refuses it) or no CAP_SYS_ADMIN; "+
+			"runc enters every container's root with it, so no pod could start: in a docker container, "+
+			"docker run --security-opt seccomp=unconfined --cap-add SYS_ADMIN", err)
 	}
 	if p.cfg.Pid() == 1 {
 		p.cfg.Log.Warn("kedge runs as PID 1: the containerd shims of deleted pods stay zombies, as kedge reaps only its own children; " +
 			"in a container, run an init in front of kedge (docker run --init)")
 	}
 	return nil
+}
+
+// probePivotRoot calls pivot_root(2) on a path that does not exist (in a
+// directory of its own, removed again): the kernel answers ENOENT after
+// its permission check, a seccomp filter or a missing CAP_SYS_ADMIN EPERM.
+// Nothing is ever pivoted.
+func probePivotRoot() error {
+	dir, err := os.MkdirTemp("", "kedge-pivot-probe-")
+	if err != nil {
+		return nil // no probe; runc reports it if pivot_root fails
+	}
+	defer os.Remove(dir)
+	missing := filepath.Join(dir, "missing")
+	return unix.PivotRoot(missing, missing)
 }
 
 // Ready implements component.Component: Start did everything.

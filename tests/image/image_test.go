@@ -174,6 +174,7 @@ func TestNodeImage(t *testing.T) {
 	}
 
 	logs := d.logs("ks", 100000)
+
 	t.Logf("server container log: %d lines (%d ERROR) over both runs", strings.Count(logs, "\n"), strings.Count(logs, "level=ERROR"))
 	if f, ipf := hostNetState(t); f != forward || ipf != ipForward {
 		t.Errorf("the host's network state changed: FORWARD %q → %q, ip_forward %q → %q", forward, f, ipForward, ipf)
@@ -246,7 +247,9 @@ func waitPods(t *testing.T, kubectl func(...string) (string, error), timeout tim
 		eventually(t, timeout, "pod "+p+" Running", func() error {
 			phase, err := kubectl("get", "pod", p, "-o", "jsonpath={.status.phase}")
 			if phase != "Running" {
-				return fmt.Errorf("phase %q, %v", phase, err)
+				events, _ := kubectl("get", "events", "--field-selector", "involvedObject.name="+p,
+					"-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
+				return fmt.Errorf("phase %q, %v; events:\n%s", phase, err, tail(events, 3))
 			}
 			return nil
 		})
