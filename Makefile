@@ -39,7 +39,7 @@ helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, the integration tests against the real binary, and the multi-node smoke (root)
-test: unit install-check integration smoke
+test: unit install-check image-check integration smoke
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
@@ -105,6 +105,28 @@ install-check:
 	$(GO) test -tags '$(TAGS)' -count=1 -run 'TestShellcheck|TestUnit|TestOpenRC' ./tests/install/
 
 .PHONY: release install-test install-check
+
+## image: the node image kedge-node:<version> (and :latest) from package/Dockerfile with docker:
+## $(BIN) (make build; IMAGE_BIN=dist/kedge-amd64 for the static release binary) and iptables,
+## nft, mount taken from IMAGE_BASE (a Debian image, default debian:bookworm-slim); docs/node-image.md
+IMAGE      ?= kedge-node
+IMAGE_BIN  ?= $(BIN)
+IMAGE_BASE ?= debian:bookworm-slim
+image: $(if $(filter $(BIN),$(IMAGE_BIN)),build)
+	IMAGE=$(IMAGE) KEDGE_BIN=$(IMAGE_BIN) IMAGE_BASE=$(IMAGE_BASE) IMAGE_BUILD_FLAGS='$(IMAGE_BUILD_FLAGS)' scripts/image.sh
+
+## image-test: builds the image with a dockerd of its own (no host firewall changes) and runs a
+## server and an agent container that join and run a pod each (root, ~3 min, not part of make test;
+## holds /tmp/kedge-e2e.lock while its dockerd runs)
+image-test: build
+	KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 20m -run TestNodeImage ./tests/image/
+
+## image-check: the fast part (in make test): the image's scripts are shellcheck-clean, and
+## package/rootfs.sh run in a Debian base (chroot, no docker) gives a file system whose programs run
+image-check: build
+	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -run 'TestShellcheck|TestRootfs' ./tests/image/
+
+.PHONY: image image-test image-check
 
 clean:
 	rm -rf bin

@@ -1,5 +1,6 @@
 // Package agent is the composition root of a node: it adds, in start order,
-// the components every node runs in the kedge process (containerd, the
+// the components every node runs in the kedge process (hostprep: the host
+// checks and cgroup remounts a node container needs; containerd, the
 // pause image, the image importer, kubelet, flannel (the pod network, unless
 // --flannel-backend=none), kube-proxy, CoreDNS). A server adds them after its
 // control plane; `kedge agent` runs them alone.
@@ -21,6 +22,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/hostprep"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
@@ -80,6 +82,7 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
 	for _, c := range []component.Component{
+		hostprep.New(hostprep.Config{Log: log}),
 		containerd.New(containerd.Config{
 			Root:         filepath.Join(cfg.Dir(), "containerd"),
 			State:        filepath.Join(RunDir, "containerd"),

@@ -188,6 +188,10 @@ func Render(cfg Config, snapshotter string) *srvconfig.Config {
 							"options": map[string]any{
 								"BinaryName":    cfg.RuncBinary(),
 								"SystemdCgroup": cfg.Host.Systemd,
+								// keyctl refused (a seccomp filter, inherited by
+								// every container): runc keeps the session keyring
+								// instead of failing each container.
+								"NoNewKeyring": cfg.Host.KeyringRefused,
 								// runc's state of kedge's containers, apart from
 								// a host containerd's /run/containerd/runc.
 								"Root": filepath.Join(cfg.State, "runc"),

@@ -90,6 +90,7 @@ func TestRender(t *testing.T) {
 		{"container without CAP_SYS_RESOURCE, cgroupfs", hostinfo.Host{CgroupV1: true}, SnapshotterOverlay, true, false, true},
 		{"systemd host with CAP_SYS_RESOURCE", hostinfo.Host{Systemd: true, CanRaiseOOMPriority: true}, SnapshotterOverlay, false, true, true},
 		{"no overlayfs", hostinfo.Host{CanRaiseOOMPriority: true}, SnapshotterNative, false, false, false},
+		{"seccomp refuses keyctl", hostinfo.Host{CanRaiseOOMPriority: true, KeyringRefused: true}, SnapshotterOverlay, false, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,6 +125,9 @@ func TestRender(t *testing.T) {
 			}
 			if got := at(t, rt, append(runc, "options", "SystemdCgroup")...); got != tc.wantSystemd {
 				t.Errorf("SystemdCgroup = %v, want %v", got, tc.wantSystemd)
+			}
+			if got := at(t, rt, append(runc, "options", "NoNewKeyring")...); got != tc.host.KeyringRefused {
+				t.Errorf("NoNewKeyring = %v, want %v", got, tc.host.KeyringRefused)
 			}
 			if got := at(t, rt, append(runc, "options", "BinaryName")...); got != cfg.BinDir+"/runc" {
 				t.Errorf("BinaryName = %v", got)

@@ -80,6 +80,9 @@ func (c *Containerd) Start(ctx context.Context) error {
 	if !c.cfg.Host.CanRaiseOOMPriority {
 		log.Warn("no CAP_SYS_RESOURCE: containerd restricts oom_score_adj of containers to at least its own (restrict_oom_score_adj), runc would refuse the kubelet's negative values")
 	}
+	if c.cfg.Host.KeyringRefused {
+		log.Warn("keyctl is refused (a seccomp filter, as in a docker container's default profile): runc gives containers no session keyring of their own (NoNewKeyring); they cannot use keyrings either")
+	}
 	conf := Render(c.cfg, snapshotter)
 	if err := server.CreateTopLevelDirectories(conf); err != nil {
 		return fmt.Errorf("containerd: %w", err)

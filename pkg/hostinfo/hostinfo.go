@@ -7,6 +7,7 @@
 package hostinfo
 
 import (
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,12 @@ type Host struct {
 	// CanRaiseOOMPriority is true when the process holds CAP_SYS_RESOURCE,
 	// which runc needs to give containers a negative oom_score_adj.
 	CanRaiseOOMPriority bool
+	// KeyringRefused is true when keyctl(2) fails with EPERM: a seccomp
+	// filter refuses it (docker's default profile, systemd-nspawn's), so
+	// runc cannot give each container a session keyring of its own and
+	// fails every container unless told not to (NoNewKeyring). Containers
+	// inherit the filter, so none of them can use keyrings either.
+	KeyringRefused bool
 }
 
 // CgroupDriver is "systemd" or "cgroupfs", as the kubelet and runc spell it.
@@ -43,6 +50,7 @@ func Detect() Host {
 		CgroupV1:            !isCgroup2("/sys/fs/cgroup"),
 		Systemd:             systemdRunning(),
 		CanRaiseOOMPriority: hasCapability("/proc/self/status", capSysResource),
+		KeyringRefused:      keyringRefused(),
 	}
 }
 
@@ -58,6 +66,14 @@ func isCgroup2(path string) bool {
 func systemdRunning() bool {
 	st, err := os.Lstat("/run/systemd/system")
 	return err == nil && st.IsDir()
+}
+
+// keyringRefused reads the session keyring's ID (create=false: it makes
+// none) and says whether keyctl was refused. A kernel without keys answers
+// ENOSYS, which runc copes with; no session keyring yet is ENOKEY.
+func keyringRefused() bool {
+	_, err := unix.KeyctlGetKeyringID(unix.KEY_SPEC_SESSION_KEYRING, false)
+	return errors.Is(err, unix.EPERM)
 }
 
 // hasCapability reads CapEff from a /proc/<pid>/status file.
