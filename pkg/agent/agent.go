@@ -23,6 +23,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/registries"
 )
 
 // RunDir holds the node's sockets and runtime state.
@@ -57,6 +58,9 @@ type Config struct {
 	Servers []string
 	Host    hostinfo.Host
 	Debug   bool
+	// Registries are the node's mirrors and registry credentials
+	// (--private-registry).
+	Registries registries.Registries
 }
 
 // Dir is the node's state directory, <data-dir>/agent.
@@ -65,10 +69,19 @@ func (c Config) Dir() string { return filepath.Join(c.DataDir, "agent") }
 // ContainerdAddress is the gRPC (and CRI) socket of the node's containerd.
 func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "containerd.sock") }
 
+// ImageProxyAddress is the CRI image service of the node's image proxy,
+// which the kubelet uses when a registry mirror rewrites names.
+func ImageProxyAddress() string { return filepath.Join(RunDir, "containerd", "images.sock") }
+
 // AddComponents adds the node's components to m in start order.
 func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log *slog.Logger) {
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
+	registryDir := filepath.Join(cfg.Dir(), "etc", "containerd", "certs.d")
+	imageEndpoint := ""
+	if cfg.Registries.HasRewrites() {
+		imageEndpoint = ImageProxyAddress()
+	}
 	for _, c := range []component.Component{
 		containerd.New(containerd.Config{
 			Root:         filepath.Join(cfg.Dir(), "containerd"),
@@ -77,6 +90,8 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			BinDir:       assets.BinDir,
 			CNIBinDir:    assets.BinDir,
 			CNIConfDir:   cniConf,
+			RegistryDir:  registryDir,
+			Registries:   cfg.Registries,
 			SandboxImage: assets.PauseImage,
 			Host:         cfg.Host,
 			Debug:        cfg.Debug,
@@ -88,26 +103,32 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			Address: address,
 			Log:     log,
 		}),
-		kubelet.New(kubelet.Config{
-			NodeName:                 cfg.NodeName,
-			NodeIP:                   cfg.NodeIP,
-			Kubeconfig:               cfg.KubeletKubeconfig,
-			AdminKubeconfig:          cfg.AdminKubeconfig,
-			ClientCAFile:             cfg.Certs.ClientCA,
-			ServingCert:              cfg.Certs.KubeletServingCert,
-			ServingKey:               cfg.Certs.KubeletServingKey,
-			ContainerRuntimeEndpoint: address,
-			ClusterDNS:               []net.IP{cfg.ClusterDNS},
-			ClusterDomain:            cfg.ClusterDomain,
-			Host:                     cfg.Host,
-			NodeLabels:               cfg.NodeLabels,
-			ResolvConf:               kubelet.HostResolvConf(),
-			ExtraArgs:                cfg.KubeletArgs,
-			Log:                      log,
-		}),
 	} {
 		m.Add(c)
 	}
+	if imageEndpoint != "" {
+		// containerd has no registry rewrites: the kubelet pulls through this proxy.
+		m.Add(registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
+			Socket: imageEndpoint, Containerd: address, Namespace: containerd.Namespace, Log: log}))
+	}
+	m.Add(kubelet.New(kubelet.Config{
+		NodeName:                 cfg.NodeName,
+		NodeIP:                   cfg.NodeIP,
+		Kubeconfig:               cfg.KubeletKubeconfig,
+		AdminKubeconfig:          cfg.AdminKubeconfig,
+		ClientCAFile:             cfg.Certs.ClientCA,
+		ServingCert:              cfg.Certs.KubeletServingCert,
+		ServingKey:               cfg.Certs.KubeletServingKey,
+		ContainerRuntimeEndpoint: address,
+		ImageServiceEndpoint:     imageEndpoint,
+		ClusterDNS:               []net.IP{cfg.ClusterDNS},
+		ClusterDomain:            cfg.ClusterDomain,
+		Host:                     cfg.Host,
+		NodeLabels:               cfg.NodeLabels,
+		ResolvConf:               kubelet.HostResolvConf(),
+		ExtraArgs:                cfg.KubeletArgs,
+		Log:                      log,
+	}))
 	if cfg.FlannelBackend != flannel.None {
 		// flannel needs the kubelet's Node, not the kubelet's readiness:
 		// it starts with the kubelet, so that its subnet manager, which

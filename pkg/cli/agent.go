@@ -33,6 +33,7 @@ type agentFlags struct {
 	kubeProxyArgs []string
 	featureGates  featureGates
 	debug         bool
+	registries    registriesFlag
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -48,6 +49,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	f.registries.register(fs)
 }
 
 // agentConfig validates the flags; every error names the flag at fault.
@@ -78,6 +80,9 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 		return c, fmt.Errorf("--node-ip %s: other nodes must reach this address; not loopback or unspecified", c.NodeIP)
 	}
 	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
+		return c, err
+	}
+	if c.Registries, err = f.registries.load(); err != nil {
 		return c, err
 	}
 	args := map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs}

@@ -53,6 +53,7 @@ type serverFlags struct {
 	clusterInit    bool
 	disableAgent   bool
 	debug          bool
+	registries     registriesFlag
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -88,6 +89,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	f.registries.register(fs)
 }
 
 // serverConfig validates the flags and builds the server's configuration.
@@ -116,6 +118,9 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		DisableAgent:          f.disableAgent,
 		Debug:                 f.debug,
 		Exec:                  exec,
+	}
+	if c.Registries, err = f.registries.load(); err != nil {
+		return c, err
 	}
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir: must not be empty")

@@ -9,6 +9,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/registries"
 )
 
 // Config is everything a server node needs to know, as the user set it
@@ -54,6 +55,9 @@ type Config struct {
 
 	DisableAgent bool
 	Debug        bool
+	// Registries are the node's mirrors and registry credentials
+	// (--private-registry), for its containerd.
+	Registries registries.Registries
 	// Exec is when the process started, for the "ready after" log line.
 	Exec time.Time
 }

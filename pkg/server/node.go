@@ -28,6 +28,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		FlannelIface:   cfg.FlannelIface,
 		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
+		Registries:     cfg.Registries,
 	}
 	nb, err := pki.IssueNode(certs, pki.NodeConfig{
 		Dir:      filepath.Join(node.Dir(), "tls"),
