@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -55,6 +56,9 @@ type ImageProxy struct {
 	images runtimeapi.ImageServiceClient
 	srv    *grpc.Server
 	runtimeapi.UnimplementedImageServiceServer
+
+	mu    sync.Mutex
+	pulls map[string]*sync.Mutex // one rewritten pull of an image at a time
 }
 
 var _ component.Component = (*ImageProxy)(nil)
@@ -161,6 +165,10 @@ func (p *ImageProxy) PullImage(ctx context.Context, r *runtimeapi.PullImageReque
 	if !ok {
 		return p.images.PullImage(ctx, r)
 	}
+	// The kubelet pulls in parallel, a pod each: two pulls of one image
+	// would rename each other's temporary names away.
+	unlock := p.lock(plan.image)
+	defer unlock()
 	if err := p.cfg.Registries.WriteRewriteDir(p.cfg.HostDir, plan.registry); err != nil {
 		return nil, err
 	}
@@ -181,6 +189,22 @@ func (p *ImageProxy) PullImage(ctx context.Context, r *runtimeapi.PullImageReque
 	}
 	return nil, status.Errorf(status.Code(mirrorErr), "pull %s through the mirror endpoints of %s (as %s): %s; from %s itself: %s",
 		plan.image, plan.registry, plan.pull, status.Convert(mirrorErr).Message(), plan.registry, status.Convert(err).Message())
+}
+
+// lock serializes the rewritten pulls of image.
+func (p *ImageProxy) lock(image string) func() {
+	p.mu.Lock()
+	if p.pulls == nil {
+		p.pulls = map[string]*sync.Mutex{}
+	}
+	m := p.pulls[image]
+	if m == nil {
+		m = &sync.Mutex{}
+		p.pulls[image] = m
+	}
+	p.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 // rename gives the pulled image the names the kubelet expects (the tag and

@@ -150,6 +150,9 @@ func Load(path string, required bool) (Registries, error) {
 // knownFieldRE matches yaml.v3's message for a key the types do not have.
 var knownFieldRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type registries\.(\w+)`)
 
+// valueRE matches the value yaml.v3 quotes in a type error.
+var valueRE = regexp.MustCompile("cannot unmarshal !!(\\w+) `[^`]*`")
+
 // keysOf names the keys each section accepts, for the unknown-key message.
 var keysOf = map[string]string{
 	"Registries": "mirrors, configs",
@@ -178,15 +181,20 @@ func Parse(raw []byte) (Registries, error) {
 }
 
 func friendlyYAMLError(err error) error {
-	msg := err.Error()
-	if m := knownFieldRE.FindAllStringSubmatch(msg, -1); m != nil {
-		var parts []string
-		for _, f := range m {
-			parts = append(parts, fmt.Sprintf("line %s: unknown key %q (known here: %s)", f[1], f[2], keysOf[f[3]]))
-		}
-		return errors.New(strings.Join(parts, "; "))
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	return errors.New(strings.TrimPrefix(msg, "yaml: "))
+	parts := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if f := knownFieldRE.FindStringSubmatch(e); f != nil {
+			e = fmt.Sprintf("line %s: unknown key %q (known here: %s)", f[1], f[2], keysOf[f[3]])
+		}
+		// The value may be a password written in the wrong place: not repeated.
+		e = valueRE.ReplaceAllString(e, "cannot unmarshal a !!$1 value")
+		parts = append(parts, e)
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // validate checks what the YAML types cannot: hosts, URLs, files.
@@ -199,7 +207,7 @@ func (r *Registries) validate() error {
 		}
 		for i, e := range m.Endpoints {
 			if _, err := parseEndpoint(e); err != nil {
-				return fmt.Errorf("%s.endpoint[%d] %q: %w", key, i, e, err)
+				return fmt.Errorf("%s.endpoint[%d] %q: %w", key, i, redacted(e), err)
 			}
 		}
 		if len(m.Rewrites) > 0 && len(m.Endpoints) == 0 {
@@ -245,6 +253,14 @@ func checkHost(host string) error {
 
 // hostRE matches a registry host with an optional port, as image names have them.
 var hostRE = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String() + `)$`)
+
+// redacted is e without a password, for messages.
+func redacted(e string) string {
+	if u, err := url.Parse(e); err == nil {
+		return u.Redacted()
+	}
+	return e
+}
 
 // parseEndpoint parses an endpoint URL: http or https, a host, nothing else
 // but a path.

@@ -118,7 +118,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown tls key", "configs:\n  m:\n    tls: {ca: /x}\n", `unknown key "ca" (known here: ca_file, cert_file, key_file, insecure_skip_verify)`},
 		{"bad regex", "mirrors:\n  docker.io:\n    endpoint: [https://m]\n    rewrite: {\"^(x\": \"y\"}\n", `line 4: rewrite "^(x": not a regular expression`},
 		{"endpoint not a URL", "mirrors:\n  docker.io:\n    endpoint: [mirror.example.com:5000]\n", `mirrors."docker.io".endpoint[0] "mirror.example.com:5000": not an http or https URL`},
-		{"endpoint with user", "mirrors:\n  docker.io:\n    endpoint: [\"https://u:p@m\"]\n", `no user, query or fragment`},
+		{"endpoint with user", "mirrors:\n  docker.io:\n    endpoint: [\"https://u:p@m\"]\n", `"https://u:xxxxx@m": want https://host[:port][/path], with no user, query or fragment`},
 		{"mirror key is a URL", "mirrors:\n  \"https://docker.io\":\n    endpoint: [https://m]\n", `mirrors."https://docker.io": want a registry host`},
 		{"rewrite without endpoints", "mirrors:\n  docker.io:\n    rewrite: {a: b}\n", `mirrors."docker.io".rewrite: applies to the mirror's endpoints`},
 		{"missing ca_file", "configs:\n  m:\n    tls: {ca_file: " + filepath.Join(dir, "nope.crt") + "}\n", `configs."m".tls.ca_file: stat ` + filepath.Join(dir, "nope.crt") + `: no such file`},
@@ -129,8 +129,9 @@ func TestParseErrors(t *testing.T) {
 		{"auth not base64", "configs:\n  m:\n    auth: {auth: '%%%'}\n", `configs."m".auth.auth: not base64`},
 		{"wildcard credentials", "configs:\n  \"*\":\n    auth: {username: u, password: p}\n", `configs."*".auth: credentials for every host`},
 		{"two documents", "mirrors: {}\n---\nconfigs: {}\n", `a second YAML document`},
-		{"duplicate key", "mirrors:\n  docker.io: {}\n  docker.io: {}\n", `already defined`},
-		{"wrong type", "mirrors:\n  docker.io:\n    endpoint: https://m\n", `line 3`},
+		{"duplicate key", "mirrors:\n  docker.io: {}\n  docker.io: {}\n", `line 3: mapping key "docker.io" already defined at line 2`},
+		{"wrong type", "mirrors:\n  docker.io:\n    endpoint: https://m\n", `line 3: cannot unmarshal a !!str value into []string`},
+		{"secret in the wrong place", "configs:\n  m:\n    auth: s3cret\n", `line 3: cannot unmarshal a !!str value into registries.Auth`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -138,6 +139,10 @@ func TestParseErrors(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Parse = %v\nwant an error containing %q", err, tc.want)
 			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error repeats a secret: %v", err)
+			}
+			t.Log(err)
 		})
 	}
 }
@@ -184,7 +189,7 @@ mirrors:
 	}
 	cases := []struct {
 		image, pull, name string
-		rewrote          bool
+		rewrote           bool
 	}{
 		{"rancher/coredns:1.6.3", "docker.io.kedge-rewrite.invalid/mirrorproject/rancher-images/coredns:1.6.3", "docker.io/rancher/coredns:1.6.3", true},
 		{"nginx", "docker.io.kedge-rewrite.invalid/library/nginx:latest", "docker.io/library/nginx:latest", false},
