@@ -13,11 +13,16 @@ import (
 	"github.com/kedge-io/kedge/tests/testregistry"
 )
 
+func readString(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
 // TestPrivateRegistry: pods pull images named after registries that do not
 // exist through mirrors on a real registry (HTTPS with its own CA, basic
 // auth), as registries.yaml configures them: with the right password, with
 // a rewrite of the repository name, and with a wrong password (an Event
-// naming the registry).
+// naming the registry), then the password corrected and kedge restarted.
 func TestPrivateRegistry(t *testing.T) {
 	n := newNode(t)
 	t.Cleanup(func() { n.killall() })
@@ -117,5 +122,15 @@ configs:
 	if !strings.Contains(reg.Requests(), "401 HEAD /v2/kedge/webapp/manifests/1") {
 		t.Errorf("the registry never refused a request:\n%s", reg.Requests())
 	}
+
+	// The password corrected in the file: the restarted node pulls.
+	write(t, file, strings.ReplaceAll(must(readString(file)), "not-the-password", password))
+	n.stop(20 * time.Second)
+	n.start("--private-registry", file)
+	n.waitReady(3 * time.Minute)
+	if out, err := n.kubectl("wait", "--for=condition=Ready", "pod/badpass", "--timeout=120s"); err != nil {
+		t.Fatalf("pod badpass after the fix and a restart: %v\n%s\n%s", err, out, n.describe("pod badpass"))
+	}
+	t.Logf("pod badpass Ready %s after the restart with the corrected password", time.Since(n.started).Round(100*time.Millisecond))
 	n.stop(20 * time.Second)
 }
