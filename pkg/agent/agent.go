@@ -78,7 +78,7 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
 	registryDir := filepath.Join(cfg.Dir(), "etc", "containerd", "certs.d")
-	imageEndpoint := ""
+	imageEndpoint := "" // the kubelet pulls from containerd, or through the proxy for rewrites
 	if cfg.Registries.HasRewrites() {
 		imageEndpoint = ImageProxyAddress()
 	}
@@ -103,32 +103,30 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			Address: address,
 			Log:     log,
 		}),
+		// Does nothing unless a mirror rewrites names (containerd cannot).
+		registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
+			Socket: ImageProxyAddress(), Containerd: address, Namespace: containerd.Namespace, Log: log}),
+		kubelet.New(kubelet.Config{
+			NodeName:                 cfg.NodeName,
+			NodeIP:                   cfg.NodeIP,
+			Kubeconfig:               cfg.KubeletKubeconfig,
+			AdminKubeconfig:          cfg.AdminKubeconfig,
+			ClientCAFile:             cfg.Certs.ClientCA,
+			ServingCert:              cfg.Certs.KubeletServingCert,
+			ServingKey:               cfg.Certs.KubeletServingKey,
+			ContainerRuntimeEndpoint: address,
+			ImageServiceEndpoint:     imageEndpoint,
+			ClusterDNS:               []net.IP{cfg.ClusterDNS},
+			ClusterDomain:            cfg.ClusterDomain,
+			Host:                     cfg.Host,
+			NodeLabels:               cfg.NodeLabels,
+			ResolvConf:               kubelet.HostResolvConf(),
+			ExtraArgs:                cfg.KubeletArgs,
+			Log:                      log,
+		}),
 	} {
 		m.Add(c)
 	}
-	if imageEndpoint != "" {
-		// containerd has no registry rewrites: the kubelet pulls through this proxy.
-		m.Add(registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
-			Socket: imageEndpoint, Containerd: address, Namespace: containerd.Namespace, Log: log}))
-	}
-	m.Add(kubelet.New(kubelet.Config{
-		NodeName:                 cfg.NodeName,
-		NodeIP:                   cfg.NodeIP,
-		Kubeconfig:               cfg.KubeletKubeconfig,
-		AdminKubeconfig:          cfg.AdminKubeconfig,
-		ClientCAFile:             cfg.Certs.ClientCA,
-		ServingCert:              cfg.Certs.KubeletServingCert,
-		ServingKey:               cfg.Certs.KubeletServingKey,
-		ContainerRuntimeEndpoint: address,
-		ImageServiceEndpoint:     imageEndpoint,
-		ClusterDNS:               []net.IP{cfg.ClusterDNS},
-		ClusterDomain:            cfg.ClusterDomain,
-		Host:                     cfg.Host,
-		NodeLabels:               cfg.NodeLabels,
-		ResolvConf:               kubelet.HostResolvConf(),
-		ExtraArgs:                cfg.KubeletArgs,
-		Log:                      log,
-	}))
 	if cfg.FlannelBackend != flannel.None {
 		// flannel needs the kubelet's Node, not the kubelet's readiness:
 		// it starts with the kubelet, so that its subnet manager, which

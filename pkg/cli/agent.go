@@ -73,6 +73,9 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil || f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir %q: not a usable path", f.dataDir)
 	}
+	if c.Registries, err = f.registries.load(); err != nil {
+		return c, err
+	}
 	if c.NodeIP, err = parseNodeIP(f.nodeIP); err != nil {
 		return c, err
 	}
@@ -80,9 +83,6 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 		return c, fmt.Errorf("--node-ip %s: other nodes must reach this address; not loopback or unspecified", c.NodeIP)
 	}
 	if c.NodeName, err = parseNodeName(f.nodeName); err != nil {
-		return c, err
-	}
-	if c.Registries, err = f.registries.load(); err != nil {
 		return c, err
 	}
 	args := map[string][]string{"--kubelet-arg": f.kubeletArgs, "--kube-proxy-arg": f.kubeProxyArgs}

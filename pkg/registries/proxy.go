@@ -70,8 +70,12 @@ func NewImageProxy(cfg ProxyConfig) *ImageProxy { return &ImageProxy{cfg: cfg} }
 // Name implements component.Component.
 func (*ImageProxy) Name() string { return "image-proxy" }
 
-// Start connects to containerd and serves Socket (0600, replacing a stale one).
+// Start connects to containerd and serves Socket (0600, replacing a stale
+// one); without rewrites it does nothing (the kubelet pulls from containerd).
 func (p *ImageProxy) Start(ctx context.Context) error {
+	if !p.cfg.Registries.HasRewrites() {
+		return nil
+	}
 	cl, err := client.New(p.cfg.Containerd, client.WithDefaultNamespace(p.cfg.Namespace))
 	if err != nil {
 		return fmt.Errorf("containerd at %s: %w", p.cfg.Containerd, err)
