@@ -13,6 +13,21 @@ import (
 	"github.com/kedge-io/kedge/tests/testregistry"
 )
 
+// forgetPulls removes the kubelet's records of the images pulled under names
+// containing marker, which would outlive the test in the host's kubelet root.
+func forgetPulls(t *testing.T, marker string) {
+	dir := "/var/lib/kubelet/image_manager/pulled"
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if raw, err := os.ReadFile(p); err == nil && strings.Contains(string(raw), marker) {
+			if err := os.Remove(p); err != nil {
+				t.Errorf("forget the kubelet's pull record %s: %v", p, err)
+			}
+		}
+	}
+}
+
 func readString(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
@@ -29,8 +44,14 @@ func TestPrivateRegistry(t *testing.T) {
 	const user, password = "kedge", "registry-s3cret"
 	reg := testregistry.Start(t, n.dir, user, password)
 	begin := time.Now()
-	image := testimage.Build(t)
+	// Images of their own (not testimage.Name's digest): the kubelet keeps a
+	// record of each image it pulled, by image ID, in its root directory
+	// (/var/lib/kubelet/image_manager, across data dirs), and refuses an
+	// image with such a record to pods of pull policy Never under another
+	// name (KubeletEnsureSecretPulledImages) — TestNode's pods would fail.
+	image := testimage.BuildWithEnv(t, "kedge.local/webapp:registry", "VARIANT=registry")
 	reg.PushTarball(t, password, "kedge/webapp", "1", image)
+	t.Cleanup(func() { forgetPulls(t, ".example.test/") })
 	// Another image (its own digest) for the rewritten name, so that the
 	// pod's status shows which name its image has.
 	reg.PushTarball(t, password, "mirrored/webapp", "1", testimage.BuildWithEnv(t, "kedge.local/webapp:mirrored", "VARIANT=mirrored"))
