@@ -3,6 +3,8 @@ package containerd
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -46,6 +48,10 @@ configs:
 	mustf(t, err, "registries.yaml")
 	cfg := env.cfg
 	cfg.Registries = regs
+	// logrus is process-wide: once this test ends, containerd code that
+	// later tests run (the archive fuzzers' content stores) must not log
+	// into its t.
+	t.Cleanup(func() { routeLogs(slog.New(slog.NewTextHandler(io.Discard, nil)), false, make(chan error, 1)) })
 	c := startContainerd(t, cfg)
 	defer stopContainerd(t, c)
 
