@@ -213,8 +213,6 @@ func (p *ImageProxy) lock(image string) func() {
 
 // rename gives the pulled image the names the kubelet expects (the tag and
 // the repository digest of the original name) and removes the pulled names.
-// The CRI plugin follows containerd's image events; rename waits until it
-// reports the original name.
 func (p *ImageProxy) rename(ctx context.Context, plan rewritePlan, imageID string) error {
 	ctx = namespaces.WithNamespace(ctx, p.cfg.Namespace)
 	is := p.cl.ImageService()
@@ -246,14 +244,28 @@ func (p *ImageProxy) rename(ctx context.Context, plan rewritePlan, imageID strin
 			}
 		}
 	}
+	// The CRI plugin follows containerd's image events asynchronously:
+	// wait until it reports the original name and no longer the pulled one,
+	// so that nobody sees the temporary names after the pull returns.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := p.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: plan.image}})
-		if err == nil && st.GetImage() != nil && st.GetImage().GetId() == imageID {
-			return nil
+		orig, err := p.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: plan.image}})
+		named := err == nil && orig.GetImage() != nil && orig.GetImage().GetId() == imageID
+		if named {
+			gone := 0
+			for _, n := range names {
+				var tmp *runtimeapi.ImageStatusResponse
+				tmp, err = p.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: n[0]}})
+				if err == nil && tmp.GetImage() == nil {
+					gone++
+				}
+			}
+			if gone == len(names) {
+				return nil
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the CRI plugin does not report %s as %s yet (%v)", plan.image, imageID, err)
+			return fmt.Errorf("the CRI plugin does not report %s as %s, without %s, yet (%v)", plan.image, imageID, plan.pullRepo, err)
 		}
 		select {
 		case <-ctx.Done():
