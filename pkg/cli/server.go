@@ -46,6 +46,7 @@ type serverFlags struct {
 	featureGates   featureGates
 	flannelBackend string
 	flannelIface   string
+	registries     registriesFlag
 	token          string
 	tokenFile      string
 	agentToken     string
@@ -53,7 +54,6 @@ type serverFlags struct {
 	clusterInit    bool
 	disableAgent   bool
 	debug          bool
-	registries     registriesFlag
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -82,6 +82,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
+	f.registries.register(fs)
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token; default $"+tokenEnv+")")
 	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVar(&f.agentToken, "agent-token", "", "the secret that joins agents only (default generated; written with the CA's hash to <data-dir>/server/agent-token): hand it to workers instead of --token, which also joins servers")
@@ -89,7 +90,6 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.clusterInit, "cluster-init", false, "start a new cluster with this server as its first etcd member (the default without --server)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
-	f.registries.register(fs)
 }
 
 // serverConfig validates the flags and builds the server's configuration.
