@@ -72,7 +72,8 @@ robustness: build
 ## seed corpora). The first -fuzz build of a package recompiles its dependencies with coverage.
 FUZZTIME ?= 60s
 FUZZ = join:FuzzParse join:FuzzEnsureTokenFile cli:FuzzApplyConfigFile supervisor:FuzzWrap supervisor:FuzzNodeHandler \
-	supervisor:FuzzServerHandler containerd:FuzzReadArchive containerd:FuzzApplyLayer manifests:FuzzDecode manifests:FuzzRender
+	supervisor:FuzzServerHandler containerd:FuzzReadArchive containerd:FuzzApplyLayer manifests:FuzzDecode manifests:FuzzRender \
+	registries:FuzzParse
 fuzz: helpers
 	@for t in $(FUZZ); do $(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=10x ./pkg/$${t%%:*}/ || exit 1; done
 

@@ -60,6 +60,7 @@ require (
 	k8s.io/cli-runtime v0.36.4
 	k8s.io/client-go v0.37.1
 	k8s.io/cloud-provider v0.36.4
+	k8s.io/cluster-bootstrap v0.0.0
 	k8s.io/component-base v0.37.0
 	k8s.io/controller-manager v0.36.4
 	k8s.io/cri-api v0.37.0
@@ -269,7 +270,6 @@ require (
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/apiextensions-apiserver v0.0.0 // indirect
-	k8s.io/cluster-bootstrap v0.0.0 // indirect
 	k8s.io/component-helpers v0.36.4 // indirect
 	k8s.io/cri-streaming v0.37.0 // indirect
 	k8s.io/csi-translation-lib v0.0.0 // indirect

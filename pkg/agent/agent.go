@@ -28,6 +28,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/registries"
 	"github.com/kedge-io/kedge/pkg/servicelb"
 )
 
@@ -69,6 +70,9 @@ type Config struct {
 	Servers []string
 	Host    hostinfo.Host
 	Debug   bool
+	// Registries are the node's mirrors and registry credentials
+	// (--private-registry).
+	Registries registries.Registries
 }
 
 // Dir is the node's state directory, <data-dir>/agent.
@@ -77,10 +81,19 @@ func (c Config) Dir() string { return filepath.Join(c.DataDir, "agent") }
 // ContainerdAddress is the gRPC (and CRI) socket of the node's containerd.
 func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "containerd.sock") }
 
+// ImageProxyAddress is the CRI image service of the node's image proxy,
+// which the kubelet uses when a registry mirror rewrites names.
+func ImageProxyAddress() string { return filepath.Join(RunDir, "containerd", "images.sock") }
+
 // AddComponents adds the node's components to m in start order.
 func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log *slog.Logger) {
 	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
 	address := ContainerdAddress()
+	registryDir := filepath.Join(cfg.Dir(), "etc", "containerd", "certs.d")
+	imageEndpoint := "" // the kubelet pulls from containerd, or through the proxy for rewrites
+	if cfg.Registries.HasRewrites() {
+		imageEndpoint = ImageProxyAddress()
+	}
 	for _, c := range []component.Component{
 		hostprep.New(hostprep.Config{Log: log}),
 		containerd.New(containerd.Config{
@@ -90,6 +103,8 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			BinDir:       assets.BinDir,
 			CNIBinDir:    assets.BinDir,
 			CNIConfDir:   cniConf,
+			RegistryDir:  registryDir,
+			Registries:   cfg.Registries,
 			SandboxImage: assets.PauseImage,
 			Host:         cfg.Host,
 			Debug:        cfg.Debug,
@@ -101,6 +116,9 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			Address: address,
 			Log:     log,
 		}),
+		// Does nothing unless a mirror rewrites names (containerd cannot).
+		registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
+			Socket: ImageProxyAddress(), Containerd: address, Namespace: containerd.Namespace, Log: log}),
 		kubelet.New(kubelet.Config{
 			NodeName:                 cfg.NodeName,
 			NodeIP:                   cfg.NodeIP,
@@ -109,6 +127,7 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			ServingCert:              cfg.Certs.KubeletServingCert,
 			ServingKey:               cfg.Certs.KubeletServingKey,
 			ContainerRuntimeEndpoint: address,
+			ImageServiceEndpoint:     imageEndpoint,
 			ClusterDNS:               []net.IP{cfg.ClusterDNS},
 			ClusterDomain:            cfg.ClusterDomain,
 			Host:                     cfg.Host,

@@ -37,6 +37,7 @@ type agentFlags struct {
 	externalIPs   []string
 	featureGates  featureGates
 	debug         bool
+	registries    registriesFlag
 }
 
 func (f *agentFlags) register(fs *pflag.FlagSet) {
@@ -53,6 +54,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	f.registries.register(fs)
 }
 
 // agentConfig validates the flags; every error names the flag at fault.
@@ -75,6 +77,9 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	}
 	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil || f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir %q: not a usable path", f.dataDir)
+	}
+	if c.Registries, err = f.registries.load(); err != nil {
+		return c, err
 	}
 	if c.NodeIP, err = parseNodeIP(f.nodeIP); err != nil {
 		return c, err

@@ -55,6 +55,7 @@ type serverFlags struct {
 	featureGates   featureGates
 	flannelBackend string
 	flannelIface   string
+	registries     registriesFlag
 	token          string
 	tokenFile      string
 	agentToken     string
@@ -96,6 +97,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")
 	fs.StringVar(&f.flannelIface, "flannel-iface", "", "interface whose address carries the pod traffic between nodes (default: the interface holding --node-ip)")
+	f.registries.register(fs)
 	fs.StringVarP(&f.token, "token", "t", "", "the cluster's join secret (first server: default generated; written with the CA's hash to <data-dir>/server/token; default $"+tokenEnv+")")
 	registerTokenFile(fs, &f.tokenFile)
 	fs.StringVar(&f.agentToken, "agent-token", "", "the secret that joins agents only (default generated; written with the CA's hash to <data-dir>/server/agent-token): hand it to workers instead of --token, which also joins servers")
@@ -139,6 +141,9 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}
 	if f.certValidity != 0 && f.certValidity < 10*time.Second {
 		return c, fmt.Errorf("--cert-validity %s: must be 0 (one year) or at least 10s", f.certValidity)
+	}
+	if c.Registries, err = f.registries.load(); err != nil {
+		return c, err
 	}
 	if f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir: must not be empty")

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/platforms"
 
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/registries"
 )
 
 // Snapshotters kedge chooses between: overlayfs when the kernel and the
@@ -58,6 +59,14 @@ type Config struct {
 	// SandboxImage is the pause image of every pod, pinned in the CRI plugin.
 	// It must be imported before the first pod starts (it is never pulled).
 	SandboxImage string
+	// RegistryDir is the CRI plugin's registry config_path (e.g.
+	// <data-dir>/agent/etc/containerd/certs.d): Start replaces its content
+	// with the host directories of Registries. Always set, so that the
+	// host's /etc/containerd/certs.d is never read.
+	RegistryDir string
+	// Registries are the node's mirrors and registry credentials
+	// (registries.yaml); the zero value configures none.
+	Registries registries.Registries
 	// Host decides the cgroup driver and whether containers may get a
 	// negative oom_score_adj.
 	Host hostinfo.Host
@@ -78,7 +87,7 @@ func (c Config) RuncBinary() string { return filepath.Join(c.BinDir, "runc") }
 func (c Config) validate() error {
 	for _, d := range []struct{ name, path string }{
 		{"Root", c.Root}, {"State", c.State}, {"Address", c.Address}, {"BinDir", c.BinDir},
-		{"CNIBinDir", c.CNIBinDir}, {"CNIConfDir", c.CNIConfDir},
+		{"CNIBinDir", c.CNIBinDir}, {"CNIConfDir", c.CNIConfDir}, {"RegistryDir", c.RegistryDir},
 	} {
 		if !filepath.IsAbs(d.path) {
 			return fmt.Errorf("containerd: %s %q must be an absolute path", d.name, d.path)
@@ -171,6 +180,7 @@ func Render(cfg Config, snapshotter string) *srvconfig.Config {
 			"io.containerd.cri.v1.images": map[string]any{
 				"snapshotter":   snapshotter,
 				"pinned_images": map[string]any{"sandbox": cfg.SandboxImage},
+				"registry":      registryConfig(cfg),
 			},
 			"io.containerd.cri.v1.runtime": map[string]any{
 				"restrict_oom_score_adj": !cfg.Host.CanRaiseOOMPriority,
@@ -202,6 +212,31 @@ func Render(cfg Config, snapshotter string) *srvconfig.Config {
 			},
 		},
 	}
+}
+
+// registryConfig is the CRI plugin's registry section: the host
+// directories, and the credentials by host. containerd 2.3 reads
+// credentials only from the kubelet's pull request (image pull secrets) or
+// from registry.configs.<host>.auth, deprecated since 2.0 but kept "until a
+// suitable secret management alternative is available" (docs/cri/registry.md):
+// hosts.toml has no credentials by design. Setting configs makes the CRI
+// plugin pull with its own client instead of the transfer service
+// (CheckLocalImagePullConfigs); without credentials it stays on the
+// transfer service.
+func registryConfig(cfg Config) map[string]any {
+	reg := map[string]any{"config_path": cfg.RegistryDir}
+	auths := cfg.Registries.Auths()
+	if len(auths) == 0 {
+		return reg
+	}
+	configs := map[string]any{}
+	for host, a := range auths {
+		configs[host] = map[string]any{"auth": map[string]any{
+			"username": a.Username, "password": a.Password, "auth": a.Auth, "identitytoken": a.IdentityToken,
+		}}
+	}
+	reg["configs"] = configs
+	return reg
 }
 
 // pathWith returns the PATH value with dir first (once).

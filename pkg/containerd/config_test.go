@@ -15,6 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/registries"
 )
 
 func testConfig(host hostinfo.Host) Config {
@@ -25,6 +26,7 @@ func testConfig(host hostinfo.Host) Config {
 		BinDir:       "/var/lib/kedge/data/abc/bin",
 		CNIBinDir:    "/var/lib/kedge/data/abc/bin",
 		CNIConfDir:   "/var/lib/kedge/agent/etc/cni/net.d",
+		RegistryDir:  "/var/lib/kedge/agent/etc/containerd/certs.d",
 		SandboxImage: "kedge.local/pause:1.0",
 		Host:         host,
 		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -149,6 +151,12 @@ func TestRender(t *testing.T) {
 			if got := at(t, img, "snapshotter"); got != tc.snapshotter {
 				t.Errorf("CRI snapshotter = %v, want %s", got, tc.snapshotter)
 			}
+			if got := at(t, img, "registry", "configPath"); got != cfg.RegistryDir {
+				t.Errorf("registry config_path = %v, want %s", got, cfg.RegistryDir)
+			}
+			if got := at(t, img, "registry", "configs"); got != nil {
+				t.Errorf("registry configs without registries.yaml: %v", got)
+			}
 
 			tr, _ := toml.Marshal(c.Plugins["io.containerd.transfer.v1.local"])
 			if !strings.Contains(string(tr), "snapshotter = '"+tc.snapshotter+"'") {
@@ -169,6 +177,36 @@ func TestRender(t *testing.T) {
 				t.Errorf("shim socket dir = %v", shim["SocketDir"])
 			}
 		})
+	}
+}
+
+// TestRenderRegistryAuth: credentials of registries.yaml reach the CRI
+// plugin's registry.configs, which containerd's own type accepts.
+func TestRenderRegistryAuth(t *testing.T) {
+	cfg := testConfig(hostinfo.Host{})
+	regs, err := registries.Parse([]byte(`
+mirrors:
+  registry.example.test:
+    endpoint: ["https://127.0.0.1:5000"]
+configs:
+  "127.0.0.1:5000":
+    auth: {username: kedge, password: s3cret}
+  ghcr.io:
+    auth: {identitytoken: tok}
+`))
+	mustf(t, err, "parse")
+	cfg.Registries = regs
+	img := decoded(t, Render(cfg, SnapshotterOverlay).Plugins["io.containerd.cri.v1.images"], "io.containerd.cri.v1.images")
+	if got := at(t, img, "registry", "configs", "127.0.0.1:5000", "auth"); !reflect.DeepEqual(got, map[string]any{
+		"username": "kedge", "password": "s3cret", "auth": "", "identitytoken": "",
+	}) {
+		t.Errorf("auth of 127.0.0.1:5000 = %v", got)
+	}
+	if got := at(t, img, "registry", "configs", "ghcr.io", "auth", "identitytoken"); got != "tok" {
+		t.Errorf("identity token of ghcr.io = %v", got)
+	}
+	if got := at(t, img, "registry", "configPath"); got != cfg.RegistryDir {
+		t.Errorf("config_path = %v", got)
 	}
 }
 
@@ -221,6 +259,7 @@ func TestValidate(t *testing.T) {
 		"longer than":  func(c *Config) { c.Address = "/" + strings.Repeat("x", 101) },
 		"SandboxImage": func(c *Config) { c.SandboxImage = "" },
 		"CNIConfDir":   func(c *Config) { c.CNIConfDir = "" },
+		"RegistryDir":  func(c *Config) { c.RegistryDir = "certs.d" },
 	}
 	for want, mutate := range cases {
 		c := good

@@ -71,6 +71,12 @@ func (c *Containerd) Start(ctx context.Context) error {
 	}
 	log := c.cfg.Log.With("component", "containerd")
 	routeLogs(log, c.cfg.Debug, c.fatal)
+	if err := c.cfg.Registries.WriteHostDirs(c.cfg.RegistryDir); err != nil {
+		return err
+	}
+	if !c.cfg.Registries.Empty() {
+		log.Info("registry mirrors and credentials", "file", c.cfg.Registries.File, "mirrors", len(c.cfg.Registries.Mirrors), "configs", len(c.cfg.Registries.Configs), "host_dir", c.cfg.RegistryDir)
+	}
 
 	snapshotter := SnapshotterOverlay
 	if err := overlayutils.Supported(filepath.Join(c.cfg.Root, "io.containerd.snapshotter.v1."+SnapshotterOverlay)); err != nil {

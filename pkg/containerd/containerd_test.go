@@ -83,6 +83,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		BinDir:       bin,
 		CNIBinDir:    bin,
 		CNIConfDir:   filepath.Join(short, "cni"),
+		RegistryDir:  filepath.Join(t.TempDir(), "certs.d"),
 		SandboxImage: ociImage,
 		Host:         hostinfo.Detect(),
 		Log:          slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),

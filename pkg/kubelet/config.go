@@ -59,6 +59,10 @@ type Config struct {
 	// ContainerRuntimeEndpoint is the CRI socket of kedge's containerd,
 	// "unix:///run/…/containerd.sock" (a bare path gets unix://).
 	ContainerRuntimeEndpoint string
+	// ImageServiceEndpoint, when set, is the CRI image service the kubelet
+	// pulls through instead of ContainerRuntimeEndpoint's (kedge's image
+	// proxy, pkg/registries, for registry rewrites).
+	ImageServiceEndpoint string
 	// ClusterDNS are the addresses pods use as nameservers (the cluster DNS
 	// Service IPs); ClusterDomain is the cluster's DNS domain.
 	ClusterDNS    []net.IP
@@ -229,6 +233,9 @@ func applyDefaults(kc *kubeletconfig.KubeletConfiguration, cfg Config) {
 	kc.FailSwapOn = false
 
 	kc.ContainerRuntimeEndpoint = runtimeEndpoint(cfg.ContainerRuntimeEndpoint)
+	if cfg.ImageServiceEndpoint != "" {
+		kc.ImageServiceEndpoint = runtimeEndpoint(cfg.ImageServiceEndpoint)
+	}
 	kc.SerializeImagePulls = false
 	kc.EvictionHard = maps.Clone(evictionHard)
 	kc.EvictionMinimumReclaim = maps.Clone(evictionMinimumReclaim)

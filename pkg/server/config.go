@@ -10,6 +10,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/registries"
 	"github.com/kedge-io/kedge/pkg/servicelb"
 )
 
@@ -82,6 +83,9 @@ type Config struct {
 
 	DisableAgent bool
 	Debug        bool
+	// Registries are the node's mirrors and registry credentials
+	// (--private-registry), for its containerd.
+	Registries registries.Registries
 	// Exec is when the process started, for the "ready after" log line.
 	Exec time.Time
 }

@@ -31,6 +31,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		Disabled:       cfg.Disable,
 		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
+		Registries:     cfg.Registries,
 	}
 	nb, err := pki.IssueNode(certs, nodePKI(cfg))
 	if err != nil {

@@ -162,6 +162,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown config key", []string{"--config", write("unknown.yaml", "cluster-cidr: 10.42.0.0/16\nclustr-dns: 10.43.0.10\n")}, nil, []string{"unknown.yaml", `"clustr-dns"`, "unknown key"}},
 		{"invalid value in config file", []string{"--config", write("badval.yaml", "service-cidr: nonsense\n")}, nil, []string{"--service-cidr", "nonsense"}},
 		{"missing config file", []string{"--config", filepath.Join(dir, "absent.yaml")}, nil, []string{"--config", "absent.yaml"}},
+		{"unknown registries key", []string{"--config", empty, "--private-registry", write("reg.yaml", "mirrors:\n  docker.io:\n    endpoints: [https://m]\n")}, nil, []string{"--private-registry", "reg.yaml", `line 3: unknown key "endpoints"`}},
+		{"missing registries file", []string{"--config", write("regkey.yaml", "private-registry: "+filepath.Join(dir, "absent-reg.yaml")+"\n")}, nil, []string{"--private-registry", "absent-reg.yaml", "no such file"}},
 		{"unreadable config file", []string{"--config", filepath.Join(dir, "empty.yaml")},
 			&syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}, []string{"empty.yaml", "permission denied"}},
 		{"not root", []string{"--config", "/dev/null"},

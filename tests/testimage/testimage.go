@@ -24,6 +24,14 @@ const Name = "kedge.local/webapp:test"
 // whose entrypoint is /webapp.
 func Build(t *testing.T) []byte {
 	t.Helper()
+	return BuildWithEnv(t, Name)
+}
+
+// BuildWithEnv is Build with the image tagged tag and carrying the
+// environment env ("KEY=value"): a different image (another digest) of the
+// same program.
+func BuildWithEnv(t *testing.T, tag string, env ...string) []byte {
+	t.Helper()
 	_, self, _, _ := runtime.Caller(0)
 	bin := filepath.Join(t.TempDir(), "webapp")
 	cmd := exec.Command("go", "build", "-o", bin, "./webapp")
@@ -37,7 +45,7 @@ func Build(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := ociimage.Build(raw, "/webapp", Name, &buf); err != nil {
+	if err := ociimage.Write(ociimage.Spec{Binary: raw, Path: "/webapp", Env: env}, tag, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
