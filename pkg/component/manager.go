@@ -39,6 +39,10 @@ func NewManager(log *slog.Logger) *Manager {
 
 // Add appends c to the start order: c starts once the component before it
 // is Ready.
+// quickReady is how fast a component must be ready for its "component
+// ready" line to be a debug one.
+const quickReady = 5 * time.Millisecond
+
 func (m *Manager) Add(c Component) { m.stages = append(m.stages, []Component{c}) }
 
 // AddAlongside appends c to the start order, to start as soon as the
@@ -75,7 +79,13 @@ func (m *Manager) Start(ctx context.Context) error {
 				err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
 				return errors.Join(err, m.stopAfterFailure(ctx))
 			}
-			m.log.Info("component ready", "component", c.Name(), "took", time.Since(begins[k]).Round(time.Millisecond))
+			// A component ready at once (one that works in the background)
+			// says nothing about the start-up's timing: debug level.
+			level, took := slog.LevelInfo, time.Since(begins[k])
+			if took < quickReady {
+				level = slog.LevelDebug
+			}
+			m.log.Log(ctx, level, "component ready", "component", c.Name(), "took", took.Round(time.Millisecond))
 		}
 	}
 	return nil
