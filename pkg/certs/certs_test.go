@@ -3,6 +3,7 @@ package certs
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net"
@@ -250,5 +251,28 @@ func TestRenewerWarnings(t *testing.T) {
 	// Two failures; 11 leaves in their window, warned once each.
 	if count[ReasonRenewFailed] != 2 || count[ReasonExpiring] != 11 || !apiserver {
 		t.Errorf("events %v (apiserver.crt warned: %v), want 2 %s and 11 %s", count, apiserver, ReasonRenewFailed, ReasonExpiring)
+	}
+}
+
+// TestScheduleDueDuringPass: a leaf that entered its renewal window while a
+// pass ran is checked again at once, not a MaxInterval later (it expired
+// before its renewal when that happened); after a failed pass it waits.
+func TestScheduleDueDuringPass(t *testing.T) {
+	now := time.Now()
+	r := &Renewer{cfg: Config{MaxInterval: time.Minute}}
+	due := Cert{cert: &x509.Certificate{NotBefore: now.Add(-90 * time.Second), NotAfter: now.Add(10 * time.Second)}}
+	later := Cert{cert: &x509.Certificate{NotBefore: now, NotAfter: now.Add(24 * time.Hour)}}
+	ca := Cert{CA: true, cert: &x509.Certificate{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Second)}}
+	r.schedule([]Cert{later, due, ca}, now, false)
+	if !r.next.Equal(now) {
+		t.Errorf("a leaf due during the pass: next check in %s, want now", r.next.Sub(now))
+	}
+	r.schedule([]Cert{later, due, ca}, now, true)
+	if !r.next.Equal(now.Add(time.Minute)) {
+		t.Errorf("after a failed pass: next check in %s, want MaxInterval", r.next.Sub(now))
+	}
+	r.schedule([]Cert{later}, now, false)
+	if !r.next.Equal(now.Add(time.Minute)) {
+		t.Errorf("nothing due: next check in %s, want MaxInterval", r.next.Sub(now))
 	}
 }

@@ -160,20 +160,30 @@ func (r *Renewer) pass(ctx context.Context) error {
 		return errors.Join(renewErr, err)
 	}
 	publish(certs)
-	r.schedule(certs, time.Now())
+	r.schedule(certs, time.Now(), renewErr != nil)
 	r.warn(ctx, certs, time.Now())
 	return renewErr
 }
 
 // schedule sets the next check: at the latest MaxInterval from now, and
-// when the first leaf enters its renewal window.
-func (r *Renewer) schedule(certs []Cert, now time.Time) {
+// when the first leaf enters its renewal window. A leaf that entered it
+// while this pass ran (a renewal can take seconds: the apiserver's kubelet
+// client is exercised after its renewal) is due now, unless the pass
+// failed: a failing renewal is retried after MaxInterval.
+func (r *Renewer) schedule(certs []Cert, now time.Time, failed bool) {
 	next := now.Add(r.cfg.MaxInterval)
 	for _, c := range certs {
 		if c.CA {
 			continue
 		}
-		if at := pki.RenewAt(c.cert); at.After(now) && at.Before(next) {
+		at := pki.RenewAt(c.cert)
+		if !at.After(now) {
+			if failed {
+				continue
+			}
+			at = now
+		}
+		if at.Before(next) {
 			next = at
 		}
 	}
