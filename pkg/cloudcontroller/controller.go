@@ -5,16 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	nodecontroller "k8s.io/cloud-provider/controllers/node"
 	controllersmetrics "k8s.io/component-base/metrics/prometheus/controllers"
 
@@ -63,15 +58,9 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, "cloud-controller")
-	host, _ := os.Hostname()
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, metav1.NamespaceSystem, LeaseName,
-		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())})
+	election, err := leader.Lease(client, LeaseName)
 	if err != nil {
-		return fmt.Errorf("leader election lock: %w", err)
-	}
-	election := leaderelection.LeaderElectionConfig{
-		Lock: lock, Name: LeaseName,
-		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+		return err
 	}
 	c.Go(func(context.Context) error {
 		err := leader.Run(ctx, election, log, func(ctx context.Context) error { return run(ctx, client) })

@@ -5,16 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"sort"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -22,8 +19,6 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
 
@@ -73,14 +68,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, "servicelb")
-	host, _ := os.Hostname()
-	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, metav1.NamespaceSystem, LeaseName,
-		client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: host + "_" + string(uuid.NewUUID())})
+	election, err := leader.Lease(client, LeaseName)
 	if err != nil {
-		return fmt.Errorf("leader election lock: %w", err)
+		return err
 	}
-	election := leaderelection.LeaderElectionConfig{Lock: lock, Name: LeaseName,
-		LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 	c.Go(func(context.Context) error {
 		err := leader.Run(ctx, election, log, func(ctx context.Context) error {
 			return newAllocator(client, c.cfg, log).run(ctx)
