@@ -18,7 +18,6 @@ import (
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kedge-io/kedge/pkg/secretsencrypt"
 	"github.com/kedge-io/kedge/pkg/server"
@@ -92,15 +91,7 @@ func newSecretsEncryptCommand() *cobra.Command {
 // at this server's API port), an admin client and the local encryption
 // config (nil when this server has none).
 func (f *apiFlags) withServers(fn func(context.Context, secretsencrypt.Servers, kubernetes.Interface, []byte) error) error {
-	path, err := f.kubeconfigPath()
-	if err != nil {
-		return err
-	}
-	rest, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return fmt.Errorf("--kubeconfig %s: %w", path, err)
-	}
-	kube, err := kubernetes.NewForConfig(rest)
+	path, rest, kube, err := f.client()
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kedge-io/kedge/pkg/join"
@@ -48,18 +49,24 @@ func (f *apiFlags) kubeconfigPath() (string, error) {
 	return "", fmt.Errorf("no admin kubeconfig in %s or /etc/kedge/kedge.yaml: run this on a server (--data-dir) or pass --kubeconfig", server.AdminKubeconfigFile(f.dataDir))
 }
 
+// client returns the admin kubeconfig's path, its REST config and a client.
+func (f *apiFlags) client() (string, *rest.Config, kubernetes.Interface, error) {
+	path, err := f.kubeconfigPath()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return path, nil, nil, fmt.Errorf("--kubeconfig %s: %w", path, err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	return path, cfg, client, err
+}
+
 // withAPI runs fn with an admin client of the running server and the CA
 // bundle it serves at /cacerts (a join token's hash is computed over it).
 func (f *apiFlags) withAPI(fn func(ctx context.Context, client kubernetes.Interface, caPEM []byte) error) error {
-	path, err := f.kubeconfigPath()
-	if err != nil {
-		return err
-	}
-	rest, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
-		return fmt.Errorf("--kubeconfig %s: %w", path, err)
-	}
-	client, err := kubernetes.NewForConfig(rest)
+	path, _, client, err := f.client()
 	if err != nil {
 		return err
 	}
