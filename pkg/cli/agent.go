@@ -37,6 +37,7 @@ type agentFlags struct {
 	externalIPs   []string
 	featureGates  featureGates
 	debug         bool
+	logFormat     string
 	registries    registriesFlag
 }
 
@@ -54,6 +55,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	fs.StringVar(&f.logFormat, "log-format", string(logging.Text), "log line format: text (key=value) or json")
 	f.registries.register(fs)
 }
 
@@ -120,7 +122,11 @@ func newAgentCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log, flush := logging.SetupProcess(f.debug)
+			format, err := logging.ParseFormat(f.logFormat)
+			if err != nil {
+				return err
+			}
+			log, flush := logging.SetupProcess(f.debug, format)
 			defer flush()
 			// Once for the process, before any component starts.
 			if err := f.featureGates.apply(); err != nil {

@@ -147,7 +147,7 @@ func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) 
 // runServer sets up logging and signals, once for the whole process, and
 // runs the server role until SIGTERM or SIGINT.
 func runServer(cfg server.Config, debug bool) error {
-	log, flush := logging.SetupProcess(debug)
+	log, flush := logging.SetupProcess(debug, cfg.LogFormat)
 	defer flush()
 	log.Info("starting kedge server", "version", version.String(), "node", cfg.NodeName, "node_ip", cfg.NodeIP, "data_dir", cfg.DataDir)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

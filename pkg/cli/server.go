@@ -18,6 +18,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/diskguard"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/logging"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/server"
 	"github.com/kedge-io/kedge/pkg/servicelb"
@@ -64,6 +65,7 @@ type serverFlags struct {
 	secretsEncrypt bool
 	disableAgent   bool
 	debug          bool
+	logFormat      string
 	certValidity   time.Duration // hidden: tests
 }
 
@@ -106,6 +108,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&f.secretsEncrypt, "secrets-encryption", true, "encrypt Secrets at rest in etcd (a new cluster only; key in <data-dir>/server/cred/encryption-config.json)")
 	fs.BoolVar(&f.disableAgent, "disable-agent", false, "run only the control plane, no node components (containerd, kubelet, kube-proxy, CoreDNS)")
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
+	fs.StringVar(&f.logFormat, "log-format", string(logging.Text), "log line format: text (key=value) or json")
 	fs.DurationVar(&f.certValidity, "cert-validity", 0, "validity of new leaf certificates (tests: renewal within seconds); 0: one year")
 	_ = fs.MarkHidden("cert-validity")
 }
@@ -143,6 +146,9 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 		return c, fmt.Errorf("--cert-validity %s: must be 0 (one year) or at least 10s", f.certValidity)
 	}
 	if c.Registries, err = f.registries.load(); err != nil {
+		return c, err
+	}
+	if c.LogFormat, err = logging.ParseFormat(f.logFormat); err != nil {
 		return c, err
 	}
 	if f.dataDir == "" {

@@ -9,6 +9,7 @@ package logging
 import (
 	"context"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
@@ -24,7 +25,28 @@ import (
 // too. The standard library's log package (CoreDNS) goes there too, and
 // start-up noise that needs no action is demoted to debug (noise.go). Call
 // it once, before any component starts.
-func Setup(w io.Writer, debug bool) *slog.Logger {
+func Setup(w io.Writer, debug bool) *slog.Logger { return SetupFormat(w, debug, Text) }
+
+// Format is how log lines are written (--log-format).
+type Format string
+
+// The formats: slog's text (key=value) and JSON handlers.
+const (
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// ParseFormat reads --log-format.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Text, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("--log-format %q: want text or json", s)
+}
+
+// SetupFormat is Setup writing lines in format.
+func SetupFormat(w io.Writer, debug bool, format Format) *slog.Logger {
 	level := slog.LevelInfo
 	upstream := slog.LevelError
 	verbosity := 0
@@ -33,7 +55,11 @@ func Setup(w io.Writer, debug bool) *slog.Logger {
 		upstream = slog.Level(-2)
 		verbosity = 2
 	}
-	var base slog.Handler = slog.NewTextHandler(w, &slog.HandlerOptions{Level: min(level, upstream)})
+	opts := &slog.HandlerOptions{Level: min(level, upstream)}
+	var base slog.Handler = slog.NewTextHandler(w, opts)
+	if format == JSON {
+		base = slog.NewJSONHandler(w, opts)
+	}
 	base = quietHandler{Handler: base, until: time.Now().Add(startupWindow), now: time.Now}
 	log := slog.New(levelHandler{Handler: base, min: level})
 	routeStdlog(log)

@@ -2,6 +2,8 @@ package logging
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"log"
 	"log/slog"
 	"os"
@@ -102,7 +104,7 @@ func TestZapJSONToSlog(t *testing.T) {
 func TestRouteStderr(t *testing.T) {
 	if os.Getenv("KEDGE_TEST_ROUTE_STDERR") == "1" {
 		fd2 := os.NewFile(2, "fd2") // what upstream loggers opened at init
-		log, flush := SetupProcess(false)
+		log, flush := SetupProcess(false, Text)
 		fd2.WriteString(`{"level":"error","ts":"x","logger":"etcd-client","msg":"lost etcd"}` + "\n")
 		fd2.WriteString("a plain line\n")
 		log.Info("kedge's own line")
@@ -128,5 +130,19 @@ func TestRouteStderr(t *testing.T) {
 	}
 	if strings.Contains(out, `{"level"`) {
 		t.Errorf("raw JSON left:\n%s", out)
+	}
+}
+
+// TestSetupFormatJSON: --log-format json writes one JSON object a line.
+func TestSetupFormatJSON(t *testing.T) {
+	var b strings.Builder
+	SetupFormat(&b, false, JSON).Info("hello", "component", "test")
+	Setup(io.Discard, false) // the process's routing back to text for the other tests
+	var line map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &line); err != nil || line["msg"] != "hello" || line["component"] != "test" {
+		t.Errorf("JSON line %q: %v %v", b.String(), line, err)
+	}
+	if _, err := ParseFormat("yaml"); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("ParseFormat(yaml) = %v", err)
 	}
 }

@@ -132,20 +132,20 @@ func logZapJSON(log *slog.Logger, line []byte) bool {
 	return true
 }
 
-// SetupProcess is Setup for a node process (`kedge server`, `kedge agent`):
+// SetupProcess is SetupFormat for a node process (`kedge server`, `kedge agent`):
 // it routes file descriptor 2 through kedge's logger too (RouteStderr),
 // so that every line the process prints has one format. Call flush before
 // the process exits. If stderr cannot be redirected, it logs why and goes
 // on with Setup(os.Stderr, debug).
-func SetupProcess(debug bool) (log *slog.Logger, flush func()) {
+func SetupProcess(debug bool, format Format) (log *slog.Logger, flush func()) {
 	var logger atomic.Pointer[slog.Logger]
 	real, restore, err := RouteStderr(logger.Load)
 	if err != nil {
-		log := Setup(os.Stderr, debug)
+		log := SetupFormat(os.Stderr, debug, format)
 		log.Warn("upstream lines written to stderr keep their own format", "error", err)
 		return log, func() {}
 	}
-	log = Setup(real, debug)
+	log = SetupFormat(real, debug, format)
 	logger.Store(log)
 	return log, restore
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/logging"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
@@ -44,6 +45,8 @@ type Config struct {
 	// ServiceLBPools are --service-lb-pool: the addresses LoadBalancer
 	// Services get (none: the nodes' addresses).
 	ServiceLBPools []servicelb.Pool
+	// LogFormat is --log-format (the process's logger is set up with it).
+	LogFormat logging.Format
 	// NodeMeta are --node-label and --node-taint.
 	NodeMeta      nodemeta.Spec
 	KubeletArgs   []string // --kubelet-arg
