@@ -19,6 +19,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/supervisor"
+	"github.com/kedge-io/kedge/pkg/version"
 )
 
 // Join fetches the cluster's CA from serverURL (checked against the token's
@@ -46,7 +47,7 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 		cert = &c
 	}
 	var answer supervisor.NodeResponse
-	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}}
+	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}, Version: version.Kubernetes()}
 	// A server that is down or still starting (an edge site powering up)
 	// is waited for; only a definite refusal ends the join.
 	what := fmt.Sprintf("the server at %s to accept node %s", serverURL, node.NodeName)

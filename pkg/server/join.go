@@ -21,6 +21,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/servicelb"
 	"github.com/kedge-io/kedge/pkg/supervisor"
+	"github.com/kedge-io/kedge/pkg/version"
 )
 
 // poolsString is --service-lb-pool as one comparable string.
@@ -81,6 +82,7 @@ func joinCluster(ctx context.Context, cfg Config, log *slog.Logger) (string, err
 		PeerURL:   "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.PeerPort)),
 		ClientURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(etcd.ClientPort)),
 		Settings:  settings(cfg),
+		Version:   version.Kubernetes(),
 	}
 	var answer supervisor.ServerResponse
 	// The server joined may be down or still starting, or busy promoting

@@ -39,8 +39,10 @@ import (
 	"github.com/kedge-io/kedge/pkg/sdnotify"
 	"github.com/kedge-io/kedge/pkg/secretsencrypt"
 	"github.com/kedge-io/kedge/pkg/servicelb"
+	"github.com/kedge-io/kedge/pkg/skew"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 	"github.com/kedge-io/kedge/pkg/token"
+	"github.com/kedge-io/kedge/pkg/version"
 )
 
 // Run prepares the server's state (certificates, kubeconfigs), starts the
@@ -61,6 +63,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer unlock()
 	if err := checkEtcdData(cfg, log); err != nil {
+		return err
+	}
+	if err := checkVersionRecord(cfg); err != nil {
 		return err
 	}
 	if cfg.JoinURL != "" {
@@ -132,6 +137,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ServerSecret:         tokenSync.Current,
 		EncryptionConfigFile: encryptionConfig,
 		Encryption:           secretsencrypt.NewHandler(encryptionConfig, certs.ClientCA),
+		Versions:             etcdVersions(etcdClient),
+		Log:                  log,
 	})
 	if err != nil {
 		return err
@@ -189,6 +196,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 		EncryptionConfig: encryptionConfig, // Secrets encrypted at rest
 	}))
+	m.AddAlongside(skew.NewGate(skew.GateConfig{Name: cfg.NodeName, Version: version.Kubernetes(), DBDir: cfg.dbDir(), Etcd: etcdClient, Log: log}))
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: userKubeconfig})
 	m.Add(tokenSync) // the server token, as `kedge token rotate` sets it
 	m.Add(controllermanager.New(controllermanager.Config{

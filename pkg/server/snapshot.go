@@ -17,6 +17,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/etcdsnapshot"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/skew"
 )
 
 // DefaultDataDir is --data-dir's default.
@@ -146,7 +147,8 @@ func restoreSnapshot(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", flag, err)
 	}
-	for _, f := range []string{cfg.initialClusterFile(), cfg.removedFile()} {
+	// The snapshot carries the version record of its time (skew.Gate).
+	for _, f := range []string{cfg.initialClusterFile(), cfg.removedFile(), filepath.Join(cfg.dbDir(), skew.RecordFile)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}

@@ -40,6 +40,9 @@ type NodeRequest struct {
 	// PEM public keys to issue those certificates for: a renewing node
 	// keeps its private keys, and the answer has no key file for them.
 	PublicKeys map[string]string `json:"publicKeys,omitempty"`
+	// Version is the agent's Kubernetes version (v1.36.4), checked against
+	// the servers' by the skew policy; older agents send none.
+	Version string `json:"version,omitempty"`
 }
 
 // NodeResponse is what the agent gets back: PEM certificates and keys, and
@@ -100,6 +103,9 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 		ips = append(ips, ip)
 	}
 	if !s.checkAgent(w, r, req.Name, req.Password) {
+		return
+	}
+	if !s.checkAgentVersion(w, r, req) {
 		return
 	}
 	dir, err := os.MkdirTemp("", "kedge-node-")

@@ -62,6 +62,10 @@ type ServerRequest struct {
 	PeerURL   string   `json:"peerURL"`   // https://<ip>:2380
 	ClientURL string   `json:"clientURL"` // https://<ip>:2379
 	Settings  Settings `json:"settings"`
+	// Version is the joining server's Kubernetes version (v1.36.4),
+	// checked against the cluster's by the skew policy; older servers send
+	// none.
+	Version string `json:"version,omitempty"`
 }
 
 // ServerResponse is the bootstrap data of a joining server.
@@ -113,6 +117,9 @@ func (s *Supervisor) serverHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.checkNotAgent(r.Context(), req.Name); err != nil {
 		writeCheckError(w, err, http.StatusConflict)
+		return
+	}
+	if !s.checkServerVersion(w, r, req) {
 		return
 	}
 	if s.cfg.NewEtcd == nil {

@@ -11,9 +11,11 @@
 package supervisor
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
@@ -68,6 +70,12 @@ type Config struct {
 	Encryption http.Handler
 	// CertValidity is how long node certificates are valid; 0: one year.
 	CertValidity time.Duration
+	// Versions, if set, returns the servers' Kubernetes versions (node
+	// name → version) and the datastore's (see package skew), against which
+	// joining nodes that send theirs are checked.
+	Versions func(ctx context.Context) (servers map[string]string, datastore string, err error)
+	// Log receives the skew policy's warnings (nil: none).
+	Log *slog.Logger
 }
 
 // EncryptionPath is where Config.Encryption is served.
