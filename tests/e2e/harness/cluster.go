@@ -100,6 +100,20 @@ var nodeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,7})$`)
 // [a-z0-9-]) is the node's hostname, hence its default node name.
 func (c *Cluster) AddNode(name string, args ...string) *Node {
 	c.t.Helper()
+	return c.addNode("", name, args...)
+}
+
+// AddNodeRunning is AddNode for a node that runs its own copy of a kedge
+// binary, installed at <node dir>/bin/kedge as a copy of bin: Node.Install
+// replaces it, as an upgrade of the machine does. Commands run in the node
+// (Kubectl) use the cluster's binary, as before.
+func (c *Cluster) AddNodeRunning(bin, name string, args ...string) *Node {
+	c.t.Helper()
+	return c.addNode(bin, name, args...)
+}
+
+func (c *Cluster) addNode(bin, name string, args ...string) *Node {
+	c.t.Helper()
 	if !nodeName.MatchString(name) {
 		c.t.Fatalf("AddNode %q: the name must match %s", name, nodeName)
 	}
@@ -119,7 +133,14 @@ func (c *Cluster) AddNode(name string, args ...string) *Node {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		role, args = args[0], args[1:]
 	}
-	n.argv = append([]string{c.bin, role}, args...)
+	exe := c.bin
+	if bin != "" {
+		exe = n.binary()
+		if err := n.Install(bin); err != nil {
+			c.t.Fatalf("AddNodeRunning %q: %v", name, err)
+		}
+	}
+	n.argv = append([]string{exe, role}, args...)
 	if !hasFlag(args, "--node-ip") {
 		n.argv = append(n.argv, "--node-ip="+ip.String())
 	}

@@ -310,6 +310,36 @@ func (n *Node) Exec(args ...string) (string, error) {
 	return s, nil
 }
 
+// binary is where a node added with AddNodeRunning has its kedge.
+func (n *Node) binary() string { return filepath.Join(n.dir, "bin", "kedge") }
+
+// Install replaces the kedge binary of a node added with AddNodeRunning by a
+// copy of bin (atomically: a running kedge keeps its old file); the next
+// Start runs it.
+func (n *Node) Install(bin string) error {
+	if err := os.MkdirAll(filepath.Dir(n.binary()), 0o755); err != nil {
+		return err
+	}
+	src, err := os.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	tmp := n.binary() + ".new"
+	dst, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, n.binary())
+}
+
 // Kubectl runs `kedge kubectl` inside the node: it talks to the node's
 // apiserver with the node's admin kubeconfig (/etc/kedge/kedge.yaml).
 func (n *Node) Kubectl(args ...string) (string, error) {
