@@ -1,7 +1,9 @@
 // Command webapp is the test image of the integration tests: an HTTP server
 // (no arguments) that answers with its hostname (and at /client with the
 // client's address), plus two client modes run
-// with kubectl exec: `webapp get URL` and `webapp resolve NAME`.
+// with kubectl exec: `webapp get URL` and `webapp resolve NAME`, and
+// `webapp eat MIB`, which takes MIB MiB of memory (touching every page, a
+// MiB every 10 ms) and then sleeps: a memory hog.
 package main
 
 import (
@@ -11,10 +13,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"time"
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "eat" {
+		eat(os.Args[2])
+		return
+	}
 	if len(os.Args) == 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -51,4 +58,27 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+}
+
+// eat takes mib MiB of memory, a MiB at a time, and keeps it.
+func eat(mib string) {
+	n, err := strconv.Atoi(mib)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "eat: bad MiB:", mib)
+		os.Exit(2)
+	}
+	var held [][]byte
+	for i := range n {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = byte(i)
+		}
+		held = append(held, b)
+		if i%100 == 0 {
+			fmt.Printf("holding %d MiB\n", i)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("holding %d MiB\n", len(held))
+	select {}
 }

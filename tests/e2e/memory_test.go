@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kedge-io/kedge/tests/e2e/harness"
+	"github.com/kedge-io/kedge/tests/testimage"
+)
+
+// memoryHeadroom is how much memory the node's cgroup allows beyond what
+// it uses when the hog starts.
+const memoryHeadroom = 300 << 20
+
+// TestMemoryPressure (issue 14, part 3): a server whose whole node — kedge
+// itself and every pod — is held in a memory cgroup with little headroom
+// (kedge's process moved, with its charges, into the node's cgroup root,
+// above the kubelet's kubepods; the limit its usage plus 300 MiB), like a
+// small edge machine. A Guaranteed pod runs beside a BestEffort pod that
+// takes memory until the kernel's OOM killer acts. The killer must pick the
+// hog, every time, never kedge: kedge keeps running, the node stays Ready,
+// the Guaranteed pod is never restarted, and kedge's oom_score_adj is at
+// most every pod's (the kubelet sets -999 for kedge where the host grants
+// CAP_SYS_RESOURCE; without it kedge stays at 0, which containerd's
+// restrict_oom_score_adj makes the floor of every container too).
+func TestMemoryPressure(t *testing.T) {
+	c := harness.NewCluster(t)
+	image := testimage.Build(t)
+	var a *harness.Node
+	c.Step("server a Ready, a Guaranteed pod Running", func() {
+		a = startNode(t, c, image, "a")
+		a.WaitReady(5 * time.Minute)
+		steady := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: steady}
+spec:
+  containers:
+  - name: web
+    image: %s
+    imagePullPolicy: Never
+    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+      limits: {cpu: 100m, memory: 64Mi}
+`, webImage)
+		memApply(t, a, "steady.yaml", steady)
+		c.Eventually(2*time.Minute, "steady Running", func() error { return memPodRunning(a, "steady") })
+	})
+
+	cg := "/sys/fs/cgroup/memory" + a.CgroupRoot()
+	c.Step("the node's memory held to its usage + 300 MiB, kedge in it", func() {
+		if _, err := os.Stat(filepath.Join(cg, "memory.limit_in_bytes")); err != nil {
+			t.Skipf("no cgroup v1 memory controller at %s: %v", cg, err)
+		}
+		writeCgroupFile(t, filepath.Join(cg, "memory.move_charge_at_immigrate"), "3")
+		// cgroup.procs takes pids of the writer's PID namespace: from inside the node.
+		if out, err := a.Exec("sh", "-c", "for p in $(pidof kedge); do echo $p > "+cg+"/cgroup.procs; done"); err != nil {
+			t.Fatalf("move kedge: %v: %s", err, out)
+		}
+		usage := readCgroupInt(t, filepath.Join(cg, "memory.usage_in_bytes"))
+		writeCgroupFile(t, filepath.Join(cg, "memory.limit_in_bytes"), strconv.FormatInt(usage+memoryHeadroom, 10))
+		t.Logf("node memory cgroup %s: usage %d MiB, limit %d MiB", cg, usage>>20, (usage+memoryHeadroom)>>20)
+	})
+	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte("-1"), 0o644) })
+
+	oomBefore := oomKills(t, cg)
+	c.Step("a BestEffort hog takes memory: the OOM killer picks it, again and again, never kedge", func() {
+		hog := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  containers:
+  - {name: hog, image: %s, imagePullPolicy: Never, args: ["eat", "100000"]}
+`, webImage)
+		memApply(t, a, "hog.yaml", hog)
+		c.Eventually(4*time.Minute, "the hog killed twice", func() error {
+			out, err := a.Kubectl("get", "pod", "hog", "-o", `jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.reason}`)
+			if err != nil {
+				return err
+			}
+			f := strings.Fields(out)
+			if len(f) < 2 || f[0] == "0" || f[0] == "1" {
+				return fmt.Errorf("hog: restarts, last exit: %q", out)
+			}
+			if f[1] != "137" {
+				t.Fatalf("the hog ended with %q, want exit 137 (SIGKILL by the OOM killer)", out)
+			}
+			t.Logf("hog: restarts %s, last exit %s %s", f[0], f[1], strings.Join(f[2:], " "))
+			return nil
+		})
+	})
+	kills := oomKills(t, cg) - oomBefore
+	c.Step("kedge unharmed: running, node Ready, steady never restarted", func() {
+		if !a.Running() {
+			t.Fatalf("kedge was killed:\n%s", a.LogTail(3000))
+		}
+		if s := a.MustKubectl("get", "node", "a", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); s != "True" {
+			t.Fatalf("node a Ready=%q", s)
+		}
+		if n := a.MustKubectl("get", "pod", "steady", "-o", "jsonpath={.status.containerStatuses[0].restartCount}"); n != "0" {
+			t.Fatalf("steady restarted %s times", n)
+		}
+	})
+	scores := oomScores(t, a)
+	t.Logf("OOM kills in the node's cgroup: %d; oom_score_adj: %v", kills, scores)
+	if kills < 2 {
+		t.Errorf("the memory cgroup counted %d OOM kills, want at least 2", kills)
+	}
+	for what, v := range scores {
+		if what != "kedge" && v < scores["kedge"] {
+			t.Errorf("%s has oom_score_adj %d, under kedge's %d: it would outlive kedge", what, v, scores["kedge"])
+		}
+	}
+	a.MustKubectl("delete", "pod", "hog", "--grace-period=0", "--force")
+	t.Log("\n" + c.Summary())
+}
+
+// memApply writes manifest into n's data dir and applies it.
+func memApply(t *testing.T, n *harness.Node, name, manifest string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(n.DataDir(), name), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n.MustKubectl("apply", "-f", "/var/lib/kedge/"+name)
+}
+
+// memPodRunning reports whether pod name is Running.
+func memPodRunning(n *harness.Node, name string) error {
+	phase, err := n.Kubectl("get", "pod", name, "-o", "jsonpath={.status.phase}")
+	if err != nil {
+		return err
+	}
+	if phase != "Running" {
+		return fmt.Errorf("pod %s: %s", name, phase)
+	}
+	return nil
+}
+
+// oomKills is the memory cgroup's oom_kill count (memory.oom_control).
+func oomKills(t *testing.T, cg string) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(cg, "memory.oom_control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			return v
+		}
+	}
+	t.Fatalf("no oom_kill in %s/memory.oom_control: %s", cg, raw)
+	return 0
+}
+
+// oomScores are the oom_score_adj of kedge and of the pods' main
+// processes, read inside the node.
+func oomScores(t *testing.T, n *harness.Node) map[string]int {
+	t.Helper()
+	out, err := n.Exec("sh", "-c", `for p in $(pidof kedge webapp); do echo "$(cat /proc/$p/comm) $p $(cat /proc/$p/oom_score_adj) $(grep -o 'pod[0-9a-f_-]*' /proc/$p/cgroup | head -1)"; done`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores := map[string]int{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			continue
+		}
+		v, _ := strconv.Atoi(f[2])
+		name := f[0]
+		if len(f) == 4 {
+			name += " " + f[3]
+		}
+		if cur, ok := scores[name]; !ok || v < cur {
+			scores[name] = v
+		}
+	}
+	if _, ok := scores["kedge"]; !ok {
+		t.Fatalf("no kedge process in %q", out)
+	}
+	return scores
+}
+
+func writeCgroupFile(t *testing.T, path, v string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
+		t.Fatalf("write %s: %v", path, err)
+	}
+}
+
+func readCgroupInt(t *testing.T, path string) int64 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+	if err != nil {
+		t.Fatalf("%s: %q", path, raw)
+	}
+	return v
+}
