@@ -30,6 +30,8 @@ import (
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
 	"github.com/kedge-io/kedge/pkg/servicelb"
+	"github.com/kedge-io/kedge/pkg/upgrade"
+	"github.com/kedge-io/kedge/pkg/version"
 )
 
 // RunDir holds the node's sockets and runtime state.
@@ -177,6 +179,10 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
 		}))
 	}
+	// Carries out the upgrade controller's plan for this node (pkg/upgrade).
+	m.Add(upgrade.NewUpgrader(upgrade.NodeConfig{
+		NodeName: cfg.NodeName, Kubeconfig: cfg.KubeletKubeconfig, Version: version.Get(), Dir: filepath.Join(cfg.Dir(), "upgrade"), Log: log,
+	}))
 	if slices.Contains(cfg.Disabled, "coredns") {
 		return
 	}

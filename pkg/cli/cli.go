@@ -24,6 +24,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/kubectl"
 	"github.com/kedge-io/kedge/pkg/logging"
 	"github.com/kedge-io/kedge/pkg/server"
+	"github.com/kedge-io/kedge/pkg/upgrade"
 	"github.com/kedge-io/kedge/pkg/version"
 )
 
@@ -96,6 +97,9 @@ func Main(argv []string, exec time.Time) int {
 	)
 	root.SetArgs(argv[1:])
 	if err := root.Execute(); err != nil {
+		if errors.Is(err, upgrade.ErrRestart) {
+			return upgrade.Restart(argv) // the binary was upgraded (pkg/upgrade)
+		}
 		var code exitCode
 		if errors.As(err, &code) {
 			return int(code)

@@ -42,6 +42,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/skew"
 	"github.com/kedge-io/kedge/pkg/supervisor"
 	"github.com/kedge-io/kedge/pkg/token"
+	"github.com/kedge-io/kedge/pkg/upgrade"
 	"github.com/kedge-io/kedge/pkg/version"
 )
 
@@ -237,6 +238,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Etcd:       etcdClient,
 		Log:        log,
 	}))
+	m.Add(upgrade.NewController(upgrade.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log})) // Upgrade objects
 	if !cfg.EtcdSnapshots.Disable {
 		m.Add(etcdsnapshot.NewScheduler(snapshotSchedule(cfg, etcdClient, log)))
 	}
