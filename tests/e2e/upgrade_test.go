@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -26,25 +27,50 @@ import (
 	"github.com/kedge-io/kedge/tests/testimage"
 )
 
-// TestUpgrade (issue 15, part 2): a rolling upgrade of a live HA cluster.
-// Three servers and an agent start on the previous release (the last commit
-// that embeds the previous Kubernetes minor, built from git by
-// scripts/build-previous.sh, or $KEDGE_PREV_BIN); a writer creates
-// ConfigMaps through the agent's load balancer and a Deployment of four
-// replicas runs under a PodDisruptionBudget (minAvailable 3). Then each
-// node's binary is replaced by $KEDGE_BIN and kedge restarted, one node at a
-// time, servers first, then the agent — what re-running install.sh does.
-// After each step: the node is Ready and reports the new version, etcd has
-// three healthy voters, `kubectl version` through the upgraded server is
-// the new one, the web pods are the same pods (kept, never below the
-// budget). At the end every acknowledged write is there; the longest gap
-// between acknowledged writes through the balancer is reported.
+// TestUpgrade (issue 15, parts 2 and 3): rolling upgrades of a live HA
+// cluster, both ways. Each path starts three servers and an agent on the
+// previous release (the last commit that embeds the previous Kubernetes
+// minor, built from git by scripts/build-previous.sh, or $KEDGE_PREV_BIN),
+// a writer that creates ConfigMaps through the agent's load balancer, and a
+// Deployment of four replicas under a PodDisruptionBudget (minAvailable 3).
+//
+//   - manual: each node's binary replaced by $KEDGE_BIN and kedge
+//     restarted, one node at a time, servers first, then the agent — what
+//     re-running install.sh does;
+//   - automated: an Upgrade object (kedge.io/v1alpha1) pointing at the new
+//     release in a directory of every node; the upgrade controller cordons,
+//     drains, swaps the binary (checksum and version verified), restarts
+//     (re-exec: the nodes run bare) and uncordons node by node.
+//
+// After each step, or at the end: every node Ready with the new version,
+// etcd three healthy voters, `kubectl version` of the servers the new
+// one, the web pods never fewer than the budget allows, every acknowledged
+// write there; the longest gap between acknowledged writes is reported.
 func TestUpgrade(t *testing.T) {
 	prev := previousBinary(t)
+	t.Run("manual", func(t *testing.T) { upgradeManually(t, prev) })
+	t.Run("automated", func(t *testing.T) { upgradeAutomatically(t, prev) })
+}
+
+// upgradeCluster is a path's cluster on the previous release.
+type upgradeCluster struct {
+	c               *harness.Cluster
+	a, b, cc, w     *harness.Node
+	servers, all    []*harness.Node
+	prevK8s, curK8s string
+	web             map[string]string // pod name → UID
+	wr              *upgradeWriter
+}
+
+// startUpgradeCluster forms the cluster on prev, deploys web with its
+// budget (spread: the topology constraint's whenUnsatisfiable) and starts
+// the writer.
+func startUpgradeCluster(t *testing.T, prev, spread string) *upgradeCluster {
 	c := harness.NewCluster(t)
+	u := &upgradeCluster{c: c, web: map[string]string{}}
 	cur := c.Bin()
-	prevK8s, curK8s := binaryKubernetes(t, prev), binaryKubernetes(t, cur)
-	t.Logf("upgrade: %s (%s) → %s (%s)", prev, prevK8s, cur, curK8s)
+	u.prevK8s, u.curK8s = binaryKubernetes(t, prev), binaryKubernetes(t, cur)
+	t.Logf("upgrade: %s (%s) → %s (%s)", prev, u.prevK8s, cur, u.curK8s)
 	image := testimage.Build(t)
 	start := func(name string, args ...string) *harness.Node {
 		n := c.AddNodeRunning(prev, name, args...)
@@ -52,27 +78,24 @@ func TestUpgrade(t *testing.T) {
 		n.Start()
 		return n
 	}
-	var a, b, cc, w *harness.Node
 	c.Step("three servers and an agent on the previous release", func() {
-		a = start("a")
-		a.WaitReady(5 * time.Minute)
-		aURL := "https://" + a.IP().String() + ":6443"
-		token := joinToken(t, a)
-		b = start("b", "--server", aURL, "--token", token)
-		b.WaitReady(5 * time.Minute)
-		cc = start("c", "--server", aURL, "--token", token)
-		cc.WaitReady(5 * time.Minute)
-		waitVoters(c, a, "a voter,b voter,c voter", 3*time.Minute)
-		w = start("w", "agent", "--server", aURL, "--token", agentToken(t, a))
-		waitNodeReady(c, a, w, 5*time.Minute)
+		u.a = start("a")
+		u.a.WaitReady(5 * time.Minute)
+		aURL := "https://" + u.a.IP().String() + ":6443"
+		token := joinToken(t, u.a)
+		u.b = start("b", "--server", aURL, "--token", token)
+		u.b.WaitReady(5 * time.Minute)
+		u.cc = start("c", "--server", aURL, "--token", token)
+		u.cc.WaitReady(5 * time.Minute)
+		waitVoters(c, u.a, "a voter,b voter,c voter", 3*time.Minute)
+		u.w = start("w", "agent", "--server", aURL, "--token", agentToken(t, u.a))
+		waitNodeReady(c, u.a, u.w, 5*time.Minute)
 	})
-	servers := []*harness.Node{a, b, cc}
-	all := []*harness.Node{a, b, cc, w}
-	for _, n := range all {
-		checkNodeVersion(c, a, n, prevK8s)
+	u.servers = []*harness.Node{u.a, u.b, u.cc}
+	u.all = []*harness.Node{u.a, u.b, u.cc, u.w}
+	for _, n := range u.all {
+		checkNodeVersion(c, u.a, n, u.prevK8s)
 	}
-
-	web := map[string]string{} // pod name → UID
 	c.Step("a Deployment of 4 replicas over the 4 nodes, PDB minAvailable 3", func() {
 		manifest := fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
@@ -84,7 +107,7 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       topologySpreadConstraints:
-      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {matchLabels: {app: web}}}
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: %s, labelSelector: {matchLabels: {app: web}}}
       containers:
       - {name: web, image: %s, imagePullPolicy: Never, ports: [{containerPort: 8080}]}
 ---
@@ -94,45 +117,90 @@ metadata: {name: web}
 spec:
   minAvailable: 3
   selector: {matchLabels: {app: web}}
-`, webImage)
-		if err := os.WriteFile(filepath.Join(a.DataDir(), "web.yaml"), []byte(manifest), 0o644); err != nil {
+`, spread, webImage)
+		if err := os.WriteFile(filepath.Join(u.a.DataDir(), "web.yaml"), []byte(manifest), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		a.MustKubectl("apply", "-f", "/var/lib/kedge/web.yaml")
+		u.a.MustKubectl("apply", "-f", "/var/lib/kedge/web.yaml")
 		c.Eventually(4*time.Minute, "4 web pods Running, one per node", func() error {
-			pods, err := webPods(a)
+			pods, err := webPods(u.a)
 			if err != nil {
 				return err
 			}
 			if len(pods) != 4 {
 				return fmt.Errorf("%d pods Running and Ready: %v", len(pods), pods)
 			}
-			clear(web)
+			clear(u.web)
 			for name, uid := range pods {
-				web[name] = uid
+				u.web[name] = uid
 			}
 			return nil
 		})
 	})
-
-	wr := startUpgradeWriter(t, c, a, w)
-	defer wr.stop()
+	u.wr = startUpgradeWriter(t, c, u.a, u.w)
+	t.Cleanup(u.wr.stop)
 	c.Eventually(time.Minute, "writes through the load balancer", func() error {
-		if wr.acked() == 0 {
+		if u.wr.acked() == 0 {
 			return fmt.Errorf("no write acknowledged yet")
 		}
 		return nil
 	})
+	return u
+}
 
+// checkUpgraded checks n after its upgrade: Ready with the new version,
+// and for a server etcd's three healthy voters and its apiserver's version.
+func (u *upgradeCluster) checkUpgraded(n *harness.Node) {
+	other := u.a
+	if n == u.a {
+		other = u.b
+	}
+	waitNodeReady(u.c, other, n, 5*time.Minute)
+	checkNodeVersion(u.c, other, n, u.curK8s)
+	if n == u.w {
+		return
+	}
+	u.c.Eventually(2*time.Minute, "etcd: three healthy voters", func() error {
+		if err := etcdHealthy(u.servers); err != nil {
+			return err
+		}
+		got, err := etcdMembers(n)
+		if err != nil {
+			return err
+		}
+		if s := strings.Join(got, ","); s != "a voter,b voter,c voter" {
+			return fmt.Errorf("members %s", s)
+		}
+		return nil
+	})
+	checkServerVersion(u.c, n, u.curK8s)
+}
+
+// finish stops the writer and checks every acknowledged write and the budget.
+func (u *upgradeCluster) finish(t *testing.T) {
+	u.wr.stop()
+	u.c.Step("every acknowledged write is there", func() {
+		if missing := u.wr.missing(t); len(missing) > 0 {
+			t.Errorf("%d acknowledged writes lost: %v", len(missing), missing[:min(10, len(missing))])
+		}
+	})
+	if low := u.wr.minAvailable(); low < 3 {
+		t.Errorf("%d web pods available at one time, under the budget's 3", low)
+	}
+}
+
+func upgradeManually(t *testing.T, prev string) {
+	u := startUpgradeCluster(t, prev, "DoNotSchedule")
+	c, cur := u.c, u.c.Bin()
 	type stepResult struct {
 		node       string
 		ready, gap time.Duration
 		acked      int
 	}
 	var results []stepResult
-	for _, n := range all {
+	for _, n := range u.all {
 		c.Step("upgrade "+n.Name(), func() {
-			before := wr.acked()
+			before := u.wr.acked()
 			t0 := time.Now()
 			if err := n.Install(cur); err != nil {
 				t.Fatal(err)
@@ -141,67 +209,133 @@ spec:
 				t.Errorf("%s: the old kedge stopped with %s, want exit=0", n.Name(), out)
 			}
 			n.Start()
-			other := a
-			if n == a {
-				other = b
-			}
-			if n != w {
+			if n != u.w {
 				n.WaitReady(5 * time.Minute)
 			}
-			waitNodeReady(c, other, n, 5*time.Minute)
+			u.checkUpgraded(n)
 			ready := time.Since(t0)
-			checkNodeVersion(c, other, n, curK8s)
-			if n != w {
-				c.Eventually(2*time.Minute, "etcd: three healthy voters", func() error {
-					if err := etcdHealthy(servers); err != nil {
-						return err
-					}
-					got, err := etcdMembers(n)
-					if err != nil {
-						return err
-					}
-					if s := strings.Join(got, ","); s != "a voter,b voter,c voter" {
-						return fmt.Errorf("members %s", s)
-					}
-					return nil
-				})
-				checkServerVersion(c, n, curK8s)
+			other := u.a
+			if n == u.a {
+				other = u.b
 			}
 			c.Eventually(2*time.Minute, "the same 4 web pods Running and Ready", func() error {
 				pods, err := webPods(other)
 				if err != nil {
 					return err
 				}
-				for name, uid := range web {
+				for name, uid := range u.web {
 					if pods[name] != uid {
 						return fmt.Errorf("pod %s (uid %s) is not Running and Ready: %v", name, uid, pods)
 					}
 				}
 				return nil
 			})
-			if low := wr.minAvailable(); low < 3 {
-				t.Errorf("%s: %d web pods available at one time, under the budget's 3", n.Name(), low)
-			}
-			results = append(results, stepResult{node: n.Name(), ready: ready, gap: wr.longestGapSince(t0), acked: wr.acked() - before})
+			results = append(results, stepResult{node: n.Name(), ready: ready, gap: u.wr.longestGapSince(t0), acked: u.wr.acked() - before})
 		})
 	}
-	wr.stop()
-
-	c.Step("every acknowledged write is there", func() {
-		missing := wr.missing(t)
-		if len(missing) > 0 {
-			t.Errorf("%d acknowledged writes lost: %v", len(missing), missing[:min(10, len(missing))])
-		}
-	})
+	u.finish(t)
 	var table strings.Builder
-	fmt.Fprintf(&table, "upgrade %s → %s, writes through w's load balancer: %d acknowledged, %d failed attempts, longest gap %s\n",
-		prevK8s, curK8s, wr.acked(), wr.failed(), wr.longestGapSince(time.Time{}).Round(10*time.Millisecond))
+	fmt.Fprintf(&table, "manual upgrade %s → %s, writes through w's load balancer: %d acknowledged, %d failed attempts, longest gap %s\n",
+		u.prevK8s, u.curK8s, u.wr.acked(), u.wr.failed(), u.wr.longestGapSince(time.Time{}).Round(10*time.Millisecond))
 	fmt.Fprintf(&table, "| step | restart → Ready | longest write gap | writes acked |\n|---|---:|---:|---:|\n")
 	for _, r := range results {
 		fmt.Fprintf(&table, "| upgrade %s | %s | %s | %d |\n", r.node, r.ready.Round(100*time.Millisecond), r.gap.Round(10*time.Millisecond), r.acked)
 	}
 	t.Log("\n" + table.String())
 	t.Log("\n" + c.Summary())
+}
+
+func upgradeAutomatically(t *testing.T, prev string) {
+	u := startUpgradeCluster(t, prev, "ScheduleAnyway")
+	c, cur := u.c, u.c.Bin()
+	curVersion := binaryVersionWord(t, cur)
+	c.Step("the new release in /var/lib/kedge/release on every node", func() {
+		for _, n := range u.all {
+			dir := filepath.Join(n.DataDir(), "release")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			bin := filepath.Join(dir, "kedge-"+runtime.GOARCH)
+			if out, err := exec.Command("cp", cur, bin).CombinedOutput(); err != nil {
+				t.Fatalf("cp: %v: %s", err, out)
+			}
+			cmd := exec.Command("sh", "-c", "sha256sum kedge-"+runtime.GOARCH+" > sha256sum-"+runtime.GOARCH+".txt")
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("sha256sum: %v: %s", err, out)
+			}
+		}
+	})
+	t0 := time.Now()
+	var order []string
+	c.Step("an Upgrade to "+curVersion+": Succeeded", func() {
+		manifest := fmt.Sprintf(`apiVersion: kedge.io/v1alpha1
+kind: Upgrade
+metadata: {name: next}
+spec: {version: %q, path: /var/lib/kedge/release, drain: true}
+`, curVersion)
+		if err := os.WriteFile(filepath.Join(u.a.DataDir(), "upgrade.yaml"), []byte(manifest), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.Eventually(2*time.Minute, "the Upgrade CRD served", func() error {
+			_, err := u.a.Kubectl("apply", "-f", "/var/lib/kedge/upgrade.yaml")
+			return err
+		})
+		c.Eventually(20*time.Minute, "Upgrade next Succeeded", func() error {
+			var out string
+			var err error
+			for _, n := range u.servers { // any server that answers
+				if out, err = n.Kubectl("get", "upgrade", "next", "-o", `jsonpath={.status.phase} {range .status.nodes[*]}{.name}={.phase} {end}`); err == nil {
+					break
+				}
+			}
+			if err != nil {
+				return err
+			}
+			for _, f := range strings.Fields(out)[1:] {
+				if name, phase, _ := strings.Cut(f, "="); phase == "Succeeded" && !slices.Contains(order, name) {
+					order = append(order, name)
+				}
+			}
+			if strings.HasPrefix(out, "Failed") {
+				msg, _ := u.a.Kubectl("get", "upgrade", "next", "-o", "jsonpath={.status.message}")
+				t.Fatalf("the Upgrade failed: %s", msg)
+			}
+			if !strings.HasPrefix(out, "Succeeded") {
+				return fmt.Errorf("upgrade: %s", out)
+			}
+			return nil
+		})
+	})
+	took := time.Since(t0)
+	for _, n := range u.all {
+		u.checkUpgraded(n)
+		if v, err := u.a.Kubectl("get", "node", n.Name(), "-o", `jsonpath={.metadata.annotations.kedge\.io/version} {.spec.unschedulable}`); err != nil || v != curVersion+" " {
+			t.Errorf("node %s after the upgrade: %q, %v; want version %s, schedulable", n.Name(), v, err, curVersion)
+		}
+	}
+	if want := []string{"a", "b", "c", "w"}; !slices.Equal(order, want) {
+		t.Errorf("nodes upgraded in the order %v, want %v (servers first)", order, want)
+	}
+	u.finish(t)
+	t.Logf("automated upgrade %s → %s (%s): %s for 4 nodes, order %v; writes through w's load balancer: %d acknowledged, %d failed attempts, longest gap %s",
+		u.prevK8s, u.curK8s, curVersion, took.Round(time.Second), order, u.wr.acked(), u.wr.failed(), u.wr.longestGapSince(t0).Round(10*time.Millisecond))
+	t.Log("\n" + c.Summary())
+}
+
+// binaryVersionWord is a kedge binary's version (`kedge --version`'s
+// "kedge version v1.37.2+kedge1 (…)": the word after "version").
+func binaryVersionWord(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 || f[1] != "version" {
+		t.Fatalf("%s --version: %q", bin, out)
+	}
+	return f[2]
 }
 
 // previousBinary is $KEDGE_PREV_BIN, or the previous release built by

@@ -76,7 +76,8 @@ func (n *Node) env() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case initEnv, "KUBECONFIG", "KEDGE_DATA_DIR", "CONTAINERD_ADDRESS", "CONTAINER_RUNTIME_ENDPOINT":
+		case initEnv, "KUBECONFIG", "KEDGE_DATA_DIR", "CONTAINERD_ADDRESS", "CONTAINER_RUNTIME_ENDPOINT",
+			"NOTIFY_SOCKET", "INVOCATION_ID", "RC_SVCNAME": // a node's kedge runs bare, under the harness's init
 			continue
 		}
 		out = append(out, kv)
