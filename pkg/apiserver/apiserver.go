@@ -45,8 +45,10 @@ type Config struct {
 	EncryptionConfig string
 	// Wrap, if set, wraps the apiserver's whole handler (authentication
 	// included) on its port: the supervisor serves its own paths there and
-	// hands every other request to the apiserver.
-	Wrap func(http.Handler) http.Handler
+	// hands every other request to the apiserver. loopbackToken is the
+	// bearer token of the apiserver's own loopback client (its post-start
+	// hooks and admission plugins), which only this process knows.
+	Wrap func(next http.Handler, loopbackToken string) http.Handler
 	Log  *slog.Logger
 }
 
@@ -148,7 +150,7 @@ func (a *APIServer) Start(ctx context.Context) error {
 
 // run is upstream app.Run with one addition: the handler of the outermost
 // server (the aggregator) is wrapped with wrap before it starts serving.
-func run(ctx context.Context, opts options.CompletedOptions, wrap func(http.Handler) http.Handler) error {
+func run(ctx context.Context, opts options.CompletedOptions, wrap func(http.Handler, string) http.Handler) error {
 	config, err := app.NewConfig(opts)
 	if err != nil {
 		return err
@@ -163,7 +165,7 @@ func run(ctx context.Context, opts options.CompletedOptions, wrap func(http.Hand
 	}
 	if wrap != nil {
 		h := server.GenericAPIServer.Handler
-		h.FullHandlerChain = wrap(h.FullHandlerChain)
+		h.FullHandlerChain = wrap(h.FullHandlerChain, config.KubeAPIs.ControlPlane.Generic.LoopbackClientConfig.BearerToken)
 	}
 	prepared, err := server.PrepareRun()
 	if err != nil {

@@ -2,6 +2,7 @@ package diskguard
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -102,10 +103,16 @@ var requestInfo = request.RequestInfoFactory{
 // Filter wraps the apiserver's handler: while a server's disk is low,
 // the requests that store something new (see stores) from callers with
 // credentials are answered 507 Insufficient Storage with the reason; reads,
-// deletions, dry runs, Leases, reviews and token requests pass.
-func (g *Guard) Filter(next http.Handler) http.Handler {
+// deletions, dry runs, Leases, reviews and token requests pass, and so does
+// the apiserver's own loopback client (bearer loopbackToken): its
+// post-start hooks write the cluster's bootstrap objects (a few small
+// ones) and end the process when they cannot, so a new server started on
+// a nearly full disk would die instead of serving reads.
+func (g *Guard) Filter(next http.Handler, loopbackToken string) http.Handler {
+	loopback := []byte("Bearer " + loopbackToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodDelete ||
+			(loopbackToken != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), loopback) == 1) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Report:  diskguard.NodeEvents{Client: newAdminClient(adminKubeconfig), Node: cfg.NodeName},
 		Log:     log,
 	})
-	wrap := func(h http.Handler) http.Handler { return sup.Wrap(guard.Filter(h)) }
+	wrap := func(h http.Handler, loopback string) http.Handler { return sup.Wrap(guard.Filter(h, loopback)) }
 	m := component.NewManager(log)
 	m.Add(certRenewer(cfg, pkiCfg, userKubeconfig, log)) // renews certificates while kedge runs
 	m.Add(etcd.New(etcdCfg))
