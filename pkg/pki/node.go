@@ -54,7 +54,9 @@ type NodeBundle struct {
 	// system:kube-proxy.
 	KubeProxyCert, KubeProxyKey string
 	// CoreDNSCert and CoreDNSKey authenticate the node's in-process CoreDNS
-	// as system:kedge-coredns (bound to the kedge:coredns ClusterRole).
+	// as system:kedge-coredns:<node> in the group system:kedge-coredns
+	// (bound to the kedge:coredns roles; an admission policy limits each to
+	// its own node's kube-dns EndpointSlice).
 	CoreDNSCert, CoreDNSKey string
 }
 
@@ -104,6 +106,14 @@ func IssueNode(ca Bundle, cfg NodeConfig) (NodeBundle, error) {
 	return b, nil
 }
 
+// The identity of a node's CoreDNS: user CoreDNSUserPrefix + node name, in
+// group CoreDNSGroup (manifests/coredns.yaml binds the group and holds the
+// admission policy that keys on the name).
+const (
+	CoreDNSUserPrefix = "system:kedge-coredns:"
+	CoreDNSGroup      = "system:kedge-coredns"
+)
+
 // nodeLeaves lists the leaves of a node.
 func nodeLeaves(b NodeBundle, cfg NodeConfig, serverCA, clientCA *authority) []leafSpec {
 	var serving sanSet
@@ -118,7 +128,7 @@ func nodeLeaves(b NodeBundle, cfg NodeConfig, serverCA, clientCA *authority) []l
 		{"kubelet", b.KubeletClientCert, b.KubeletClientKey, clientCA, "system:node:" + cfg.NodeName, []string{"system:nodes"}, client, sanSet{}},
 		{"kubelet", b.KubeletServingCert, b.KubeletServingKey, serverCA, cfg.NodeName, nil, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, serving},
 		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
-		{"coredns", b.CoreDNSCert, b.CoreDNSKey, clientCA, "system:kedge-coredns", nil, client, sanSet{}},
+		{"coredns", b.CoreDNSCert, b.CoreDNSKey, clientCA, CoreDNSUserPrefix + cfg.NodeName, []string{CoreDNSGroup}, client, sanSet{}},
 	}
 }
 

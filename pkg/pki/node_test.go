@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -45,7 +46,7 @@ func TestIssueNode(t *testing.T) {
 	if proxy.Subject.CommonName != "system:kube-proxy" {
 		t.Fatalf("kube-proxy subject = %v", proxy.Subject)
 	}
-	if dns := readCert(t, b.CoreDNSCert); dns.Subject.CommonName != "system:kedge-coredns" {
+	if dns := readCert(t, b.CoreDNSCert); !strings.HasPrefix(dns.Subject.CommonName, "system:kedge-coredns:") || len(dns.Subject.Organization) != 1 || dns.Subject.Organization[0] != "system:kedge-coredns" {
 		t.Fatalf("coredns subject = %v", dns.Subject)
 	}
 	for _, key := range []string{b.KubeletClientKey, b.KubeletServingKey, b.KubeProxyKey, b.CoreDNSKey} {

@@ -274,18 +274,28 @@ func (cl *attackCluster) credentialChecks(secret string) checks {
 		_, err := cl.admin.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, "kube-dns-"+n, metav1.GetOptions{})
 		row("system:kedge-coredns", "its own slice kube-system/kube-dns-"+n+" published (control: allowed)", err)
 	}
-	// Every node's CoreDNS shares one identity, which may write kube-system's
-	// EndpointSlices: another node's kube-dns slice too.
+	// Each node's CoreDNS has its own identity; an admission policy keeps it
+	// to its own node's slice, with endpoints of its own node only.
 	other, err := cl.admin.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, "kube-dns-"+cl.a.Name(), metav1.GetOptions{})
 	if err == nil {
 		_, err = dns.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Update(ctx, other, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		err = forbidden(nil, err)
 	}
+	row("system:kedge-coredns:"+w, "overwrite kube-dns-"+cl.a.Name()+", another node's DNS endpoint (dry run)", err)
+	own, err := cl.admin.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, "kube-dns-"+w, metav1.GetOptions{})
 	if err == nil {
-		row("system:kedge-coredns", "overwrite kube-dns-"+cl.a.Name()+", another node's DNS endpoint (dry run)", nil)
-		out[len(out)-1].result = "KNOWN: allowed; all nodes share system:kedge-coredns (a per-node identity, or the server publishing the slices, would close it)"
-	} else {
-		row("system:kedge-coredns", "overwrite kube-dns-"+cl.a.Name()+" (dry run)", forbidden(nil, err))
+		_, err = dns.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Update(ctx, own, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
 	}
+	row("system:kedge-coredns:"+w, "update its own slice kube-dns-"+w+" (dry run; control: allowed)", err)
+	if err == nil {
+		claim := own.DeepCopy()
+		for i := range claim.Endpoints {
+			claim.Endpoints[i].NodeName = ptr.To(cl.a.Name())
+		}
+		_, err = dns.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Update(ctx, claim, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
+		err = forbidden(nil, err)
+	}
+	row("system:kedge-coredns:"+w, "claim node "+cl.a.Name()+" for its own DNS endpoint (dry run)", err)
 	out = append(out, cl.supervisorChecks(secret)...)
 	return out
 }
