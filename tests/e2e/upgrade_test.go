@@ -292,7 +292,11 @@ spec: {version: %q, path: /var/lib/kedge/release, drain: true}
 			if err != nil {
 				return err
 			}
-			for _, f := range strings.Fields(out)[1:] {
+			fields := strings.Fields(out)
+			if len(fields) == 0 {
+				return fmt.Errorf("the Upgrade has no status yet")
+			}
+			for _, f := range fields[1:] {
 				if name, phase, _ := strings.Cut(f, "="); phase == "Succeeded" && !slices.Contains(order, name) {
 					order = append(order, name)
 				}
