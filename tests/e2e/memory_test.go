@@ -60,8 +60,8 @@ spec:
 		// is refused): what kedge allocates from now on counts, and the OOM
 		// killer weighs every task of the group by its whole RSS.
 		// cgroup.procs takes pids of the writer's PID namespace: from inside the node.
-		if out, err := a.Exec("sh", "-c", "for p in $(pidof kedge); do echo $p > "+cg+"/cgroup.procs; done"); err != nil {
-			t.Fatalf("move kedge: %v: %s", err, out)
+		if out, err := a.Exec("sh", "-c", "for p in $("+kedgePIDs(a)+"); do echo $p > "+cg+"/cgroup.procs; done; cat "+cg+"/cgroup.procs"); err != nil || out == "" {
+			t.Fatalf("move kedge: %v: %q", err, out)
 		}
 		usage := readCgroupInt(t, filepath.Join(cg, "memory.usage_in_bytes"))
 		writeCgroupFile(t, filepath.Join(cg, "memory.limit_in_bytes"), strconv.FormatInt(usage+memoryHeadroom, 10))
@@ -163,7 +163,8 @@ func oomKills(t *testing.T, cg string) int64 {
 // processes, read inside the node.
 func oomScores(t *testing.T, n *harness.Node) map[string]int {
 	t.Helper()
-	out, err := n.Exec("sh", "-c", `for p in $(pidof kedge webapp); do echo "$(cat /proc/$p/comm) $p $(cat /proc/$p/oom_score_adj) $(grep -o 'pod[0-9a-f_-]*' /proc/$p/cgroup | head -1)"; done`)
+	out, err := n.Exec("sh", "-c", `for p in $(`+kedgePIDs(n)+`); do echo "kedge $p $(cat /proc/$p/oom_score_adj)"; done; `+
+		`for p in $(pidof webapp); do echo "webapp $p $(cat /proc/$p/oom_score_adj) $(grep -o 'pod[0-9a-f_-]*' /proc/$p/cgroup | head -1)"; done`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,4 +207,10 @@ func readCgroupInt(t *testing.T, path string) int64 {
 		t.Fatalf("%s: %q", path, raw)
 	}
 	return v
+}
+
+// kedgePIDs is a shell command that prints the pids (in n's PID namespace)
+// of n's kedge process: its binary may have any name, so by command line.
+func kedgePIDs(n *harness.Node) string {
+	return "pgrep -f '^" + n.Argv()[0] + " (server|agent)'"
 }

@@ -263,7 +263,7 @@ func slowDiskCgroup(t *testing.T, c *harness.Cluster, n *harness.Node, dir strin
 	}
 	// cgroup.procs takes pids of the writer's PID namespace: move them from
 	// inside the node. Every thread of kedge (etcd's included) moves with it.
-	if out, err := n.Exec("sh", "-c", "for p in $(pidof kedge); do echo $p > "+g.dir+"/cgroup.procs; done; cat "+g.dir+"/cgroup.procs"); err != nil || out == "" {
+	if out, err := n.Exec("sh", "-c", "for p in $("+kedgePIDs(n)+"); do echo $p > "+g.dir+"/cgroup.procs; done; cat "+g.dir+"/cgroup.procs"); err != nil || out == "" {
 		t.Fatalf("move kedge into %s: %v: %q", g.dir, err, out)
 	}
 	return g
