@@ -75,6 +75,9 @@ type Config struct {
 	// Registries are the node's mirrors and registry credentials
 	// (--private-registry).
 	Registries registries.Registries
+	// CSIGuard, on a server's node, keeps the kubelet's CSI plugin ahead of
+	// the in-process controller-manager's (kubelet.CSIGuard).
+	CSIGuard *kubelet.CSIGuard
 }
 
 // Dir is the node's state directory, <data-dir>/agent.
@@ -122,6 +125,7 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
 			Socket: ImageProxyAddress(), Containerd: address, Namespace: containerd.Namespace, Log: log}),
 		kubelet.New(kubelet.Config{
+			CSIGuard:                 cfg.CSIGuard,
 			NodeName:                 cfg.NodeName,
 			NodeIP:                   cfg.NodeIP,
 			Kubeconfig:               cfg.KubeletKubeconfig,

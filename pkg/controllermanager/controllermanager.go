@@ -34,7 +34,11 @@ type Config struct {
 	ServiceCIDR string
 	Certs       pki.Bundle
 	ExtraArgs   []string // --kube-controller-manager-arg key=value
-	Log         *slog.Logger
+	// Starting, if set, is called each time the controllers start (the
+	// server took the lease): their volume plugins are inited then (see
+	// kubelet.CSIGuard).
+	Starting func()
+	Log      *slog.Logger
 }
 
 // ControllerManager is the kube-controller-manager component.
@@ -119,6 +123,9 @@ func (m *ControllerManager) Start(ctx context.Context) error {
 	early := splitEarly(c)
 	completed := c.Complete()
 	run := func(ctx context.Context) error {
+		if m.cfg.Starting != nil {
+			m.cfg.Starting()
+		}
 		if early == nil {
 			return app.Run(ctx, completed)
 		}

@@ -38,6 +38,10 @@ const argFlag = "--kubelet-arg"
 // Config describes the kubelet of one node. The caller writes every file
 // it names before Start.
 type Config struct {
+	// CSIGuard, on a server, inits the kubelet's CSI plugin again after the
+	// in-process controller-manager inits its own (see CSIGuard); nil on
+	// an agent.
+	CSIGuard *CSIGuard
 	// NodeName is the Node's name (--hostname-override).
 	NodeName string
 	// NodeIP is the node's address, reported in Node.status.addresses.

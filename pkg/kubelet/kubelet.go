@@ -92,6 +92,7 @@ func (k *Kubelet) Start(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("kubelet: dependencies: %w", err), k.Background.Stop(ctx))
 	}
+	k.cfg.CSIGuard.wrap(deps.VolumePlugins)
 	if s.HealthzPort > 0 {
 		k.healthz = "http://" + net.JoinHostPort(dialHost(s.HealthzBindAddress), strconv.Itoa(int(s.HealthzPort))) + "/healthz"
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
@@ -199,8 +200,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}))
 	m.AddAlongside(skew.NewGate(skew.GateConfig{Name: cfg.NodeName, Version: version.Kubernetes(), DBDir: cfg.dbDir(), Etcd: etcdClient, Log: log}))
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: userKubeconfig})
-	m.Add(tokenSync) // the server token, as `kedge token rotate` sets it
+	m.Add(tokenSync)                     // the server token, as `kedge token rotate` sets it
+	csiGuard := kubelet.NewCSIGuard(log) // the kubelet's CSI plugin inited after the controller-manager's
 	m.Add(controllermanager.New(controllermanager.Config{
+		Starting:    csiGuard.ControllersStarting,
 		Kubeconfig:  filepath.Join(cfg.credDir(), "controller.kubeconfig"),
 		ClusterCIDR: cfg.ClusterCIDR.String(),
 		ServiceCIDR: cfg.ServiceCIDR.String(),
@@ -248,6 +251,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
+		node.CSIGuard = csiGuard
 		assets, err := embedded.Extract(cfg.DataDir)
 		if err != nil {
 			return err
