@@ -206,13 +206,7 @@ func Generate(cfg Config) (Bundle, error) {
 	}
 
 	var cas [5]*authority
-	for i, c := range []struct{ cert, key, name string }{
-		{b.ServerCA, b.ServerCAKey, "kedge-server-ca"},
-		{b.ClientCA, b.ClientCAKey, "kedge-client-ca"},
-		{b.RequestHeaderCA, b.RequestHeaderCAKey, "kedge-request-header-ca"},
-		{b.EtcdServerCA, b.EtcdServerCAKey, "etcd-server-ca"},
-		{b.EtcdPeerCA, b.EtcdPeerCAKey, "etcd-peer-ca"},
-	} {
+	for i, c := range b.cas() {
 		if cas[i], err = loadOrCreateCA(c.cert, c.key, c.name, now); err != nil {
 			return Bundle{}, err
 		}
