@@ -120,6 +120,12 @@ func TestCARotation(t *testing.T) {
 			t.Errorf("reason %q", r)
 		}
 	}
+	for path, ca := range map[string]string{b.ServerCASigning: b.ServerCA, b.ClientCASigning: b.ClientCA} {
+		data, _ := os.ReadFile(path)
+		if all, err := parseCerts(data); err != nil || len(all) != 1 || !bytes.Equal(data, mustPinned(t, ca)) {
+			t.Errorf("%s is not the new CA of %s alone (the controller-manager's signer wants one certificate)", path, ca)
+		}
+	}
 	nb := NodeLayout(node.Dir)
 	type leaf struct {
 		path, ca string
