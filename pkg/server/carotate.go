@@ -30,6 +30,10 @@ import (
 // <data-dir>/server (JSON CARotation, 0600).
 const CARotationFileName = "ca-rotation.json"
 
+// finishSlack is added to the time clients need to reconnect before
+// `rotate-ca --finish` drops the old CAs.
+const finishSlack = 30 * time.Second
+
 // kubeletCheckTimeout bounds the TLS handshake with one node's kubelet
 // that `rotate-ca --finish` makes.
 const kubeletCheckTimeout = 5 * time.Second
@@ -151,6 +155,15 @@ func (c caRotator) finish(ctx context.Context, b pki.Bundle, force bool) ([]cert
 		return nil, errors.New("no CA rotation is in progress: start one with `kedge certificate rotate-ca`")
 	}
 	if !force {
+		// Open connections keep the client certificate of the old CA they
+		// were made with until client-go notices the new files (agents
+		// renew within a check interval of the start): dropping the old
+		// CA before would answer them 401.
+		ready := state.Started.Add(certs.DefaultMaxInterval + certs.ClientRefresh() + finishSlack)
+		if wait := time.Until(ready); wait > 0 {
+			return nil, fmt.Errorf("too early: clients reconnect with their certificates of the new CA within %s of the start (agents renew within %s, and client-go checks its certificate files every %s): run `kedge certificate rotate-ca --finish` after %s (in %s), or with --force",
+				ready.Sub(state.Started).Round(time.Second), certs.DefaultMaxInterval, certs.ClientRefresh(), ready.Local().Format(time.TimeOnly), wait.Round(time.Second))
+		}
 		if err := c.nodesRenewed(ctx, b); err != nil {
 			return nil, err
 		}
