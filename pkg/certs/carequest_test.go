@@ -2,9 +2,12 @@ package certs
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 // TestRenewerCARequests: a `rotate-ca` request reaches RotateCA with its
@@ -70,5 +73,39 @@ func TestRenewerCARequests(t *testing.T) {
 	}
 	if _, err := WriteCARequest(t.TempDir(), CAStart, false); err == nil || !strings.Contains(err.Error(), "on a server") {
 		t.Errorf("a data dir without a server: %v", err)
+	}
+}
+
+// TestScanDuringACARotation: a CA file lists both CAs, a leaf file only its
+// leaf (not the cross certificate chained to it), the *.cross.crt files
+// nothing.
+func TestScanDuringACARotation(t *testing.T) {
+	dataDir, b := testNode(t, time.Hour)
+	before, err := Scan(Paths{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.StartCARotation(b, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.Generate(pki.Config{Dir: b.Dir, ServiceIP: net.ParseIP("10.43.0.1"), NodeName: "n1", Validity: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := Scan(Paths{DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 5 CA files gain a certificate each; the node's copies are not
+	// renewed here (no IssueNode).
+	if len(after) != len(before)+5 {
+		t.Errorf("Scan lists %d certificates after the start, %d before; want 5 more (the new CAs)", len(after), len(before))
+	}
+	for _, c := range after {
+		if strings.HasSuffix(c.File, ".cross.crt") {
+			t.Errorf("%s listed", c.File)
+		}
+		if c.File == b.APIServerCert && c.CA {
+			t.Errorf("the cross certificate chained in %s listed", c.File)
+		}
 	}
 }
