@@ -46,13 +46,14 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	if c, err := tls.LoadX509KeyPair(prev.KubeletClientCert, prev.KubeletClientKey); err == nil {
 		cert = &c
 	}
+	trusted, _ := os.ReadFile(prev.ServerCA) // joined before: the CA it trusts (a rotated CA re-verifies with it)
 	var answer supervisor.NodeResponse
 	req := supervisor.NodeRequest{Name: node.NodeName, Password: password, IPs: []string{node.NodeIP.String()}, Version: version.Kubernetes()}
 	// A server that is down or still starting (an edge site powering up)
 	// is waited for; only a definite refusal ends the join.
 	what := fmt.Sprintf("the server at %s to accept node %s", serverURL, node.NodeName)
 	err = join.Retry(ctx, join.DefaultRetry, log.With("component", "agent"), what, func(ctx context.Context) error {
-		if err := join.PostWithCert(ctx, serverURL, tok, join.UserNode, cert, supervisor.NodePath, req, &answer, log); err != nil {
+		if err := join.PostTrusted(ctx, serverURL, tok, trusted, join.UserNode, cert, supervisor.NodePath, req, &answer, log); err != nil {
 			return fmt.Errorf("join %s as node %s: %w", serverURL, node.NodeName, err)
 		}
 		return nil

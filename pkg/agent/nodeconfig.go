@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"os"
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/pkg/join"
@@ -33,7 +34,8 @@ func supervisorApply(serverURL string, tok join.Token, dataDir string, log *slog
 		if c, err := tls.LoadX509KeyPair(certs.KubeletClientCert, certs.KubeletClientKey); err == nil {
 			cert = &c
 		}
+		trusted, _ := os.ReadFile(certs.ServerCA)
 		var applied nodemeta.Applied
-		return join.PostWithCert(ctx, serverURL, tok, join.UserNode, cert, supervisor.NodeConfigPath, req, &applied, log)
+		return join.PostTrusted(ctx, serverURL, tok, trusted, join.UserNode, cert, supervisor.NodeConfigPath, req, &applied, log)
 	}
 }

@@ -34,6 +34,13 @@ const renewTimeout = 30 * time.Second
 // changes; a requested rotation gets new keys.
 func NewRenewer(node Config, apiserver string, log *slog.Logger) *certs.Renewer {
 	renew := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
+		// The cluster's CAs first: after `kedge certificate rotate-ca` the
+		// new bundles make every leaf due.
+		if changed, err := syncCABundles(ctx, node, apiserver); err != nil {
+			log.Warn("could not check the cluster's CA bundles", "err", err)
+		} else if len(changed) > 0 {
+			log.Info("the cluster's CA bundles changed (kedge certificate rotate-ca); stored", "files", changed)
+		}
 		due, err := pki.NodeDue(node.Certs, pki.NodeConfig{NodeName: node.NodeName, NodeIPs: []net.IP{node.NodeIP}, Rotate: rotate})
 		if err != nil || len(due) == 0 {
 			return nil, err

@@ -30,3 +30,10 @@ func scaleClientRefresh(certs []Cert) {
 	}
 	transport.CertCallbackRefreshDuration = max(d, time.Second)
 }
+
+// ClientRefresh is how often, in this process, a client-go client built
+// from certificate files checks them and reconnects with new ones
+// (client-go's transport.CertCallbackRefreshDuration, as scaleClientRefresh
+// set it): after a CA rotation's first phase, connections opened with a
+// client certificate of the old CA are gone after this long.
+func ClientRefresh() time.Duration { return transport.CertCallbackRefreshDuration }

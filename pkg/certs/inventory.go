@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -56,8 +57,9 @@ type Paths struct {
 }
 
 // Scan lists every certificate under p, sorted by file: each certificate
-// of every *.crt file (a CA bundle has several) and each client certificate
-// embedded in a kubeconfig. Certificates a kubeconfig references by path
+// of every *.crt file (a CA bundle has several; of a leaf file only the
+// leaf, not its chain; no CA rotation's *.cross.crt) and each client
+// certificate embedded in a kubeconfig. Certificates a kubeconfig references by path
 // are listed as their file.
 func Scan(p Paths) ([]Cert, error) {
 	var out []Cert
@@ -71,6 +73,9 @@ func Scan(p Paths) ([]Cert, error) {
 			return nil, err
 		}
 		for _, f := range files {
+			if strings.HasSuffix(f, ".cross.crt") {
+				continue // a CA rotation's cross certificate: it expires with the old CA, and nothing needs it renewed
+			}
 			data, err := os.ReadFile(f)
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", f, err)
@@ -78,6 +83,9 @@ func Scan(p Paths) ([]Cert, error) {
 			certs, err := parsePEM(data)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			if !certs[0].IsCA {
+				certs = certs[:1] // a leaf and its chain (the cross certificate after a CA rotation): the leaf
 			}
 			for _, c := range certs {
 				out = append(out, newCert(f, "", c))

@@ -28,6 +28,10 @@ const warnEvery = 24 * time.Hour
 // services in rotate whatever their state, and returns what it issued.
 type RenewFunc func(ctx context.Context, rotate []string) ([]Issued, error)
 
+// RotateCAFunc carries out a phase of a CA rotation (CAStart, CAFinish;
+// force skips the checks of CAFinish) and returns the leaves it issued.
+type RotateCAFunc func(ctx context.Context, phase string, force bool) ([]Issued, error)
+
 // Config describes a node's certificate renewer.
 type Config struct {
 	// Paths are the node's certificates, listed after each check for the
@@ -37,6 +41,9 @@ type Config struct {
 	Node string
 	// Renew does the renewing.
 	Renew RenewFunc
+	// RotateCA answers `kedge certificate rotate-ca`; nil (an agent): such
+	// a request is answered with an error.
+	RotateCA RotateCAFunc
 	// Client returns a client of the API for the Events; nil: no Events.
 	Client func() (kubernetes.Interface, error)
 	// MaxInterval is the longest wait between two checks; 0 means
@@ -127,6 +134,11 @@ func (r *Renewer) pass(ctx context.Context) error {
 	switch {
 	case reqErr != nil:
 		renewErr = reqErr
+	case req != nil && req.CA != "" && r.cfg.RotateCA == nil:
+		renewErr = errors.New("CAs are rotated on a server, not on an agent: run `kedge certificate rotate-ca` there")
+	case req != nil && req.CA != "":
+		r.cfg.Log.Info("CA rotation requested", "phase", req.CA, "force", req.Force)
+		issued, renewErr = r.cfg.RotateCA(ctx, req.CA, req.Force)
 	case req != nil:
 		rotate := req.Services
 		if len(rotate) == 0 {
@@ -205,7 +217,7 @@ func (r *Renewer) warn(ctx context.Context, certs []Cert, now time.Time) {
 		r.warned[key] = now
 		what := "it was not renewed: see kedge's log"
 		if c.CA {
-			what = "it is a CA, which kedge does not replace by itself (docs/certificates.md)"
+			what = "it is a CA, which kedge does not replace by itself: run `kedge certificate rotate-ca` (docs/certificates.md)"
 		}
 		msg := fmt.Sprintf("certificate %s (%s) expires at %s, in %d days; %s", c.Label(), c.Subject, c.NotAfter.Format(time.RFC3339), DaysLeft(c.NotAfter, now), what)
 		r.cfg.Log.Warn("certificate expiring", "file", c.Label(), "not_after", c.NotAfter, "ca", c.CA)

@@ -27,7 +27,21 @@ const (
 type Request struct {
 	ID       string   `json:"id"`
 	Services []string `json:"services,omitempty"`
+	// CA, if set, asks for a phase of a CA rotation instead (CAStart or
+	// CAFinish; `kedge certificate rotate-ca`); Force skips the checks of
+	// CAFinish.
+	CA    string `json:"ca,omitempty"`
+	Force bool   `json:"force,omitempty"`
 }
+
+// Phases of a CA rotation (Request.CA).
+const (
+	// CAStart replaces the CAs: new CAs, bundles of new and old, every
+	// leaf issued again by the new CAs.
+	CAStart = "start"
+	// CAFinish drops the old CAs from the bundles.
+	CAFinish = "finish"
+)
 
 // Result is the running kedge's answer to the Request with the same ID.
 type Result struct {
@@ -60,6 +74,27 @@ func WriteRequest(dataDir string, services []string) (Request, error) {
 		if _, err2 := os.Stat(filepath.Join(dataDir, "agent")); err2 != nil {
 			return r, fmt.Errorf("--data-dir %s holds no kedge server or agent state: %w", dataDir, err)
 		}
+	}
+	return r, pki.WriteFileAtomic(filepath.Join(dataDir, RequestFileName), data, 0o600)
+}
+
+// WriteCARequest leaves a request for a phase of a CA rotation (CAStart,
+// CAFinish) in dataDir, which must be a server's, and returns it.
+func WriteCARequest(dataDir, phase string, force bool) (Request, error) {
+	if phase != CAStart && phase != CAFinish {
+		return Request{}, fmt.Errorf("CA rotation phase %q: want %q or %q", phase, CAStart, CAFinish)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "server", "tls")); err != nil {
+		return Request{}, fmt.Errorf("--data-dir %s holds no kedge server state: CAs are rotated on a server: %w", dataDir, err)
+	}
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return Request{}, err
+	}
+	r := Request{ID: hex.EncodeToString(id), CA: phase, Force: force}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return r, err
 	}
 	return r, pki.WriteFileAtomic(filepath.Join(dataDir, RequestFileName), data, 0o600)
 }
@@ -101,6 +136,9 @@ func takeRequest(dataDir string) (*Request, error) {
 	}
 	if err := pki.CheckServices(r.Services); err != nil {
 		return &r, fmt.Errorf("%s: %w", path, err)
+	}
+	if r.CA != "" && r.CA != CAStart && r.CA != CAFinish {
+		return &r, fmt.Errorf("%s: CA rotation phase %q: want %q or %q", path, r.CA, CAStart, CAFinish)
 	}
 	return &r, nil
 }

@@ -26,7 +26,7 @@ func newCertificateCommand() *cobra.Command {
 		Short: "List and renew the certificates kedge issued on this node",
 	}
 	cmd.PersistentFlags().StringVarP(&dataDir, "data-dir", "d", "/var/lib/kedge", "directory of kedge's state")
-	cmd.AddCommand(newCertificateCheckCommand(&dataDir), newCertificateRotateCommand(&dataDir))
+	cmd.AddCommand(newCertificateCheckCommand(&dataDir), newCertificateRotateCommand(&dataDir), newCertificateRotateCACommand(&dataDir))
 	return cmd
 }
 

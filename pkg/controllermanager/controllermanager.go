@@ -66,13 +66,13 @@ func Args(cfg Config) ([]string, error) {
 		"authorization-kubeconfig":  cfg.Kubeconfig,
 		"bind-address":              "127.0.0.1",
 		"cluster-cidr":              cfg.ClusterCIDR,
-		"cluster-signing-kube-apiserver-client-cert-file": c.ClientCA,
+		"cluster-signing-kube-apiserver-client-cert-file": c.ClientCASigning, // the signing CA alone, also during a CA rotation
 		"cluster-signing-kube-apiserver-client-key-file":  c.ClientCAKey,
-		"cluster-signing-kubelet-client-cert-file":        c.ClientCA,
+		"cluster-signing-kubelet-client-cert-file":        c.ClientCASigning,
 		"cluster-signing-kubelet-client-key-file":         c.ClientCAKey,
-		"cluster-signing-kubelet-serving-cert-file":       c.ServerCA,
+		"cluster-signing-kubelet-serving-cert-file":       c.ServerCASigning,
 		"cluster-signing-kubelet-serving-key-file":        c.ServerCAKey,
-		"cluster-signing-legacy-unknown-cert-file":        c.ServerCA,
+		"cluster-signing-legacy-unknown-cert-file":        c.ServerCASigning,
 		"cluster-signing-legacy-unknown-key-file":         c.ServerCAKey,
 		"configure-cloud-routes":                          "false",
 		"controllers":                                     "*,-service,-route,-cloud-node-lifecycle", // no tokencleaner: see package token

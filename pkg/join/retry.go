@@ -114,7 +114,28 @@ func Post(ctx context.Context, serverURL string, tok Token, user, path string, i
 // PostWithCert is Post that presents cert (if not nil) as the TLS client
 // certificate (see NewSupervisorWithCert).
 func PostWithCert(ctx context.Context, serverURL string, tok Token, user string, cert *tls.Certificate, path string, in, out any, log *slog.Logger) error {
+	return PostTrusted(ctx, serverURL, tok, nil, user, cert, path, in, out, log)
+}
+
+// PostTrusted is PostWithCert for a node that joined before and holds
+// trustedCA, the cluster's CA bundle from then (nil: none). When the CA the
+// server serves does not match the token's hash because the cluster's CA
+// was replaced since (`kedge certificate rotate-ca`), the node fetches it
+// again over TLS verified against trustedCA (the server's certificate chains
+// to the old CA through the cross-signed new one) and goes on with it,
+// warning that the token is outdated.
+func PostTrusted(ctx context.Context, serverURL string, tok Token, trustedCA []byte, user string, cert *tls.Certificate, path string, in, out any, log *slog.Logger) error {
 	ca, err := FetchCA(ctx, serverURL, tok, log)
+	var mismatch *CAMismatchError
+	if errors.As(err, &mismatch) && len(trustedCA) > 0 {
+		if ca, err = fetchCAVerified(ctx, serverURL, trustedCA); err == nil {
+			if log != nil {
+				log.Warn("the --token pins a CA the cluster replaced (kedge certificate rotate-ca); the server proved itself with the CA this node holds: put the cluster's new token in this node's config",
+					"server", serverURL, "ca_sha256", CAHash(ca), "token_ca_sha256", tok.CAHash)
+			}
+			tok.CAHash = CAHash(ca)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -124,4 +145,28 @@ func PostWithCert(ctx context.Context, serverURL string, tok Token, user string,
 	}
 	defer sup.Close()
 	return sup.PostJSON(ctx, path, in, out)
+}
+
+// fetchCAVerified fetches the CA at <serverURL>/cacerts over TLS verified
+// against trustedCA for the URL's host.
+func fetchCAVerified(ctx context.Context, serverURL string, trustedCA []byte) ([]byte, error) {
+	base, host, err := parseServerURL(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := parseBundle(trustedCA)
+	if err != nil {
+		return nil, refused(fmt.Errorf("join: the CA this node holds: %w", err))
+	}
+	c := newHTTPClient(verifiedTLS(pool, host))
+	c.Timeout = fetchTimeout
+	defer c.CloseIdleConnections()
+	caPEM, err := get(ctx, c, base+CACertsPath, maxCABytes)
+	if err != nil {
+		return nil, fmt.Errorf("join: --server %s: %w", base, explainTLS(err, "the CA this node holds", host))
+	}
+	if _, err := parseBundle(caPEM); err != nil {
+		return nil, refused(fmt.Errorf("join: --server %s: %s did not answer a CA bundle: %w", base, base+CACertsPath, err))
+	}
+	return caPEM, nil
 }

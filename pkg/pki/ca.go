@@ -23,6 +23,11 @@ type authority struct {
 	cert     *x509.Certificate
 	key      crypto.Signer
 	certPath string
+	// chain holds DER certificates appended to every leaf it signs: the
+	// cross-signed copy of cert during and after a CA rotation (see
+	// StartCARotation), so that a trust store that still holds only the
+	// previous CA verifies the new leaves.
+	chain [][]byte
 }
 
 // loadOrCreateCA loads the CA at certPath/keyPath, or creates a self-signed
@@ -53,23 +58,9 @@ func loadOrCreateCA(certPath, keyPath, name string, now time.Time) (*authority, 
 		return nil, err
 	}
 
-	serial, err := randomSerial()
+	tmpl, err := caTemplate(key.Public(), name, now)
 	if err != nil {
-		return nil, fmt.Errorf("pki: serial for %s: %w", certPath, err)
-	}
-	skid, err := keyID(key.Public())
-	if err != nil {
-		return nil, fmt.Errorf("pki: key id for %s: %w", certPath, err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: name + "@" + strconv.FormatInt(now.Unix(), 10)},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.AddDate(caValidityYears, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		SubjectKeyId:          skid,
+		return nil, fmt.Errorf("pki: %s: %w", certPath, err)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
@@ -85,11 +76,50 @@ func loadOrCreateCA(certPath, keyPath, name string, now time.Time) (*authority, 
 	return &authority{cert: cert, key: key, certPath: certPath}, nil
 }
 
-// loadCA parses an existing CA certificate and checks its key.
+// caTemplate is the template of a new self-signed CA "<name>@<unix time>"
+// for pub, valid for ten years.
+func caTemplate(pub crypto.PublicKey, name string, now time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, fmt.Errorf("serial: %w", err)
+	}
+	skid, err := keyID(pub)
+	if err != nil {
+		return nil, fmt.Errorf("key id: %w", err)
+	}
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: name + "@" + strconv.FormatInt(now.Unix(), 10)},
+		NotBefore:             now.Add(-clockSkew),
+		NotAfter:              now.AddDate(caValidityYears, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		SubjectKeyId:          skid,
+	}, nil
+}
+
+// loadCA parses an existing CA file and checks its key. The file may be a
+// bundle (during a CA rotation: the new CA and the previous one): the CA
+// that signs is the certificate that matches the key.
 func loadCA(certPath, keyPath string, certPEM []byte, now time.Time) (*authority, error) {
-	cert, err := parseCert(certPEM)
+	all, err := parseCerts(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("pki: parse %s: %w", certPath, err)
+	}
+	key, err := readKey(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	var cert *x509.Certificate
+	for _, c := range all {
+		if publicKeyMatches(c, key) {
+			cert = c
+			break
+		}
+	}
+	if cert == nil {
+		return nil, fmt.Errorf("pki: %s does not match %s", keyPath, certPath)
 	}
 	if !cert.IsCA {
 		return nil, fmt.Errorf("pki: %s is not a CA certificate", certPath)
@@ -97,14 +127,11 @@ func loadCA(certPath, keyPath string, certPEM []byte, now time.Time) (*authority
 	if now.After(cert.NotAfter) {
 		return nil, fmt.Errorf("pki: CA %s expired at %s", certPath, cert.NotAfter.UTC().Format(time.RFC3339))
 	}
-	key, err := readKey(keyPath)
-	if err != nil {
+	a := &authority{cert: cert, key: key, certPath: certPath}
+	if a.chain, err = crossChain(certPath, cert, now); err != nil {
 		return nil, err
 	}
-	if !publicKeyMatches(cert, key) {
-		return nil, fmt.Errorf("pki: %s does not match %s", keyPath, certPath)
-	}
-	return &authority{cert: cert, key: key, certPath: certPath}, nil
+	return a, nil
 }
 
 // publicKeyMatches reports whether key is the private half of cert's key.

@@ -92,6 +92,16 @@ func writeCert(path string, der []byte) error {
 	return WriteFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), publicMode)
 }
 
+// writeLeafCert writes a leaf's DER certificate followed by its chain (the
+// cross-signed CA after a rotation) as PEM with mode 0644.
+func writeLeafCert(path string, der []byte, chain [][]byte) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	for _, c := range chain {
+		data = append(data, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	return WriteFileAtomic(path, data, publicMode)
+}
+
 // writeKey writes a private key as PEM with mode 0600: ECDSA keys as SEC 1
 // ("EC PRIVATE KEY"), RSA keys as PKCS#1 ("RSA PRIVATE KEY").
 func writeKey(path string, key crypto.Signer) error {
@@ -137,6 +147,30 @@ func parseCert(data []byte) (*x509.Certificate, error) {
 			return x509.ParseCertificate(block.Bytes)
 		}
 	}
+}
+
+// parseCerts returns every certificate in PEM data, at least one.
+func parseCerts(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no CERTIFICATE PEM block")
+	}
+	return out, nil
 }
 
 // parsePrivateKey returns the first private key in PEM data, in SEC 1,

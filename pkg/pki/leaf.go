@@ -57,7 +57,7 @@ func ensureLeaf(s leafSpec, is issuing) error {
 		if err != nil {
 			return err
 		}
-		if err := writeCert(s.certPath, der); err != nil {
+		if err := writeLeafCert(s.certPath, der, s.ca.chain); err != nil {
 			return err
 		}
 		if is.onIssue != nil {
@@ -165,7 +165,7 @@ func issueLeaf(s leafSpec, now time.Time, validity time.Duration, key crypto.Sig
 			return err
 		}
 	}
-	return writeCert(s.certPath, der)
+	return writeLeafCert(s.certPath, der, s.ca.chain)
 }
 
 // signLeaf returns the DER certificate of s for pub, signed by s.ca.

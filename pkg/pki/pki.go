@@ -59,6 +59,11 @@ type Bundle struct {
 	// ClientCA and ClientCAKey are the CA that signs all client
 	// certificates (admin, components, kubelets).
 	ClientCA, ClientCAKey string
+	// ServerCASigning and ClientCASigning hold the signing CA of ServerCA
+	// and ClientCA alone: during a CA rotation those files are bundles of
+	// two CAs, and the controller-manager's CSR signer wants exactly one
+	// certificate (--cluster-signing-*-cert-file).
+	ServerCASigning, ClientCASigning string
 	// RequestHeaderCA and RequestHeaderCAKey are the front-proxy CA, which
 	// signs the proxy client certificate the aggregator presents.
 	RequestHeaderCA, RequestHeaderCAKey string
@@ -123,6 +128,8 @@ func layout(dir string) Bundle {
 		ServerCAKey:                p("server-ca.key"),
 		ClientCA:                   p("client-ca.crt"),
 		ClientCAKey:                p("client-ca.key"),
+		ServerCASigning:            p("server-ca.signing.pem"),
+		ClientCASigning:            p("client-ca.signing.pem"),
 		RequestHeaderCA:            p("request-header-ca.crt"),
 		RequestHeaderCAKey:         p("request-header-ca.key"),
 		ProxyClientCert:            p("proxy-client.crt"),
@@ -206,18 +213,17 @@ func Generate(cfg Config) (Bundle, error) {
 	}
 
 	var cas [5]*authority
-	for i, c := range []struct{ cert, key, name string }{
-		{b.ServerCA, b.ServerCAKey, "kedge-server-ca"},
-		{b.ClientCA, b.ClientCAKey, "kedge-client-ca"},
-		{b.RequestHeaderCA, b.RequestHeaderCAKey, "kedge-request-header-ca"},
-		{b.EtcdServerCA, b.EtcdServerCAKey, "etcd-server-ca"},
-		{b.EtcdPeerCA, b.EtcdPeerCAKey, "etcd-peer-ca"},
-	} {
+	for i, c := range b.cas() {
 		if cas[i], err = loadOrCreateCA(c.cert, c.key, c.name, now); err != nil {
 			return Bundle{}, err
 		}
 	}
 	serverCA, clientCA, requestHeaderCA, etcdServerCA, etcdPeerCA := cas[0], cas[1], cas[2], cas[3], cas[4]
+	for path, ca := range map[string]*authority{b.ServerCASigning: serverCA, b.ClientCASigning: clientCA} {
+		if err := writeCert(path, ca.cert.Raw); err != nil { // unchanged content is not written again
+			return Bundle{}, err
+		}
+	}
 
 	if err := ensureServiceAccountKey(b.ServiceAccountKey, b.ServiceAccountPub); err != nil {
 		return Bundle{}, err

@@ -188,7 +188,7 @@ func TestGenerateFileModes(t *testing.T) {
 			want = 0o700
 		case strings.HasSuffix(path, ".key"):
 			want = 0o600
-		case strings.HasSuffix(path, ".crt"), strings.HasSuffix(path, ".pub"):
+		case strings.HasSuffix(path, ".crt"), strings.HasSuffix(path, ".pub"), strings.HasSuffix(path, ".signing.pem"):
 		default:
 			t.Errorf("unexpected file %s", path)
 		}
@@ -212,8 +212,8 @@ func TestGenerateIdempotent(t *testing.T) {
 	cfg := testConfig(t)
 	b := generate(t, cfg)
 	before := snapshot(t, b.Dir)
-	if len(before) != 34 {
-		t.Errorf("first run wrote %d files, want 34", len(before))
+	if len(before) != 36 {
+		t.Errorf("first run wrote %d files, want 36", len(before))
 	}
 	if b2 := generate(t, cfg); b2 != b {
 		t.Errorf("second Bundle = %+v, want %+v", b2, b)
@@ -380,7 +380,7 @@ func TestGenerateLoneCAKey(t *testing.T) {
 	}
 	cfg.Now = clock(cfg.Now().Add(time.Minute))
 	generate(t, cfg)
-	want := relPaths(t, b, b.ServerCA, b.APIServerCert)
+	want := relPaths(t, b, b.ServerCA, b.ServerCASigning, b.APIServerCert)
 	if diff := changed(before, snapshot(t, b.Dir)); !slices.Equal(diff, want) {
 		t.Errorf("changed %v, want %v", diff, want)
 	}

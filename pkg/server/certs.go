@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/kedge-io/kedge/pkg/certs"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
@@ -21,11 +23,12 @@ import (
 // certificate. The in-process components read their certificates from the
 // files (kubeconfigs with pki.KubeconfigOptions.ReferenceFiles; the
 // apiserver, etcd and the kubelet reload their files themselves).
-func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log *slog.Logger) *certs.Renewer {
+//
+// It also answers `kedge certificate rotate-ca` (caRotator), under the same
+// lock.
+func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, etcdClient func() (*clientv3.Client, error), log *slog.Logger) *certs.Renewer {
 	var mu sync.Mutex // Generate is not safe to run concurrently on one directory
-	renew := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
-		mu.Lock()
-		defer mu.Unlock()
+	renewLocked := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
 		var issued []certs.Issued
 		onIssue := func(path, reason string) { issued = append(issued, certs.Issued{File: path, Reason: reason}) }
 		c := pkiCfg
@@ -54,12 +57,24 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, log
 		}
 		return issued, pki.WriteKubeconfig(cfg.Kubeconfig, cfg.KubeconfigMode, admin)
 	}
+	renew := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return renewLocked(ctx, rotate)
+	}
+	ca := caRotator{cfg: cfg, renew: renewLocked, etcdClient: etcdClient, log: log}
+	rotateCA := func(ctx context.Context, phase string, force bool) ([]certs.Issued, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return ca.rotate(ctx, phase, force)
+	}
 	return certs.New(certs.Config{
-		Paths:  certs.Paths{DataDir: cfg.DataDir, Kubeconfigs: []string{cfg.Kubeconfig}},
-		Node:   cfg.NodeName,
-		Renew:  renew,
-		Client: newAdminClient(cfg.adminKubeconfig()),
-		Log:    log,
+		Paths:    certs.Paths{DataDir: cfg.DataDir, Kubeconfigs: []string{cfg.Kubeconfig}},
+		Node:     cfg.NodeName,
+		Renew:    renew,
+		RotateCA: rotateCA,
+		Client:   newAdminClient(cfg.adminKubeconfig()),
+		Log:      log,
 	})
 }
 

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -175,7 +174,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	wrap := func(h http.Handler, loopback string) http.Handler { return sup.Wrap(guard.Filter(h, loopback)) }
 	m := component.NewManager(log)
-	m.Add(certRenewer(cfg, pkiCfg, userKubeconfig, log)) // renews certificates while kedge runs
+	m.Add(certRenewer(cfg, pkiCfg, userKubeconfig, etcdClient, log)) // renews certificates while kedge runs
 	m.Add(etcd.New(etcdCfg))
 	if cfg.EtcdMinFree > 0 {
 		m.Add(guard)
@@ -294,11 +293,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // cluster's when this server joined, or a generated one), and checks the
 // flags against the stored tokens afterwards.
 func ensureTokens(cfg Config, caFile string, log *slog.Logger) (server, agent join.Token, err error) {
-	caPEM, err := os.ReadFile(caFile)
+	caPEM, err := pki.PinnedCA(caFile) // what /cacerts serves: the new CA during a rotation
 	if err != nil {
 		return server, agent, err
 	}
 	given := cfg.Token
+	if t, err := join.Parse(given); given != "" && err == nil && previousCAToken(cfg, t) {
+		// `kedge certificate rotate-ca` replaced the CA it pins; the secret
+		// is what counts here.
+		log.Warn("--token pins the cluster's previous CA, replaced by `kedge certificate rotate-ca`: put the new token (in the token file) in this server's config", "component", "server", "token_file", cfg.TokenFile())
+		given = t.Secret
+	}
 	if t, err := join.Parse(given); given != "" && err == nil && token.Retired(cfg.rotatedTokenFile(), t.Secret) {
 		// `kedge token rotate` retired it: this server keeps the new one.
 		log.Warn("--token is the cluster's previous server token, replaced by `kedge token rotate`: put the new one (in the token file) in this server's config", "component", "server", "token_file", cfg.TokenFile())
@@ -307,7 +312,11 @@ func ensureTokens(cfg Config, caFile string, log *slog.Logger) (server, agent jo
 	if server, err = ensureTokenFile(cfg.TokenFile(), "--token", given, caPEM, caFile); err != nil {
 		return server, agent, err
 	}
-	agent, err = ensureTokenFile(cfg.AgentTokenFile(), "--agent-token", cfg.AgentToken, caPEM, caFile)
+	givenAgent := cfg.AgentToken
+	if t, err := join.Parse(givenAgent); givenAgent != "" && err == nil && previousCAToken(cfg, t) {
+		givenAgent = t.Secret // pinned to the CA `kedge certificate rotate-ca` replaced
+	}
+	agent, err = ensureTokenFile(cfg.AgentTokenFile(), "--agent-token", givenAgent, caPEM, caFile)
 	return server, agent, err
 }
 

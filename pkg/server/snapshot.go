@@ -179,7 +179,7 @@ func unsealCAs(cfg Config, layout pki.Bundle, sealed []byte) error {
 	if err := writeCAFiles(layout, b.Files); err != nil {
 		return fmt.Errorf("the CAs in the snapshot: %w", err)
 	}
-	caPEM, err := os.ReadFile(layout.ServerCA)
+	caPEM, err := pki.PinnedCA(layout.ServerCA)
 	if err != nil {
 		return err
 	}

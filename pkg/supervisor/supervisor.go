@@ -83,20 +83,19 @@ const EncryptionPath = "/v1-kedge/secrets-encryption"
 
 // Supervisor is the join API's HTTP front.
 type Supervisor struct {
-	cfg   Config
-	caPEM []byte
+	cfg Config
 
 	mu   sync.Mutex
 	kube kubernetes.Interface
 }
 
-// New reads the CA bundle once.
+// New checks that the CA bundle can be read; it is read again for every
+// request of /cacerts (`kedge certificate rotate-ca` replaces it).
 func New(cfg Config) (*Supervisor, error) {
-	ca, err := os.ReadFile(cfg.CACertFile)
-	if err != nil {
+	if _, err := os.ReadFile(cfg.CACertFile); err != nil {
 		return nil, fmt.Errorf("supervisor: %w", err)
 	}
-	return &Supervisor{cfg: cfg, caPEM: ca}, nil
+	return &Supervisor{cfg: cfg}, nil
 }
 
 // Wrap returns a handler that serves the supervisor's paths and hands every
@@ -104,9 +103,19 @@ func New(cfg Config) (*Supervisor, error) {
 func (s *Supervisor) Wrap(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+CACertsPath, func(w http.ResponseWriter, _ *http.Request) {
+		// The CA a token pins: during a CA rotation the new CA alone.
+		ca, err := os.ReadFile(s.cfg.CACertFile)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		if pinned, err := pki.PinnedCAOf(ca); err == nil {
+			ca = pinned
+		}
 		w.Header().Set("Content-Type", "application/x-pem-file")
-		_, _ = w.Write(s.caPEM)
+		_, _ = w.Write(ca)
 	})
+	mux.HandleFunc("GET "+CABundlesPath, s.caBundlesHandler)
 	mux.HandleFunc("GET "+PingPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("pong"))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/join"
+	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 // ServerTokenSecret is the Secret in kube-system that holds the cluster's
@@ -169,7 +170,7 @@ func (s *Sync) apply(obj any) {
 	if err := retire(s.cfg.RotatedFile, old); err != nil {
 		s.cfg.Log.Warn("could not record the retired server token", "file", s.cfg.RotatedFile, "err", err)
 	}
-	caPEM, err := os.ReadFile(s.cfg.CAFile)
+	caPEM, err := pki.PinnedCA(s.cfg.CAFile) // the CA /cacerts serves
 	if err != nil {
 		s.cfg.Log.Error("could not write the rotated server token", "file", s.cfg.TokenFile, "err", err)
 		return
