@@ -47,6 +47,7 @@ type NodeRequest struct {
 type NodeResponse struct {
 	Files          map[string][]byte `json:"files"` // file name → content, as pki.NodeBundle names them
 	ClusterCIDR    string            `json:"clusterCIDR"`
+	ServiceCIDR    string            `json:"serviceCIDR,omitempty"` // --service-cidr (NetworkPolicy enforcement)
 	ClusterDNS     string            `json:"clusterDNS"`
 	ClusterDomain  string            `json:"clusterDomain"`
 	FlannelBackend string            `json:"flannelBackend"`
@@ -58,6 +59,7 @@ type NodeResponse struct {
 type Cluster struct {
 	ClusterCIDR, ClusterDNS, ClusterDomain, FlannelBackend string
 	Disabled                                               []string // --disable
+	ServiceCIDR                                            string   // --service-cidr
 	Servers                                                []string
 }
 
@@ -124,6 +126,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	resp := NodeResponse{
 		Files:          map[string][]byte{},
 		ClusterCIDR:    s.cfg.Cluster.ClusterCIDR,
+		ServiceCIDR:    s.cfg.Cluster.ServiceCIDR,
 		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
 		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
 		FlannelBackend: s.cfg.Cluster.FlannelBackend,
