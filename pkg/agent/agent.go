@@ -180,8 +180,10 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
 		}))
 	}
-	if !slices.Contains(cfg.Disabled, netpol.AddonName) && cfg.ServiceCIDR != "" {
-		m.Add(netpol.New(netpol.Config{NodeName: cfg.NodeName, Kubeconfig: cfg.KubeProxyKubeconfig, ServiceCIDR: cfg.ServiceCIDR, Log: log}))
+	if npc := (netpol.Config{NodeName: cfg.NodeName, Kubeconfig: cfg.KubeProxyKubeconfig, ServiceCIDR: cfg.ServiceCIDR, Log: log}); slices.Contains(cfg.Disabled, netpol.AddonName) {
+		m.Add(netpol.NewCleanup(npc))
+	} else if cfg.ServiceCIDR != "" {
+		m.Add(netpol.New(npc))
 	}
 	if slices.Contains(cfg.Disabled, "coredns") {
 		return

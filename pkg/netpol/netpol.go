@@ -19,15 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudnativelabs/kube-router/v2/pkg/controllers/netpol"
 	"github.com/cloudnativelabs/kube-router/v2/pkg/healthcheck"
-	"github.com/cloudnativelabs/kube-router/v2/pkg/options"
-	"github.com/cloudnativelabs/kube-router/v2/pkg/utils"
-	"github.com/coreos/go-iptables/iptables"
-	v1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kedge-io/kedge/pkg/component"
 )
@@ -92,58 +84,11 @@ func families(serviceCIDR string) (v4, v6 bool, cidrs []string, err error) {
 // Start checks iptables and ip_set, builds the controller (it reads its
 // Node) and runs it in the background.
 func (c *Controller) Start(ctx context.Context) error {
-	v4, v6, cidrs, err := families(c.cfg.ServiceCIDR)
+	b, err := build(c.cfg)
 	if err != nil {
 		return err
 	}
-	rest, err := clientcmd.BuildConfigFromFlags("", c.cfg.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", c.cfg.Kubeconfig, err)
-	}
-	client, err := kubernetes.NewForConfig(rest)
-	if err != nil {
-		return err
-	}
-	iptablesHandlers := map[v1.IPFamily]utils.IPTablesHandler{}
-	ipsetHandlers := map[v1.IPFamily]utils.IPSetHandler{}
-	for _, f := range []struct {
-		on     bool
-		family v1.IPFamily
-		proto  iptables.Protocol
-	}{{v4, v1.IPv4Protocol, iptables.ProtocolIPv4}, {v6, v1.IPv6Protocol, iptables.ProtocolIPv6}} {
-		if !f.on {
-			continue
-		}
-		// kube-router exits the process (klog.Fatal) when an iptables
-		// command fails: the same commands are tried here first, so that a
-		// node without a working iptables fails this component instead.
-		ipt, err := checkIPTables(f.proto)
-		if err != nil {
-			return err
-		}
-		sets, err := newIPSets(f.family == v1.IPv6Protocol, c.cfg.Log)
-		if err != nil {
-			return err
-		}
-		iptablesHandlers[f.family], ipsetHandlers[f.family] = ipt, sets
-	}
-	factory := informers.NewSharedInformerFactory(client, 0)
-	pods := factory.Core().V1().Pods().Informer()
-	namespaces := factory.Core().V1().Namespaces().Informer()
-	policies := factory.Networking().V1().NetworkPolicies().Informer()
-	krConfig := &options.KubeRouterConfig{
-		ClusterIPCIDRs:     cidrs,
-		EnableIPv4:         v4,
-		EnableIPv6:         v6,
-		HostnameOverride:   c.cfg.NodeName,
-		NodePortRange:      NodePortRange,
-		IPTablesSyncPeriod: SyncPeriod,
-	}
-	npc, err := netpol.NewNetworkPolicyController(client, krConfig, pods, policies, namespaces,
-		&sync.Mutex{}, iptablesHandlers, ipsetHandlers)
-	if err != nil {
-		return fmt.Errorf("kube-router policy controller: %w", err)
-	}
+	npc, pods, namespaces, policies, factory := b.npc, b.pods, b.namespaces, b.policies, b.factory
 	if _, err := pods.AddEventHandler(npc.PodEventHandler); err != nil {
 		return err
 	}
@@ -207,19 +152,6 @@ func (c *Controller) Ready(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// checkIPTables returns the iptables handler of proto once the filter
-// table can be listed.
-func checkIPTables(proto iptables.Protocol) (*iptables.IPTables, error) {
-	ipt, err := iptables.NewWithProtocol(proto)
-	if err != nil {
-		return nil, fmt.Errorf("iptables (needed for NetworkPolicies, as for kube-proxy): %w; install iptables or run with --disable %s", err, AddonName)
-	}
-	if _, err := ipt.ListChains("filter"); err != nil {
-		return nil, fmt.Errorf("iptables cannot list the filter table: %w; run with --disable %s to leave NetworkPolicies unenforced", err, AddonName)
-	}
-	return ipt, nil
 }
 
 // AddonName is the name --disable turns this component off with.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,12 +164,96 @@ func TestNetworkPolicy(t *testing.T) {
 		reach("client-a", "friend-w")
 		reach("stranger-a", "web-w")
 	})
-	for _, n := range []*harness.Node{a, w} {
-		if out, err := n.Exec("ps", "-o", "rss=,args=", "-C", "kedge"); err == nil {
-			t.Logf("%s: kedge RSS (KiB, args): %s", n.Name(), out)
+	c.Step("--disable network-policy: the nodes remove kube-router's rules, a deny policy no longer blocks", func() {
+		npApply(t, a, npPolicy("np", "deny", "{}", "[Ingress]", "", ""))
+		blocked("client-a", "web-a")
+		conf := filepath.Join(a.Dir(), "etc-kedge", "config.yaml")
+		if err := os.WriteFile(conf, []byte("disable:\n  - network-policy\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a.Stop()
+		a.Start()
+		a.WaitReady(5 * time.Minute)
+		w.Stop()
+		w.Start()
+		waitNodeReady(c, a, w, 5*time.Minute)
+		for _, n := range []*harness.Node{a, w} {
+			if !strings.Contains(n.LogSinceStart(), "network policy rules removed") {
+				t.Fatalf("%s does not log that it removed the rules", n.Name())
+			}
+			if out, err := n.Exec("iptables", "-S", "KUBE-ROUTER-FORWARD"); err == nil {
+				t.Fatalf("%s still has KUBE-ROUTER-FORWARD: %s", n.Name(), out)
+			}
+		}
+		reach("client-a", "web-a")
+		reach("client-w", "web-a")
+		if out, err := a.Kubectl("get", "clusterrole", "kedge:network-policy"); err == nil {
+			t.Fatalf("ClusterRole kedge:network-policy still there: %s", out)
+		}
+	})
+	t.Log("\n" + c.Summary())
+}
+
+// TestNetworkPolicyIdleRSS measures what NetworkPolicy enforcement adds to
+// the idle RSS of a server and an agent: the same two-node cluster without
+// pods, once as is and once with --disable network-policy, sampled after
+// the same settling time. The difference must stay within issue 12's
+// budget for all four built-in batteries (25 MiB).
+func TestNetworkPolicyIdleRSS(t *testing.T) {
+	const settle, samples = 60 * time.Second, 5
+	image := testimage.Build(t)
+	rss := map[string][2]int{} // "server"/"agent" → [with, without] KiB
+	for i, extra := range [][]string{nil, {"--disable", "network-policy"}} {
+		t.Run(fmt.Sprintf("disable=%v", extra != nil), func(t *testing.T) {
+			c := harness.NewCluster(t)
+			a := startNode(t, c, image, "a", append([]string{"server"}, extra...)...)
+			a.WaitReady(5 * time.Minute)
+			w := startNode(t, c, image, "w", "agent", "--server", "https://"+a.IP().String()+":6443", "--token", agentToken(t, a))
+			waitNodeReady(c, a, w, 5*time.Minute)
+			enforced := strings.Contains(w.LogSinceStart(), `msg="network policies enforced"`)
+			if enforced != (extra == nil) {
+				t.Fatalf("agent enforces policies: %v, with server flags %v", enforced, extra)
+			}
+			time.Sleep(settle)
+			for role, n := range map[string]*harness.Node{"server": a, "agent": w} {
+				v := rss[role]
+				v[i] = medianRSS(t, n, samples)
+				rss[role] = v
+			}
+		})
+	}
+	for _, role := range []string{"server", "agent"} {
+		v := rss[role]
+		added := float64(v[0]-v[1]) / 1024
+		t.Logf("%s idle RSS: %.1f MiB with network-policy, %.1f MiB with --disable network-policy: %+.1f MiB",
+			role, float64(v[0])/1024, float64(v[1])/1024, added)
+		if v[0] == 0 || v[1] == 0 || added > 25 {
+			t.Errorf("%s: network-policy adds %.1f MiB (samples %v), over the 25 MiB budget", role, added, v)
 		}
 	}
-	t.Log("\n" + c.Summary())
+}
+
+// medianRSS samples the RSS (KiB) of the kedge process of node n every 5 s
+// and returns the median.
+func medianRSS(t *testing.T, n *harness.Node, samples int) int {
+	t.Helper()
+	var got []int
+	for i := range samples {
+		if i > 0 {
+			time.Sleep(5 * time.Second)
+		}
+		out, err := n.Exec("ps", "-o", "rss=", "-C", "kedge")
+		if err != nil {
+			t.Fatal(err)
+		}
+		kib, err := strconv.Atoi(strings.Fields(out)[0])
+		if err != nil {
+			t.Fatalf("ps in %s: %q: %v", n.Name(), out, err)
+		}
+		got = append(got, kib)
+	}
+	slices.Sort(got)
+	return got[len(got)/2]
 }
 
 // npGet runs `webapp get url` in pod from of namespace ns and wants the
