@@ -122,7 +122,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			ClusterDomain:  cfg.ClusterDomain,
 			FlannelBackend: string(cfg.FlannelBackend),
 			Disabled:       cfg.Disable,
-			ServiceCIDR:    cfg.ServiceCIDR.String(),
 			Servers:        []string{"https://" + net.JoinHostPort(cfg.AdvertiseIP.String(), strconv.Itoa(cfg.HTTPSPort))},
 		},
 		Settings:     settings(cfg),

@@ -59,7 +59,6 @@ type NodeResponse struct {
 type Cluster struct {
 	ClusterCIDR, ClusterDNS, ClusterDomain, FlannelBackend string
 	Disabled                                               []string // --disable
-	ServiceCIDR                                            string   // --service-cidr
 	Servers                                                []string
 }
 
@@ -126,7 +125,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	resp := NodeResponse{
 		Files:          map[string][]byte{},
 		ClusterCIDR:    s.cfg.Cluster.ClusterCIDR,
-		ServiceCIDR:    s.cfg.Cluster.ServiceCIDR,
+		ServiceCIDR:    s.cfg.Settings.ServiceCIDR,
 		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
 		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
 		FlannelBackend: s.cfg.Cluster.FlannelBackend,
