@@ -1,14 +1,18 @@
 package netpol
 
 import (
+	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cloudnativelabs/kube-router/v2/pkg/controllers/netpol"
 	"github.com/cloudnativelabs/kube-router/v2/pkg/options"
 	"github.com/cloudnativelabs/kube-router/v2/pkg/utils"
 	"github.com/coreos/go-iptables/iptables"
 	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -23,8 +27,8 @@ type built struct {
 }
 
 // build checks iptables and ip_set and builds the controller; it reads
-// the node's Node from the API.
-func build(cfg Config) (*built, error) {
+// the node's Node from the API, waiting for the kubelet to register it.
+func build(ctx context.Context, cfg Config) (*built, error) {
 	v4, v6, cidrs, err := families(cfg.ServiceCIDR)
 	if err != nil {
 		return nil, err
@@ -36,6 +40,13 @@ func build(cfg Config) (*built, error) {
 	client, err := kubernetes.NewForConfig(rest)
 	if err != nil {
 		return nil, err
+	}
+	err = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := client.CoreV1().Nodes().Get(ctx, cfg.NodeName, metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("waiting for Node %s: %w", cfg.NodeName, err)
 	}
 	iptablesHandlers := map[v1.IPFamily]utils.IPTablesHandler{}
 	ipsetHandlers := map[v1.IPFamily]utils.IPSetHandler{}

@@ -3,6 +3,7 @@ package netpol
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/coreos/go-iptables/iptables"
 
@@ -28,7 +29,7 @@ func (*Cleanup) Name() string { return "network-policy-cleanup" }
 
 // Start removes kube-router's chains, rules and ipsets with the
 // controller's own Cleanup, if ForwardChain exists.
-func (c *Cleanup) Start(context.Context) error {
+func (c *Cleanup) Start(ctx context.Context) error {
 	ipt, err := iptables.NewWithProtocol(iptables.ProtocolIPv4)
 	if err != nil {
 		return nil // no iptables: nothing was enforced here
@@ -36,7 +37,9 @@ func (c *Cleanup) Start(context.Context) error {
 	if ok, err := ipt.ChainExists("filter", ForwardChain); err != nil || !ok {
 		return nil
 	}
-	b, err := build(c.cfg)
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	b, err := build(ctx, c.cfg)
 	if err != nil {
 		return err
 	}

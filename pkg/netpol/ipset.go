@@ -88,6 +88,7 @@ func (s *ipsets) Create(setName string, createOptions ...string) (*utils.Set, er
 	if err := ensureSet(name, set.Options); err != nil {
 		return nil, err
 	}
+	s.refreshed[name] = true
 	return set, nil
 }
 

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/cloudnativelabs/kube-router/v2/pkg/healthcheck"
+	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/kedge-io/kedge/pkg/component"
 )
@@ -81,25 +82,32 @@ func families(serviceCIDR string) (v4, v6 bool, cidrs []string, err error) {
 	return v4, v6, cidrs, nil
 }
 
-// Start checks iptables and ip_set, builds the controller (it reads its
-// Node) and runs it in the background.
+// Start checks the service CIDR and iptables, then, in the background,
+// waits for the node's Node, builds the controller and runs it.
 func (c *Controller) Start(ctx context.Context) error {
-	b, err := build(c.cfg)
-	if err != nil {
+	// Fail at once where nothing can work; the rest waits for the Node.
+	if _, _, _, err := families(c.cfg.ServiceCIDR); err != nil {
 		return err
 	}
-	npc, pods, namespaces, policies, factory := b.npc, b.pods, b.namespaces, b.policies, b.factory
-	if _, err := pods.AddEventHandler(npc.PodEventHandler); err != nil {
-		return err
-	}
-	if _, err := namespaces.AddEventHandler(npc.NamespaceEventHandler); err != nil {
-		return err
-	}
-	if _, err := policies.AddEventHandler(npc.NetworkPolicyEventHandler); err != nil {
+	if _, err := checkIPTables(iptables.ProtocolIPv4); err != nil {
 		return err
 	}
 	c.Context(ctx)
 	c.Go(func(ctx context.Context) error {
+		b, err := build(ctx, c.cfg)
+		if err != nil {
+			return err
+		}
+		npc, factory := b.npc, b.factory
+		if _, err := b.pods.AddEventHandler(npc.PodEventHandler); err != nil {
+			return err
+		}
+		if _, err := b.namespaces.AddEventHandler(npc.NamespaceEventHandler); err != nil {
+			return err
+		}
+		if _, err := b.policies.AddEventHandler(npc.NetworkPolicyEventHandler); err != nil {
+			return err
+		}
 		factory.Start(ctx.Done())
 		defer factory.Shutdown()
 		factory.WaitForCacheSync(ctx.Done())
@@ -147,9 +155,7 @@ func (c *Controller) Ready(ctx context.Context) error {
 	select {
 	case <-c.synced:
 		return nil
-	case err := <-c.Err():
-		return err
-	case <-ctx.Done():
+	case <-ctx.Done(): // also when the run fails: the manager watches Err
 		return ctx.Err()
 	}
 }
