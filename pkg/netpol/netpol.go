@@ -79,6 +79,11 @@ func families(serviceCIDR string) (v4, v6 bool, cidrs []string, err error) {
 	if len(cidrs) == 0 {
 		return false, false, nil, errors.New("no service CIDR: the node needs the cluster's --service-cidr")
 	}
+	if v6 {
+		// kube-router v2.1.0 gives ip6tables the IPv4 names of its
+		// ipsets (fixed in v2.1.1, which the module proxy does not serve).
+		return false, false, nil, fmt.Errorf("--service-cidr %s: NetworkPolicies are enforced for IPv4 only (kube-router v2.1.0's IPv6 rules name the wrong ipsets); run with --disable %s", serviceCIDR, AddonName)
+	}
 	return v4, v6, cidrs, nil
 }
 
