@@ -26,6 +26,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
+	"github.com/kedge-io/kedge/pkg/netpol"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
@@ -43,6 +44,7 @@ type Config struct {
 	NodeName      string
 	NodeIP        net.IP
 	ClusterCIDR   string
+	ServiceCIDR   string // --service-cidr; empty from an older server: no NetworkPolicy enforcement
 	ClusterDNS    net.IP
 	ClusterDomain string
 	// Certs are the node's certificates (pki.IssueNode); the kubeconfigs
@@ -65,7 +67,8 @@ type Config struct {
 	FlannelBackend flannel.Backend
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
 	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS
-	// out, "servicelb" the LoadBalancer announcer.
+	// out, "servicelb" the LoadBalancer announcer, "network-policy" the
+	// NetworkPolicy controller.
 	Disabled []string
 	// Servers are the apiservers (host:port) an agent balances over; empty
 	// on a server, whose node talks to its own apiserver.
@@ -182,6 +185,11 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		m.Add(servicelb.NewAnnouncer(servicelb.AnnouncerConfig{
 			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
 		}))
+	}
+	if npc := (netpol.Config{NodeName: cfg.NodeName, Kubeconfig: cfg.KubeProxyKubeconfig, ServiceCIDR: cfg.ServiceCIDR, Log: log}); slices.Contains(cfg.Disabled, netpol.AddonName) {
+		m.Add(netpol.NewCleanup(npc))
+	} else if cfg.ServiceCIDR != "" {
+		m.Add(netpol.New(npc))
 	}
 	// Carries out the upgrade controller's plan for this node (pkg/upgrade).
 	m.Add(upgrade.NewUpgrader(upgrade.NodeConfig{

@@ -67,6 +67,7 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 	}
 	node.Certs = certs
 	node.ClusterCIDR = answer.ClusterCIDR
+	node.ServiceCIDR = answer.ServiceCIDR
 	node.ClusterDomain = answer.ClusterDomain
 	if node.ClusterDNS = net.ParseIP(answer.ClusterDNS); node.ClusterDNS == nil {
 		return fmt.Errorf("join %s: the server sent no cluster DNS address", serverURL)

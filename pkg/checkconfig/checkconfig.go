@@ -66,6 +66,7 @@ func Run(cfg Config) []Result {
 	out = append(out, h.cgroups()...)
 	out = append(out, h.overlayfs())
 	out = append(out, links()...)
+	out = append(out, ipsets()...)
 	out = append(out, h.iptables(), h.brNetfilter(), h.ipForward(), h.ipvs(), h.swap())
 	out = append(out, h.capabilities()...)
 	out = append(out, disk(cfg.DataDir, cfg.MinFree))

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/kedge-io/kedge/pkg/agent"
 )
 
@@ -162,6 +164,30 @@ func TestLinksInScratchNetns(t *testing.T) {
 	for _, i := range ifaces {
 		if strings.HasPrefix(i.Name, "kcheck-") {
 			t.Errorf("%s left in the test's namespace", i.Name)
+		}
+	}
+}
+
+// TestIPSetsInScratchNetns: this kernel has the ipset types NetworkPolicy
+// enforcement needs, and the check leaves no set behind.
+func TestIPSetsInScratchNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a network namespace needs root")
+	}
+	results := ipsets()
+	if len(results) != 2 {
+		t.Fatalf("%d results, want hash:ip and hash:net", len(results))
+	}
+	for _, r := range results {
+		if r.Status != Pass {
+			t.Errorf("%s: %s %s", r.Name, r.Status, r.Detail)
+		}
+	}
+	if sets, err := netlink.IpsetListAll(); err == nil {
+		for _, s := range sets {
+			if strings.HasPrefix(s.SetName, "kcheck-") {
+				t.Errorf("ipset %s left in the test's namespace", s.SetName)
+			}
 		}
 	}
 }

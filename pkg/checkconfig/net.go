@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -42,6 +43,32 @@ func links() []Result {
 			out = append(out, fail(name, "cannot create one: "+errs[i].Error(), k.fix))
 		default:
 			out = append(out, pass(name, "created and removed in a scratch network namespace"))
+		}
+	}
+	return out
+}
+
+// ipsets creates a hash:ip and a hash:net set in a throwaway network
+// namespace: the ipsets of NetworkPolicy enforcement (pkg/netpol).
+func ipsets() []Result {
+	types := []string{"hash:ip", "hash:net"}
+	errs := make([]error, len(types))
+	err := inScratchNetns(func() {
+		for i, typ := range types {
+			errs[i] = netlink.IpsetCreate("kcheck-"+typ[5:], typ, netlink.IpsetCreateOptions{})
+		}
+	})
+	out := make([]Result, 0, len(types))
+	for i, typ := range types {
+		name := "ipset " + typ
+		switch {
+		case err != nil:
+			out = append(out, warn(name, "not checked: "+err.Error(), "run check-config as root"))
+		case errs[i] != nil:
+			out = append(out, warn(name, "cannot create one: "+errs[i].Error(),
+				"CONFIG_IP_SET and CONFIG_IP_SET_"+strings.ToUpper(strings.ReplaceAll(typ, ":", "_"))+" for NetworkPolicies, or --disable network-policy"))
+		default:
+			out = append(out, pass(name, "created in a scratch network namespace (NetworkPolicy enforcement)"))
 		}
 	}
 	return out

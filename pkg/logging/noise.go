@@ -70,6 +70,9 @@ var alwaysNoise = []string{
 	"simple token is not cryptographically signed",
 	// CoreDNS's informers, one line each; CoreDNS's readiness says it.
 	"plugin/kubernetes: Caches are synced",
+	// kube-router's policy controller, two lines as it starts; kedge logs
+	// "network policies enforced" once its rules are in place.
+	"Starting network policy controller",
 }
 
 // quietHandler demotes the noise above to debug level.

@@ -9,6 +9,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/logging"
+	"github.com/kedge-io/kedge/pkg/netpol"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
@@ -150,7 +151,10 @@ const AddonCloudController = "cloud-controller"
 // the allocator on servers, the ARP announcer on every node.
 const AddonServiceLB = "servicelb"
 
+// AddonNetworkPolicy enforces NetworkPolicies on every node (pkg/netpol).
+const AddonNetworkPolicy = netpol.AddonName
+
 // DisableNames are the built-in add-ons --disable turns off.
 func DisableNames() []string {
-	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB}
+	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonNetworkPolicy}
 }

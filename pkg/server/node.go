@@ -21,6 +21,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		NodeName:       cfg.NodeName,
 		NodeIP:         cfg.NodeIP,
 		ClusterCIDR:    cfg.ClusterCIDR.String(),
+		ServiceCIDR:    cfg.ServiceCIDR.String(),
 		ClusterDNS:     cfg.ClusterDNS,
 		ClusterDomain:  cfg.ClusterDomain,
 		NodeMeta:       nodemeta.Spec{Labels: maps.Clone(cfg.NodeMeta.Labels), Taints: cfg.NodeMeta.Taints, ExternalIPs: cfg.NodeMeta.ExternalIPs},

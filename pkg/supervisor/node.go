@@ -50,6 +50,7 @@ type NodeRequest struct {
 type NodeResponse struct {
 	Files          map[string][]byte `json:"files"` // file name → content, as pki.NodeBundle names them
 	ClusterCIDR    string            `json:"clusterCIDR"`
+	ServiceCIDR    string            `json:"serviceCIDR,omitempty"` // --service-cidr (NetworkPolicy enforcement)
 	ClusterDNS     string            `json:"clusterDNS"`
 	ClusterDomain  string            `json:"clusterDomain"`
 	FlannelBackend string            `json:"flannelBackend"`
@@ -130,6 +131,7 @@ func (s *Supervisor) nodeHandler(w http.ResponseWriter, r *http.Request) {
 	resp := NodeResponse{
 		Files:          map[string][]byte{},
 		ClusterCIDR:    s.cfg.Cluster.ClusterCIDR,
+		ServiceCIDR:    s.cfg.Settings.ServiceCIDR,
 		ClusterDNS:     s.cfg.Cluster.ClusterDNS,
 		ClusterDomain:  s.cfg.Cluster.ClusterDomain,
 		FlannelBackend: s.cfg.Cluster.FlannelBackend,

@@ -29,6 +29,7 @@ func TestNodeJoin(t *testing.T) {
 	s, err := New(Config{
 		CACertFile: ca.ServerCA, Secret: "s3cret", AgentSecret: "agent-s3cret", CA: ca,
 		Cluster:   Cluster{ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", Servers: []string{"https://192.0.2.1:6443"}},
+		Settings:  Settings{ServiceCIDR: "10.43.0.0/16"},
 		NewClient: func() (kubernetes.Interface, error) { return kube, nil },
 	})
 	if err != nil {
@@ -68,7 +69,7 @@ func TestNodeJoin(t *testing.T) {
 	if err != nil || cert.Subject.CommonName != "system:node:w1" {
 		t.Fatalf("kubelet client cert %v, %v", cert.Subject, err)
 	}
-	if resp.ClusterCIDR != "10.42.0.0/16" || resp.ClusterDNS != "10.43.0.10" || len(resp.Servers) != 1 || len(resp.Files["kubelet-serving.key"]) == 0 {
+	if resp.ClusterCIDR != "10.42.0.0/16" || resp.ServiceCIDR != "10.43.0.0/16" || resp.ClusterDNS != "10.43.0.10" || len(resp.Servers) != 1 || len(resp.Files["kubelet-serving.key"]) == 0 {
 		t.Fatalf("response = %+v", resp)
 	}
 	if code, _ := join("s3cret", req); code != http.StatusOK {
