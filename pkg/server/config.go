@@ -150,7 +150,11 @@ const AddonCloudController = "cloud-controller"
 // the allocator on servers, the ARP announcer on every node.
 const AddonServiceLB = "servicelb"
 
+// AddonMetricsServer is the Metrics API (pkg/metricsserver) on every
+// server, with its APIService (manifests/metrics-server.yaml).
+const AddonMetricsServer = "metrics-server"
+
 // DisableNames are the built-in add-ons --disable turns off.
 func DisableNames() []string {
-	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB}
+	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonMetricsServer}
 }

@@ -1,7 +1,8 @@
 // Command webapp is the test image of the integration tests: an HTTP server
 // (no arguments) that answers with its hostname (and at /client with the
 // client's address), plus two client modes run
-// with kubectl exec: `webapp get URL` and `webapp resolve NAME`.
+// with kubectl exec: `webapp get URL` and `webapp resolve NAME`; `webapp burn`
+// spins one CPU.
 package main
 
 import (
@@ -15,6 +16,10 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "burn" {
+		for { // CPU load for the HorizontalPodAutoscaler test, until killed
+		}
+	}
 	if len(os.Args) == 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
