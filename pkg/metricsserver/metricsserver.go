@@ -86,6 +86,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	started := false
+	defer func() {
+		if !started { // the port is bound: free it for the next attempt
+			_ = o.SecureServing.Listener.Close()
+		}
+	}()
 	// Upstream leaves the generic server's profiling on (/debug/pprof,
 	// behind authorization); kedge's apiserver runs with --profiling=false.
 	cfg.Apiserver.EnableProfiling = false
@@ -105,8 +111,12 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := setCABundle(ctx, admin, s.cfg.ServerCA); err != nil {
 		return err
 	}
+	started = true
 	s.Go(func(context.Context) error {
-		go mirrorEndpoints(ctx, client, log)
+		mirrorCtx, stopMirror := context.WithCancel(ctx)
+		mirrored := make(chan struct{})
+		go func() { defer close(mirrored); mirrorEndpoints(mirrorCtx, client, log) }()
+		defer func() { stopMirror(); <-mirrored }()
 		err := ms.RunUntil(ctx.Done())
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("metrics-server stopped")
@@ -160,6 +170,10 @@ func (s *Server) addr() string {
 func (s *Server) options() (*options.Options, error) {
 	if s.cfg.Resolution < 10*time.Second {
 		return nil, fmt.Errorf("metrics-server resolution %s: it must be 10s or more", s.cfg.Resolution)
+	}
+	if s.cfg.ServingCert == "" || s.cfg.ServingKey == "" {
+		// Upstream would write a self-signed pair into the working directory.
+		return nil, errors.New("Config.ServingCert and ServingKey are required")
 	}
 	o := options.NewOptions()
 	o.MetricResolution = s.cfg.Resolution

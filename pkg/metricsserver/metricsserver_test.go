@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestOptionsResolution(t *testing.T) {
 		{10 * time.Second, "kubelet request timeout"}, // 90% of it under upstream's 10 s
 		{15 * time.Second, ""},
 	} {
-		_, err := New(Config{Resolution: c.res}).options()
+		_, err := New(Config{Resolution: c.res, ServingCert: "/c", ServingKey: "/k"}).options()
 		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("resolution %s: err = %v, want %q", c.res, err, c.want)
 		}
@@ -78,5 +79,23 @@ func TestCABundlePatch(t *testing.T) {
 	}
 	if dec, err := base64.StdEncoding.DecodeString(p.Spec["caBundle"]); err != nil || string(dec) != pem {
 		t.Fatalf("caBundle = %q (%v)", p.Spec["caBundle"], err)
+	}
+}
+
+// TestPortInUse: a port in use fails Start's config step with an error
+// naming the address and the constant, not after the start.
+func TestPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(Port)))
+	if err != nil {
+		t.Skipf("port %d in use here already: %v", Port, err)
+	}
+	defer l.Close()
+	o, err := New(Config{BindAddress: net.ParseIP("127.0.0.1"), Kubeconfig: "/nonexistent", ServingCert: "/nonexistent.crt", ServingKey: "/nonexistent.key"}).options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = serverConfig(t.Context(), o)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(Port)+" (metricsserver.Port)") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("err = %v", err)
 	}
 }
