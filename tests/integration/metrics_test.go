@@ -110,7 +110,12 @@ func TestMetricsAPI(t *testing.T) {
 	if atoi(replicas) < 2 {
 		t.Fatalf("Deployment burn has %s ready replicas after the HPA scaled it\n%s", replicas, n.describe("hpa"))
 	}
-	t.Logf("Deployment burn: %s ready replicas, %s after the node was Ready", replicas, time.Since(begin).Round(time.Second))
+	// The Deployment was created with one replica: the HPA scaled it.
+	rescaled := must(n.kubectl("get", "events", "--field-selector", "involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name=burn,reason=SuccessfulRescale", "-o", "jsonpath={.items[*].message}"))
+	if !strings.Contains(rescaled, "New size:") {
+		t.Fatalf("no SuccessfulRescale event of HPA burn: %q\n%s", rescaled, n.describe("hpa"))
+	}
+	t.Logf("Deployment burn: %s ready replicas, %s after the node was Ready; HPA events: %s", replicas, time.Since(begin).Round(time.Second), rescaled)
 	t.Logf("stopped in %s", n.stop(30*time.Second).Round(100*time.Millisecond))
 }
 
