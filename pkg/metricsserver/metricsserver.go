@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -76,7 +77,8 @@ func New(cfg Config) *Server {
 func (*Server) Name() string { return "metrics-server" }
 
 // Start builds metrics-server (binding Port, so that a port in use fails
-// here) and runs it, with the EndpointSlice mirror, in the background.
+// here) and runs it in the background, with the mirror of its Service's
+// EndpointSlice and the registration of its APIService.
 func (s *Server) Start(ctx context.Context) error {
 	o, err := s.options()
 	if err != nil {
@@ -108,15 +110,15 @@ func (s *Server) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(s.Context(ctx), s.cfg.Log, s.Name())
-	if err := setCABundle(ctx, admin, s.cfg.ServerCA); err != nil {
-		return err
-	}
 	started = true
 	s.Go(func(context.Context) error {
-		mirrorCtx, stopMirror := context.WithCancel(ctx)
-		mirrored := make(chan struct{})
-		go func() { defer close(mirrored); mirrorEndpoints(mirrorCtx, client, log) }()
-		defer func() { stopMirror(); <-mirrored }()
+		// Beside metrics-server: the Service's EndpointSlice, and the
+		// APIService once metrics-server serves. Both end with it.
+		sideCtx, stopSide := context.WithCancel(ctx)
+		var side sync.WaitGroup
+		side.Go(func() { mirrorEndpoints(sideCtx, client, log) })
+		side.Go(func() { register(sideCtx, admin, client, localAddr(s.cfg.BindAddress), s.cfg.ServerCA, log) })
+		defer func() { stopSide(); side.Wait() }()
 		err := ms.RunUntil(ctx.Done())
 		if err == nil && ctx.Err() == nil {
 			err = errors.New("metrics-server stopped")

@@ -1,14 +1,21 @@
 package metricsserver
 
 import (
-	"encoding/base64"
+	"crypto/tls"
 	"encoding/json"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	apiregv1 "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
+
+	"github.com/kedge-io/kedge/pkg/pki"
 )
 
 func TestOptions(t *testing.T) {
@@ -60,25 +67,76 @@ func TestOptionsResolution(t *testing.T) {
 	}
 }
 
-func TestCABundlePatch(t *testing.T) {
+func TestAPIServicePatch(t *testing.T) {
 	pem := "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-	raw, err := caBundlePatch([]byte(pem))
+	raw, err := apiServicePatch([]byte(pem), "role-uid")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p struct {
-		APIVersion, Kind string
-		Metadata         struct{ Name string }
-		Spec             map[string]string
-	}
-	if err := json.Unmarshal(raw, &p); err != nil {
+	var a apiregv1.APIService
+	if err := json.Unmarshal(raw, &a); err != nil {
 		t.Fatal(err)
 	}
-	if p.APIVersion != "apiregistration.k8s.io/v1" || p.Kind != "APIService" || p.Metadata.Name != APIServiceName || len(p.Spec) != 1 {
+	s := a.Spec
+	if a.APIVersion != "apiregistration.k8s.io/v1" || a.Kind != "APIService" || a.Name != APIServiceName ||
+		s.Service == nil || s.Service.Name != ServiceName || s.Service.Namespace != "kube-system" || *s.Service.Port != 443 ||
+		s.Group != "metrics.k8s.io" || s.Version != "v1beta1" || s.InsecureSkipTLSVerify || string(s.CABundle) != pem {
 		t.Fatalf("patch = %s", raw)
 	}
-	if dec, err := base64.StdEncoding.DecodeString(p.Spec["caBundle"]); err != nil || string(dec) != pem {
-		t.Fatalf("caBundle = %q (%v)", p.Spec["caBundle"], err)
+	if o := a.OwnerReferences; len(o) != 1 || o[0].Kind != "ClusterRole" || o[0].Name != OwnerClusterRole || o[0].UID != "role-uid" {
+		t.Fatalf("owner = %+v", o)
+	}
+}
+
+// TestHealthy: register waits for metrics-server's /healthz over TLS with
+// the certificate kedge's PKI issues for it, verified as the aggregator
+// does (server CA, the Service's DNS name).
+func TestHealthy(t *testing.T) {
+	b, err := pki.Generate(pki.Config{Dir: t.TempDir(), ServiceIP: net.ParseIP("10.43.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(b.ServerCA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(b.MetricsServerCert, b.MetricsServerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := http.StatusInternalServerError
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	srv.StartTLS()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	if err := healthy(t.Context(), addr, caPEM); err == nil || !strings.Contains(err.Error(), "500") {
+		t.Fatalf("unhealthy server: err = %v", err)
+	}
+	status = http.StatusOK
+	if err := healthy(t.Context(), addr, caPEM); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.ReadFile(b.ClientCA) // not the CA that signed it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := healthy(t.Context(), addr, other); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("another CA: err = %v", err)
+	}
+}
+
+func TestLocalAddr(t *testing.T) {
+	for bind, want := range map[string]string{"0.0.0.0": "127.0.0.1:10262", "192.0.2.10": "192.0.2.10:10262", "": "127.0.0.1:10262"} {
+		if got := localAddr(net.ParseIP(bind)); got != want {
+			t.Errorf("localAddr(%q) = %s, want %s", bind, got, want)
+		}
 	}
 }
 
