@@ -1,17 +1,21 @@
 package metricsserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,9 +68,9 @@ func apiServicePatch(caPEM []byte, uid types.UID) ([]byte, error) {
 // (its /healthz, over TLS verified as the aggregator does) and the
 // Service's EndpointSlice exists: before that, the aggregator would log
 // its failing checks. It retries until it succeeds or ctx ends.
-func register(ctx context.Context, admin *rest.Config, client kubernetes.Interface, addr, caFile string, log *slog.Logger) {
+func register(ctx context.Context, admin *rest.Config, client kubernetes.Interface, addr, caFile, proxyCAFile string, log *slog.Logger) {
 	for {
-		err := registerOnce(ctx, admin, client, addr, caFile)
+		err := registerOnce(ctx, admin, client, addr, caFile, proxyCAFile)
 		if err == nil {
 			log.Debug("APIService registered", "name", APIServiceName)
 			return
@@ -81,12 +85,16 @@ func register(ctx context.Context, admin *rest.Config, client kubernetes.Interfa
 }
 
 // registerOnce is one attempt of register.
-func registerOnce(ctx context.Context, admin *rest.Config, client kubernetes.Interface, addr, caFile string) error {
+func registerOnce(ctx context.Context, admin *rest.Config, client kubernetes.Interface, addr, caFile, proxyCAFile string) error {
 	caPEM, err := os.ReadFile(caFile)
 	if err != nil {
 		return err
 	}
-	if err := healthy(ctx, addr, caPEM); err != nil {
+	proxyCAPEM, err := os.ReadFile(proxyCAFile)
+	if err != nil {
+		return err
+	}
+	if err := healthy(ctx, addr, caPEM, proxyCAPEM); err != nil {
 		return err
 	}
 	if _, err := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, ServiceName, metav1.GetOptions{}); err != nil {
@@ -113,16 +121,34 @@ func registerOnce(ctx context.Context, admin *rest.Config, client kubernetes.Int
 }
 
 // healthy checks that metrics-server at addr serves /healthz with a
-// certificate for pki.MetricsServerDNSName of the CA caPEM.
-func healthy(ctx context.Context, addr string, caPEM []byte) error {
+// certificate for pki.MetricsServerDNSName of the CA caPEM, and asks for
+// client certificates of the front-proxy CA proxyCAPEM. Until it does (its
+// client CA bundle loads a moment after it serves), the aggregator's
+// client sends no certificate, and its checks fail with 403.
+func healthy(ctx context.Context, addr string, caPEM, proxyCAPEM []byte) error {
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(caPEM) {
 		return errors.New("no certificate in the server CA file")
 	}
+	block, _ := pem.Decode(proxyCAPEM)
+	if block == nil {
+		return errors.New("no certificate in the front-proxy CA file")
+	}
+	proxyCA, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return err
+	}
+	var asksProxyCA atomic.Bool
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: pki.MetricsServerDNSName, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: &tls.Config{
+			RootCAs: roots, ServerName: pki.MetricsServerDNSName, MinVersion: tls.VersionTLS12,
+			GetClientCertificate: func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				asksProxyCA.Store(slices.ContainsFunc(cri.AcceptableCAs, func(s []byte) bool { return bytes.Equal(s, proxyCA.RawSubject) }))
+				return &tls.Certificate{}, nil // none: /healthz is open
+			},
+		},
+		DisableKeepAlives: true,
 	}}
-	defer c.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+"/healthz", nil)
 	if err != nil {
 		return err
@@ -134,6 +160,9 @@ func healthy(ctx context.Context, addr string, caPEM []byte) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s/healthz: %s", addr, resp.Status)
+	}
+	if !asksProxyCA.Load() {
+		return fmt.Errorf("%s does not ask for client certificates of the front-proxy CA yet", addr)
 	}
 	return nil
 }

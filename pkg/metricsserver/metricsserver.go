@@ -52,6 +52,10 @@ type Config struct {
 	// serving certificates, and the aggregator verifies metrics-server's
 	// with it (the APIService's caBundle).
 	ServerCA string
+	// RequestHeaderCA is the front-proxy CA, which signs the aggregator's
+	// client certificate (metrics-server reads it from the
+	// extension-apiserver-authentication ConfigMap, as upstream).
+	RequestHeaderCA string
 	// Resolution is the scrape interval; 0 means the constant Resolution.
 	Resolution time.Duration
 	Log        *slog.Logger
@@ -117,7 +121,9 @@ func (s *Server) Start(ctx context.Context) error {
 		sideCtx, stopSide := context.WithCancel(ctx)
 		var side sync.WaitGroup
 		side.Go(func() { mirrorEndpoints(sideCtx, client, log) })
-		side.Go(func() { register(sideCtx, admin, client, localAddr(s.cfg.BindAddress), s.cfg.ServerCA, log) })
+		side.Go(func() {
+			register(sideCtx, admin, client, localAddr(s.cfg.BindAddress), s.cfg.ServerCA, s.cfg.RequestHeaderCA, log)
+		})
 		defer func() { stopSide(); side.Wait() }()
 		err := ms.RunUntil(ctx.Done())
 		if err == nil && ctx.Err() == nil {

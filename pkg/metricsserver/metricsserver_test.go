@@ -2,6 +2,7 @@ package metricsserver
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -90,16 +91,21 @@ func TestAPIServicePatch(t *testing.T) {
 
 // TestHealthy: register waits for metrics-server's /healthz over TLS with
 // the certificate kedge's PKI issues for it, verified as the aggregator
-// does (server CA, the Service's DNS name).
+// does (server CA, the Service's DNS name), and for it to ask for client
+// certificates of the front-proxy CA.
 func TestHealthy(t *testing.T) {
 	b, err := pki.Generate(pki.Config{Dir: t.TempDir(), ServiceIP: net.ParseIP("10.43.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	caPEM, err := os.ReadFile(b.ServerCA)
-	if err != nil {
-		t.Fatal(err)
+	read := func(f string) []byte {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
 	}
+	caPEM, proxyCAPEM, clientCAPEM := read(b.ServerCA), read(b.RequestHeaderCA), read(b.ClientCA)
 	pair, err := tls.LoadX509KeyPair(b.MetricsServerCert, b.MetricsServerKey)
 	if err != nil {
 		t.Fatal(err)
@@ -112,23 +118,25 @@ func TestHealthy(t *testing.T) {
 		}
 		w.WriteHeader(status)
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}}
+	clientCAs := x509.NewCertPool()
+	clientCAs.AppendCertsFromPEM(clientCAPEM)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert, ClientCAs: clientCAs}
 	srv.StartTLS()
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	if err := healthy(t.Context(), addr, caPEM); err == nil || !strings.Contains(err.Error(), "500") {
+	if err := healthy(t.Context(), addr, caPEM, proxyCAPEM); err == nil || !strings.Contains(err.Error(), "500") {
 		t.Fatalf("unhealthy server: err = %v", err)
 	}
 	status = http.StatusOK
-	if err := healthy(t.Context(), addr, caPEM); err != nil {
+	if err := healthy(t.Context(), addr, caPEM, proxyCAPEM); err == nil || !strings.Contains(err.Error(), "front-proxy CA") {
+		t.Fatalf("a server that does not ask for the front-proxy CA: err = %v", err)
+	}
+	clientCAs.AppendCertsFromPEM(proxyCAPEM) // as metrics-server's bundle, once loaded
+	if err := healthy(t.Context(), addr, caPEM, proxyCAPEM); err != nil {
 		t.Fatal(err)
 	}
-	other, err := os.ReadFile(b.ClientCA) // not the CA that signed it
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := healthy(t.Context(), addr, other); err == nil || !strings.Contains(err.Error(), "certificate") {
-		t.Fatalf("another CA: err = %v", err)
+	if err := healthy(t.Context(), addr, clientCAPEM, proxyCAPEM); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("verified against another CA: err = %v", err)
 	}
 }
 

@@ -233,6 +233,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			ServingCert:     certs.MetricsServerCert,
 			ServingKey:      certs.MetricsServerKey,
 			ServerCA:        certs.ServerCA,
+			RequestHeaderCA: certs.RequestHeaderCA,
 			Log:             log,
 		}))
 	}
