@@ -36,6 +36,10 @@ const APIServiceName = "v1beta1.metrics.k8s.io"
 // collector the APIService.
 const OwnerClusterRole = "kedge:metrics-server"
 
+// sliceSettle is how old the Service's EndpointSlice must be before the
+// APIService is registered (creation times have a resolution of 1 s).
+const sliceSettle = 2 * time.Second
+
 // FieldManager is the server-side apply manager of the APIService.
 const FieldManager = "kedge-metrics-server"
 
@@ -97,8 +101,14 @@ func registerOnce(ctx context.Context, admin *rest.Config, client kubernetes.Int
 	if err := healthy(ctx, addr, caPEM, proxyCAPEM); err != nil {
 		return err
 	}
-	if _, err := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, ServiceName, metav1.GetOptions{}); err != nil {
+	slice, err := client.DiscoveryV1().EndpointSlices(metav1.NamespaceSystem).Get(ctx, ServiceName, metav1.GetOptions{})
+	if err != nil {
 		return err
+	}
+	// The aggregator resolves the Service from its informer's cache: give
+	// it a moment to see a slice that was just created.
+	if age := time.Since(slice.CreationTimestamp.Time); age < sliceSettle {
+		return fmt.Errorf("EndpointSlice %s created %s ago", ServiceName, age.Round(time.Millisecond))
 	}
 	owner, err := client.RbacV1().ClusterRoles().Get(ctx, OwnerClusterRole, metav1.GetOptions{})
 	if err != nil {
