@@ -3,10 +3,11 @@
 // `kubectl top` and HorizontalPodAutoscalers read.
 //
 // The aggregator in the apiserver forwards /apis/metrics.k8s.io requests to
-// the APIService v1beta1.metrics.k8s.io (manifests/metrics-server.yaml),
-// whose Service, kube-system/metrics-server, lists every server at Port:
-// this package mirrors the addresses of the kubernetes Service's
-// EndpointSlice into it (endpoints.go). metrics-server serves with a
+// the APIService v1beta1.metrics.k8s.io, which this package registers once
+// metrics-server serves (apiservice.go); its Service,
+// kube-system/metrics-server (manifests/metrics-server.yaml), lists every
+// server at Port: this package mirrors the addresses of the kubernetes
+// Service's EndpointSlice into it (endpoints.go). metrics-server serves with a
 // certificate of the cluster's server CA for metrics-server.kube-system.svc,
 // authenticates the aggregator by the front-proxy CA and authorizes by
 // SubjectAccessReview, as upstream; it scrapes every kubelet's
@@ -19,6 +20,7 @@
 //		BindAddress:     net.IPv4zero,
 //		ServingCert:     b.MetricsServerCert, ServingKey: b.MetricsServerKey,
 //		ServerCA:        b.ServerCA,
+//		RequestHeaderCA: b.RequestHeaderCA,
 //		Log:             log,
 //	})
 //	_ = ms.Start(ctx) // binds Port; scrapes every Resolution
