@@ -111,6 +111,10 @@ func Args(cfg Config) ([]string, error) {
 		"tls-cert-file":                           c.APIServerCert,
 		"tls-private-key-file":                    c.APIServerKey,
 	}
+	// The aggregator dials an APIService's endpoints (metrics-server on
+	// every server) directly, not its ClusterIP: a server without kube-proxy
+	// (--disable-agent) reaches them too.
+	defaults["enable-aggregator-routing"] = "true"
 	if cfg.EncryptionConfig != "" {
 		defaults["encryption-provider-config"] = cfg.EncryptionConfig
 		defaults["encryption-provider-config-automatic-reload"] = "true"

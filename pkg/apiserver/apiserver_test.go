@@ -79,6 +79,7 @@ func TestArgs(t *testing.T) {
 				"proxy-client-cert-file":           "/tls/proxy-client.crt",
 				"proxy-client-key-file":            "/tls/proxy-client.key",
 				"cert-dir":                         "/data/server/tls/apiserver",
+				"enable-aggregator-routing":        "true",
 			},
 			absent: []string{"insecure-port", "token-auth-file"},
 		},

@@ -121,6 +121,8 @@ func leafCases(b Bundle) []leafCase {
 		{"scheduler", b.SchedulerCert, b.SchedulerKey, b.ClientCA, "system:kube-scheduler", nil, client},
 		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, b.ClientCA, "system:kube-proxy", nil, client},
 		{"supervisor", b.SupervisorCert, b.SupervisorKey, b.ClientCA, "system:kedge-supervisor", masters, client},
+		{"metrics-server", b.MetricsServerCert, b.MetricsServerKey, b.ServerCA, "metrics-server", nil, server},
+		{"metrics-server-client", b.MetricsServerClientCert, b.MetricsServerClientKey, b.ClientCA, "system:kedge-metrics-server", nil, client},
 		{"proxy-client", b.ProxyClientCert, b.ProxyClientKey, b.RequestHeaderCA, "system:auth-proxy", nil, client},
 		{"etcd-server", b.EtcdServerCert, b.EtcdServerKey, b.EtcdServerCA, "etcd-server", nil, both},
 		{"etcd-peer", b.EtcdPeerCert, b.EtcdPeerKey, b.EtcdPeerCA, "etcd-peer", nil, both},

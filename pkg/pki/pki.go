@@ -115,7 +115,19 @@ type Bundle struct {
 	// certificate (CN=system:kedge-supervisor, O=system:masters), used by
 	// the join API, signed by ClientCA.
 	SupervisorCert, SupervisorKey string
+	// MetricsServerCert and MetricsServerKey are the in-process
+	// metrics-server's serving certificate (SAN MetricsServerDNSName, the
+	// name the aggregator verifies), signed by ServerCA.
+	MetricsServerCert, MetricsServerKey string
+	// MetricsServerClientCert and MetricsServerClientKey are
+	// metrics-server's client certificate for the apiserver and the
+	// kubelets (CN=system:kedge-metrics-server), signed by ClientCA.
+	MetricsServerClientCert, MetricsServerClientKey string
 }
+
+// MetricsServerDNSName is the name the aggregator verifies on
+// metrics-server's serving certificate: its Service in kube-system.
+const MetricsServerDNSName = "metrics-server.kube-system.svc"
 
 // layout returns the path of every file under dir.
 func layout(dir string) Bundle {
@@ -160,6 +172,10 @@ func layout(dir string) Bundle {
 		KubeProxyKey:               p("kube-proxy.key"),
 		SupervisorCert:             p("supervisor.crt"),
 		SupervisorKey:              p("supervisor.key"),
+		MetricsServerCert:          p("metrics-server.crt"),
+		MetricsServerKey:           p("metrics-server.key"),
+		MetricsServerClientCert:    p("metrics-server-client.crt"),
+		MetricsServerClientKey:     p("metrics-server-client.key"),
 	}
 }
 
@@ -241,6 +257,8 @@ func Generate(cfg Config) (Bundle, error) {
 		{"scheduler", b.SchedulerCert, b.SchedulerKey, clientCA, "system:kube-scheduler", nil, client, sanSet{}},
 		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
 		{"supervisor", b.SupervisorCert, b.SupervisorKey, clientCA, "system:kedge-supervisor", masters, client, sanSet{}},
+		{"metrics-server", b.MetricsServerCert, b.MetricsServerKey, serverCA, "metrics-server", nil, server, sanSet{dns: []string{MetricsServerDNSName}}},
+		{"metrics-server", b.MetricsServerClientCert, b.MetricsServerClientKey, clientCA, "system:kedge-metrics-server", nil, client, sanSet{}},
 		{"auth-proxy", b.ProxyClientCert, b.ProxyClientKey, requestHeaderCA, "system:auth-proxy", nil, client, sanSet{}},
 		{"etcd", b.EtcdServerCert, b.EtcdServerKey, etcdServerCA, "etcd-server", nil, both, etcd},
 		{"etcd", b.EtcdPeerCert, b.EtcdPeerKey, etcdPeerCA, "etcd-peer", nil, both, etcd},

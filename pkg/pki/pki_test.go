@@ -212,8 +212,8 @@ func TestGenerateIdempotent(t *testing.T) {
 	cfg := testConfig(t)
 	b := generate(t, cfg)
 	before := snapshot(t, b.Dir)
-	if len(before) != 36 {
-		t.Errorf("first run wrote %d files, want 36", len(before))
+	if len(before) != 40 {
+		t.Errorf("first run wrote %d files, want 40", len(before))
 	}
 	if b2 := generate(t, cfg); b2 != b {
 		t.Errorf("second Bundle = %+v, want %+v", b2, b)
@@ -380,7 +380,7 @@ func TestGenerateLoneCAKey(t *testing.T) {
 	}
 	cfg.Now = clock(cfg.Now().Add(time.Minute))
 	generate(t, cfg)
-	want := relPaths(t, b, b.ServerCA, b.ServerCASigning, b.APIServerCert)
+	want := relPaths(t, b, b.ServerCA, b.ServerCASigning, b.APIServerCert, b.MetricsServerCert)
 	if diff := changed(before, snapshot(t, b.Dir)); !slices.Equal(diff, want) {
 		t.Errorf("changed %v, want %v", diff, want)
 	}
@@ -458,4 +458,17 @@ func countFunc[T any](s []T, f func(T) bool) int {
 		}
 	}
 	return n
+}
+
+// TestGenerateMetricsServerSAN: the aggregator dials metrics-server at a
+// server's address and verifies the Service's DNS name.
+func TestGenerateMetricsServerSAN(t *testing.T) {
+	b := generate(t, testConfig(t))
+	cert := readCert(t, b.MetricsServerCert)
+	if !slices.Equal(cert.DNSNames, []string{MetricsServerDNSName}) || len(cert.IPAddresses) != 0 {
+		t.Fatalf("SANs = %v %v, want only %s", cert.DNSNames, cert.IPAddresses, MetricsServerDNSName)
+	}
+	if err := cert.VerifyHostname(MetricsServerDNSName); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -19,7 +19,7 @@ const RenewBefore = renewBefore
 // one names the leaves of one component.
 var services = []string{
 	"admin", "apiserver", "auth-proxy", "controller-manager", "coredns", "etcd",
-	"kube-proxy", "kubelet", "scheduler", "supervisor",
+	"kube-proxy", "kubelet", "metrics-server", "scheduler", "supervisor",
 }
 
 // Services returns the service names Config.Rotate and NodeConfig.Rotate

@@ -154,7 +154,11 @@ const AddonServiceLB = "servicelb"
 // AddonNetworkPolicy enforces NetworkPolicies on every node (pkg/netpol).
 const AddonNetworkPolicy = netpol.AddonName
 
+// AddonMetricsServer is the Metrics API (pkg/metricsserver) on every
+// server, with its APIService (manifests/metrics-server.yaml).
+const AddonMetricsServer = "metrics-server"
+
 // DisableNames are the built-in add-ons --disable turns off.
 func DisableNames() []string {
-	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonNetworkPolicy}
+	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonNetworkPolicy, AddonMetricsServer}
 }

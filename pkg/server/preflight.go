@@ -4,11 +4,13 @@ import (
 	"errors"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/kedge-io/kedge/pkg/agent"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/metricsserver"
 )
 
 // ports lists every address the server binds, for the preflight check.
@@ -27,6 +29,9 @@ func (c Config) ports() []agent.Port {
 	}
 	if !c.AdvertiseIP.IsLoopback() {
 		ps = append(ps, agent.Port{Addr: net.JoinHostPort(c.AdvertiseIP.String(), strconv.Itoa(etcd.ClientPort)), What: "etcd client port"})
+	}
+	if !slices.Contains(c.Disable, AddonMetricsServer) {
+		ps = append(ps, agent.Port{Addr: net.JoinHostPort(c.BindAddress.String(), strconv.Itoa(metricsserver.Port)), What: "metrics-server port (--disable metrics-server frees it)"})
 	}
 	return ps
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/manifests"
+	"github.com/kedge-io/kedge/pkg/metricsserver"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/scheduler"
 	"github.com/kedge-io/kedge/pkg/sdnotify"
@@ -93,6 +94,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		"admin.kubeconfig":      {Server: local, CAFile: certs.ServerCA, CertFile: certs.AdminCert, KeyFile: certs.AdminKey, User: "admin", ReferenceFiles: true},
 		"controller.kubeconfig": {Server: local, CAFile: certs.ServerCA, CertFile: certs.ControllerManagerCert, KeyFile: certs.ControllerManagerKey, User: "controller-manager", ReferenceFiles: true},
 		"scheduler.kubeconfig":  {Server: local, CAFile: certs.ServerCA, CertFile: certs.SchedulerCert, KeyFile: certs.SchedulerKey, User: "scheduler", ReferenceFiles: true},
+		metricsKubeconfig:       {Server: local, CAFile: certs.ServerCA, CertFile: certs.MetricsServerClientCert, KeyFile: certs.MetricsServerClientKey, User: "metrics-server", ReferenceFiles: true},
 	}
 	userKubeconfig := kubeconfigs["admin.kubeconfig"]
 	userKubeconfig.ReferenceFiles = false // --write-kubeconfig's copy embeds the data
@@ -234,6 +236,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if !slices.Contains(cfg.Disable, AddonCloudController) {
 		m.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))
 	}
+	if !slices.Contains(cfg.Disable, AddonMetricsServer) {
+		m.Add(metricsserver.New(metricsserver.Config{
+			Kubeconfig:      filepath.Join(cfg.credDir(), metricsKubeconfig),
+			AdminKubeconfig: adminKubeconfig,
+			BindAddress:     cfg.BindAddress,
+			ServingCert:     certs.MetricsServerCert,
+			ServingKey:      certs.MetricsServerKey,
+			ServerCA:        certs.ServerCA,
+			RequestHeaderCA: certs.RequestHeaderCA,
+			Log:             log,
+		}))
+	}
 	m.Add(etcdnode.New(etcdnode.Config{
 		Kubeconfig: adminKubeconfig,
 		NodeName:   ownNode(cfg),
@@ -287,6 +301,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return err
 }
+
+// metricsKubeconfig is metrics-server's kubeconfig in the cred directory.
+const metricsKubeconfig = "metrics-server.kubeconfig"
 
 // ensureTokens writes, on first start, the join token (the secret of
 // --token or a generated one) and the agent token (--agent-token, the

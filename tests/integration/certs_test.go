@@ -37,8 +37,9 @@ type endpoint struct {
 }
 
 // TestCertificateRenewal runs a server with 90-second leaves: every leaf is
-// renewed while kedge runs, the apiserver (6443), the kubelet (10250) and
-// etcd (2379) serve the renewed certificates on new handshakes without a
+// renewed while kedge runs, the apiserver (6443), the kubelet (10250),
+// etcd (2379) and metrics-server (10262) serve the renewed certificates on
+// new handshakes without a
 // restart, clients polling the API see no error while the first
 // certificates expire, and `kedge certificate check|rotate`, the metric and
 // the Events work.
@@ -136,6 +137,7 @@ func TestCertificateRenewal(t *testing.T) {
 		{name: "apiserver", addr: "127.0.0.1:" + strconv.Itoa(n.port), file: filepath.Join(tlsDir, "apiserver.crt"), tls: &tls.Config{RootCAs: serverCA}},
 		{name: "kubelet", addr: "127.0.0.1:10250", file: filepath.Join(agentTLS, "kubelet-serving.crt"), tls: &tls.Config{RootCAs: serverCA}},
 		{name: "etcd", addr: "127.0.0.1:2379", file: filepath.Join(tlsDir, "etcd", "server.crt"), tls: etcdTLS},
+		{name: "metrics-server", addr: "127.0.0.1:10262", file: filepath.Join(tlsDir, "metrics-server.crt"), tls: &tls.Config{RootCAs: serverCA, ServerName: "metrics-server.kube-system.svc"}},
 	}
 	for _, e := range eps {
 		c, err := served(e)
@@ -233,8 +235,8 @@ func TestCertificateRenewal(t *testing.T) {
 			embedded++
 		}
 	}
-	if cas != 5+2 || embedded != 1 || len(listed) != 7+11+4+1 {
-		t.Errorf("check listed %d certificates, %d CAs, %d embedded in kubeconfigs; want 5 CAs and the node's 2 copies, 11 server and 4 node leaves, the --write-kubeconfig's", len(listed), cas, embedded)
+	if cas != 5+2 || embedded != 1 || len(listed) != 7+13+4+1 {
+		t.Errorf("check listed %d certificates, %d CAs, %d embedded in kubeconfigs; want 5 CAs and the node's 2 copies, 13 server and 4 node leaves, the --write-kubeconfig's", len(listed), cas, embedded)
 	}
 	t.Logf("kedge certificate check listed %d certificates", len(listed))
 	table, _ := runKedge(t, n.bin, nil, "certificate", "check", "--data-dir", n.dataDir())

@@ -1,9 +1,9 @@
 // Command webapp is the test image of the integration tests: an HTTP server
 // (no arguments) that answers with its hostname (and at /client with the
 // client's address), plus two client modes run
-// with kubectl exec: `webapp get URL` and `webapp resolve NAME`, and
-// `webapp eat MIB`, which takes MIB MiB of memory (touching every page, a
-// MiB every 10 ms) and then sleeps: a memory hog.
+// with kubectl exec: `webapp get URL` and `webapp resolve NAME`; `webapp burn`
+// spins one CPU; `webapp eat MIB` takes MIB MiB of memory (touching every
+// page, a MiB every 10 ms) and then sleeps: a memory hog.
 package main
 
 import (
@@ -21,6 +21,10 @@ func main() {
 	if len(os.Args) == 3 && os.Args[1] == "eat" {
 		eat(os.Args[2])
 		return
+	}
+	if len(os.Args) == 2 && os.Args[1] == "burn" {
+		for { // CPU load for the HorizontalPodAutoscaler test, until killed
+		}
 	}
 	if len(os.Args) == 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
