@@ -26,6 +26,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
+	"github.com/kedge-io/kedge/pkg/localstorage"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
@@ -63,8 +64,12 @@ type Config struct {
 	FlannelBackend flannel.Backend
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
 	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS
-	// out, "servicelb" the LoadBalancer announcer.
+	// out, "servicelb" the LoadBalancer announcer, "local-storage" the
+	// local-path volumes' directories.
 	Disabled []string
+	// LocalStorage is --default-local-storage-path: the directory of this
+	// node's local-path volumes.
+	LocalStorage string
 	// Servers are the apiservers (host:port) an agent balances over; empty
 	// on a server, whose node talks to its own apiserver.
 	Servers []string
@@ -176,6 +181,9 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		m.Add(servicelb.NewAnnouncer(servicelb.AnnouncerConfig{
 			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
 		}))
+	}
+	if !slices.Contains(cfg.Disabled, localstorage.Addon) {
+		m.Add(localstorage.NewNode(localstorage.NodeConfig{NodeName: cfg.NodeName, Root: cfg.LocalStorage, Kubeconfig: cfg.KubeletKubeconfig, Log: log}))
 	}
 	if slices.Contains(cfg.Disabled, "coredns") {
 		return
