@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/sig-storage-lib-external-provisioner/v13/controller"
 
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/leader"
+	"github.com/kedge-io/kedge/pkg/logging"
 )
 
 // LeaseName is the Lease in kube-system electing the server that provisions.
@@ -56,8 +55,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log := c.cfg.Log.With("component", c.Name())
-	ctx = klog.NewContext(c.Context(ctx), logr.FromSlogHandler(log.Handler()))
+	// The library logs through klog.FromContext: upstream's level (errors,
+	// or more with --debug), as every embedded component.
+	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, c.Name())
 	c.Go(func(context.Context) error {
 		for {
 			election, err := leader.Lease(client, LeaseName)

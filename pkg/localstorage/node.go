@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/logging"
 )
 
 // VolumeMode is the mode of a volume's directory: writable by a pod of any
@@ -81,8 +82,7 @@ func (n *Node) Start(ctx context.Context) error {
 		_ = root.Close()
 		return err
 	}
-	ctx = n.Context(ctx)
-	log := n.cfg.Log.With("component", n.Name())
+	ctx, log := logging.WithComponent(n.Context(ctx), n.cfg.Log, n.Name())
 	v := newVolumes(client, n.cfg.NodeName, n.cfg.Root, root, log)
 	n.Go(func(ctx context.Context) error {
 		defer root.Close()
