@@ -27,6 +27,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/kubelet"
 	"github.com/kedge-io/kedge/pkg/kubeproxy"
 	"github.com/kedge-io/kedge/pkg/netpol"
+	"github.com/kedge-io/kedge/pkg/localstorage"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/registries"
@@ -68,8 +69,12 @@ type Config struct {
 	FlannelIface   string // --flannel-iface; empty: the interface holding NodeIP
 	// Disabled are the cluster's --disable add-ons: "coredns" leaves CoreDNS
 	// out, "servicelb" the LoadBalancer announcer, "network-policy" the
-	// NetworkPolicy controller.
+	// NetworkPolicy controller, "local-storage" the local-path volumes'
+	// directories.
 	Disabled []string
+	// LocalStorage is --default-local-storage-path: the directory of this
+	// node's local-path volumes.
+	LocalStorage string
 	// Servers are the apiservers (host:port) an agent balances over; empty
 	// on a server, whose node talks to its own apiserver.
 	Servers []string
@@ -185,6 +190,9 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		m.Add(servicelb.NewAnnouncer(servicelb.AnnouncerConfig{
 			NodeName: cfg.NodeName, NodeIP: cfg.NodeIP, Kubeconfig: cfg.KubeProxyKubeconfig, Log: log,
 		}))
+	}
+	if !slices.Contains(cfg.Disabled, localstorage.Addon) {
+		m.Add(localstorage.NewNode(localstorage.NodeConfig{NodeName: cfg.NodeName, Root: cfg.LocalStorage, Kubeconfig: cfg.KubeletKubeconfig, Log: log}))
 	}
 	if npc := (netpol.Config{NodeName: cfg.NodeName, Kubeconfig: cfg.KubeProxyKubeconfig, ServiceCIDR: cfg.ServiceCIDR, Log: log}); slices.Contains(cfg.Disabled, netpol.AddonName) {
 		m.Add(netpol.NewCleanup(npc))

@@ -35,6 +35,7 @@ type agentFlags struct {
 	nodeLabels    []string
 	nodeTaints    []string
 	externalIPs   []string
+	localStorage  string
 	featureGates  featureGates
 	debug         bool
 	logFormat     string
@@ -53,6 +54,7 @@ func (f *agentFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
+	registerLocalStorage(fs, &f.localStorage)
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.BoolVar(&f.debug, "debug", false, "verbose logs, including the upstream components' info lines")
 	fs.StringVar(&f.logFormat, "log-format", string(logging.Text), "log line format: text (key=value) or json")
@@ -79,6 +81,9 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 	}
 	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil || f.dataDir == "" {
 		return c, fmt.Errorf("--data-dir %q: not a usable path", f.dataDir)
+	}
+	if c.LocalStorage, err = parseLocalStoragePath(f.localStorage, c.DataDir); err != nil {
+		return c, err
 	}
 	if c.Registries, err = f.registries.load(); err != nil {
 		return c, err

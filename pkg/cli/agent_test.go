@@ -20,6 +20,7 @@ func TestAgentFlagValidation(t *testing.T) {
 		{[]string{"--server", "https://10.0.0.1:6443", "--token", "s3cret", "--node-ip", "127.0.0.1"}, "--node-ip"},
 		{[]string{"--server", "https://10.0.0.1:6443", "--token", "s3cret", "--node-ip", "192.0.2.9", "--node-name", "Bad_Name"}, "--node-name"},
 		{[]string{"--server", "https://10.0.0.1:6443", "--token", "s3cret", "--node-ip", "192.0.2.9", "--kubelet-arg", "novalue"}, "--kubelet-arg"},
+		{[]string{"--server", "https://10.0.0.1:6443", "--token", "s3cret", "--default-local-storage-path", "/"}, "--default-local-storage-path"},
 	}
 	for _, tc := range cases {
 		f := &agentFlags{}
@@ -37,7 +38,7 @@ func TestAgentFlagValidation(t *testing.T) {
 	f.register(fs)
 	_ = fs.Parse([]string{"--server", "https://10.0.0.1:6443", "--token", "s3cret", "--node-ip", "192.0.2.9", "--node-name", "Edge-1", "--data-dir", "rel"})
 	c, err := f.agentConfig()
-	if err != nil || c.NodeName != "edge-1" || !strings.HasSuffix(c.DataDir, "/rel") || c.NodeIP.String() != "192.0.2.9" {
+	if err != nil || c.NodeName != "edge-1" || !strings.HasSuffix(c.DataDir, "/rel") || c.NodeIP.String() != "192.0.2.9" || c.LocalStorage != c.DataDir+"/storage" {
 		t.Fatalf("good flags: %+v, %v", c, err)
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kedge-io/kedge/pkg/hostinfo"
+	"github.com/kedge-io/kedge/pkg/localstorage"
 )
 
 // parseNodeIP returns --node-ip, or the default route's source address
@@ -52,6 +54,25 @@ func checkKeyValues(flags map[string][]string) error {
 		}
 	}
 	return nil
+}
+
+// registerLocalStorage adds --default-local-storage-path, shared by
+// servers and agents.
+func registerLocalStorage(fs *pflag.FlagSet, path *string) {
+	fs.StringVar(path, "default-local-storage-path", "", "directory of this node's local-path volumes (StorageClass "+localstorage.StorageClassName+"; default <data-dir>/"+localstorage.DefaultDir+")")
+}
+
+// parseLocalStoragePath returns --default-local-storage-path as an
+// absolute, clean path: <dataDir>/storage when it is empty.
+func parseLocalStoragePath(s, dataDir string) (string, error) {
+	if s == "" {
+		return filepath.Join(dataDir, localstorage.DefaultDir), nil
+	}
+	abs, err := filepath.Abs(s)
+	if err != nil {
+		return "", fmt.Errorf("--default-local-storage-path %q: %w", s, err)
+	}
+	return abs, localstorage.CheckRoot("--default-local-storage-path", abs)
 }
 
 // registerNodeMeta adds --node-label, --node-taint and --node-external-ip,

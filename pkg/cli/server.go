@@ -52,6 +52,7 @@ type serverFlags struct {
 	nodeTaints     []string
 	externalIPs    []string
 	disable        []string
+	localStorage   string
 	serviceLBPools []string
 	featureGates   featureGates
 	flannelBackend string
@@ -94,6 +95,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
+	registerLocalStorage(fs, &f.localStorage)
 	fs.StringArrayVar(&f.serviceLBPools, "service-lb-pool", nil, "address pool of LoadBalancer Services as NAME=FIRST-LAST or NAME=CIDR (repeatable): a Service gets an address from the pool its annotation "+servicelb.PoolAnnotation+" names, else from the pool named "+servicelb.DefaultPool+" or the first; one node answers ARP for it. Without a pool, Services get the nodes' addresses")
 	fs.StringSliceVar(&f.disable, "disable", nil, "built-in add-on not to run, and to remove if it ran ("+strings.Join(server.DisableNames(), ", ")+"; repeatable or comma-separated); every server of a cluster needs the same list. A user manifest in <data-dir>/server/manifests is skipped with a <file>.skip beside it")
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
@@ -156,6 +158,9 @@ func (f *serverFlags) serverConfig(exec time.Time) (server.Config, error) {
 	}
 	if c.DataDir, err = filepath.Abs(f.dataDir); err != nil {
 		return c, fmt.Errorf("--data-dir %q: %w", f.dataDir, err)
+	}
+	if c.LocalStoragePath, err = parseLocalStoragePath(f.localStorage, c.DataDir); err != nil {
+		return c, err
 	}
 	if c.BindAddress = net.ParseIP(f.bindAddress); c.BindAddress == nil {
 		return c, fmt.Errorf("--bind-address %q: not an IP address", f.bindAddress)

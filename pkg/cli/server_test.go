@@ -37,6 +37,7 @@ func TestServerConfigErrors(t *testing.T) {
 		{"loopback advertise-address", []string{"--advertise-address=::1"}, []string{"--advertise-address", "::1"}},
 		{"unspecified advertise-address", []string{"--advertise-address=0.0.0.0"}, []string{"--advertise-address", "0.0.0.0"}},
 		{"bad bind-address", []string{"--bind-address=localhost"}, []string{"--bind-address", `"localhost"`}},
+		{"local storage path /", []string{"--default-local-storage-path=/"}, []string{"--default-local-storage-path", "other than /"}},
 		{"server not https", []string{"--server=http://10.0.0.1:6443", "--token=s3cret"}, []string{"--server", "https"}},
 		{"server without token", []string{"--server=https://10.0.0.1:6443"}, []string{"--server", "--token"}},
 		{"server and cluster-init", []string{"--server=https://10.0.0.1:6443", "--token=s3cret", "--cluster-init"}, []string{"--cluster-init", "--server"}},
@@ -113,6 +114,7 @@ func TestServerConfigDefaults(t *testing.T) {
 		{"FlannelBackend", c.FlannelBackend, flannel.VXLAN},
 		{"FlannelIface", c.FlannelIface, ""},
 		{"APIServerArgs", len(c.APIServerArgs), 0},
+		{"LocalStoragePath", c.LocalStoragePath, "/var/lib/kedge/storage"},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

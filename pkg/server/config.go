@@ -8,6 +8,7 @@ import (
 
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/flannel"
+	"github.com/kedge-io/kedge/pkg/localstorage"
 	"github.com/kedge-io/kedge/pkg/logging"
 	"github.com/kedge-io/kedge/pkg/netpol"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
@@ -48,6 +49,9 @@ type Config struct {
 	ServiceLBPools []servicelb.Pool
 	// LogFormat is --log-format (the process's logger is set up with it).
 	LogFormat logging.Format
+	// LocalStoragePath is --default-local-storage-path: where this node's
+	// local-path volumes live (default <data-dir>/storage).
+	LocalStoragePath string
 	// NodeMeta are --node-label and --node-taint.
 	NodeMeta      nodemeta.Spec
 	KubeletArgs   []string // --kubelet-arg
@@ -158,7 +162,12 @@ const AddonNetworkPolicy = netpol.AddonName
 // server, with its APIService (manifests/metrics-server.yaml).
 const AddonMetricsServer = "metrics-server"
 
+// AddonLocalStorage is local-path storage (pkg/localstorage): the
+// local-path StorageClass and provisioner on servers, the volumes'
+// directories on every node.
+const AddonLocalStorage = localstorage.Addon
+
 // DisableNames are the built-in add-ons --disable turns off.
 func DisableNames() []string {
-	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonNetworkPolicy, AddonMetricsServer}
+	return []string{AddonCoreDNS, AddonCloudController, AddonServiceLB, AddonNetworkPolicy, AddonMetricsServer, AddonLocalStorage}
 }

@@ -30,6 +30,7 @@ func nodeConfig(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *
 		FlannelBackend: cfg.FlannelBackend,
 		FlannelIface:   cfg.FlannelIface,
 		Disabled:       cfg.Disable,
+		LocalStorage:   cfg.LocalStoragePath,
 		Host:           hostinfo.Detect(),
 		Debug:          cfg.Debug,
 		Registries:     cfg.Registries,

@@ -33,6 +33,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/footprint"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/kubelet"
+	"github.com/kedge-io/kedge/pkg/localstorage"
 	"github.com/kedge-io/kedge/pkg/manifests"
 	"github.com/kedge-io/kedge/pkg/metricsserver"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -232,6 +233,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Warn("LoadBalancer addresses are handed out without an ARP probe", "err", err)
 		}
 		m.Add(servicelb.NewController(servicelb.ControllerConfig{Kubeconfig: adminKubeconfig, Pools: cfg.ServiceLBPools, InUse: inUse, Log: log}))
+	}
+	if !slices.Contains(cfg.Disable, AddonLocalStorage) {
+		m.Add(localstorage.NewController(localstorage.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log}))
 	}
 	if !slices.Contains(cfg.Disable, AddonCloudController) {
 		m.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))

@@ -1,9 +1,9 @@
 // Command webapp is the test image of the integration tests: an HTTP server
 // (no arguments) that answers with its hostname (and at /client with the
-// client's address), plus two client modes run
-// with kubectl exec: `webapp get URL` and `webapp resolve NAME`; `webapp burn`
-// spins one CPU; `webapp eat MIB` takes MIB MiB of memory (touching every
-// page, a MiB every 10 ms) and then sleeps: a memory hog.
+// client's address), plus client modes run with kubectl exec: `webapp get
+// URL`, `webapp resolve NAME`, `webapp cat FILE` and `webapp write FILE TEXT`;
+// `webapp burn` spins one CPU; `webapp eat MIB` takes MIB MiB of memory
+// (touching every page, a MiB every 10 ms) and then sleeps: a memory hog.
 package main
 
 import (
@@ -41,6 +41,14 @@ func main() {
 			body, _ := io.ReadAll(resp.Body)
 			fmt.Print(string(body))
 			return
+		case "cat": // a file's content (volume tests)
+			b, err := os.ReadFile(os.Args[2])
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			fmt.Print(string(b))
+			return
 		case "resolve":
 			addrs, err := net.DefaultResolver.LookupHost(ctx, os.Args[2])
 			if err != nil {
@@ -50,6 +58,13 @@ func main() {
 			fmt.Println(addrs[0])
 			return
 		}
+	}
+	if len(os.Args) == 4 && os.Args[1] == "write" { // webapp write FILE TEXT
+		if err := os.WriteFile(os.Args[2], []byte(os.Args[3]), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
 	}
 	host, _ := os.Hostname()
 	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "hello from %s\n", host) })
