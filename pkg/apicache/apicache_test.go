@@ -2,12 +2,14 @@ package apicache
 
 import (
 	"context"
+	"encoding/base64"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -212,6 +214,20 @@ func TestExpiredTokenNotServed(t *testing.T) {
 		if w.Code != c.code {
 			t.Errorf("a token expiring in %v: %d, want %d", c.expires, w.Code, c.code)
 		}
+	}
+}
+
+// TestTokenExpiry: a JWT's exp claim decides, not the answer's timestamp.
+func TestTokenExpiry(t *testing.T) {
+	exp := time.Unix(time.Now().Add(365*24*time.Hour).Unix(), 0)
+	claims := base64.RawURLEncoding.EncodeToString([]byte(`{"exp":` + strconv.FormatInt(exp.Unix(), 10) + `}`))
+	tr := authnv1.TokenRequest{Status: authnv1.TokenRequestStatus{Token: "h." + claims + ".s", ExpirationTimestamp: metav1.NewTime(time.Now().Add(time.Hour))}}
+	if got := tokenExpiry(tr); !got.Equal(exp) {
+		t.Errorf("JWT expiry %v, want %v", got, exp)
+	}
+	tr.Status.Token = "opaque"
+	if got := tokenExpiry(tr); !got.Equal(tr.Status.ExpirationTimestamp.Time) {
+		t.Errorf("opaque token expiry %v, want the status's", got)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -197,11 +198,30 @@ func (p *proxy) record(resp *http.Response) error {
 		p.st.putObject(req.key, resp.StatusCode, body, time.Time{})
 	case token:
 		var tr authnv1.TokenRequest
-		if err := json.Unmarshal(body, &tr); err == nil && !tr.Status.ExpirationTimestamp.IsZero() {
-			p.st.putObject(req.key, resp.StatusCode, body, tr.Status.ExpirationTimestamp.Time)
+		if err := json.Unmarshal(body, &tr); err == nil {
+			if exp := tokenExpiry(tr); !exp.IsZero() {
+				p.st.putObject(req.key, resp.StatusCode, body, exp)
+			}
 		}
 	}
 	return nil
+}
+
+// tokenExpiry is when a token stops being accepted: its JWT's exp claim,
+// which is later than the answer's expirationTimestamp for the tokens the
+// apiserver extends (--service-account-extend-token-expiration: the
+// kubelet's 1 h tokens are valid for a year), or else that timestamp.
+func tokenExpiry(tr authnv1.TokenRequest) time.Time {
+	parts := strings.Split(tr.Status.Token, ".")
+	if len(parts) == 3 {
+		var claims struct {
+			Exp int64 `json:"exp"`
+		}
+		if raw, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil && json.Unmarshal(raw, &claims) == nil && claims.Exp > 0 {
+			return time.Unix(claims.Exp, 0)
+		}
+	}
+	return tr.Status.ExpirationTimestamp.Time
 }
 
 // upstreamFailed runs when no server could be reached: from now on the
