@@ -257,3 +257,23 @@ func TestStorePersistsAndPrunes(t *testing.T) {
 		t.Errorf("pruned store keeps %v", files)
 	}
 }
+
+// TestPageNotCached: a page of a LIST is not taken for the collection.
+func TestPageNotCached(t *testing.T) {
+	st, err := openStore(t.TempDir(), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.putList("k", []byte(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5","continue":"abc"},"items":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.get("k"); ok {
+		t.Error("a first page was cached as the whole list")
+	}
+	if err := st.putList("k", []byte(`{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"namespace":"a","name":"p"}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := st.get("k"); !ok || len(e.Items) != 1 || e.ResourceVersion != "5" {
+		t.Errorf("whole list: %+v, %v", e, ok)
+	}
+}

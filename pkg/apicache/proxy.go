@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,8 +129,8 @@ func (p *proxy) classify(r *http.Request) (request, error) {
 	base := strings.Join([]string{info.APIPrefix, info.APIGroup, info.APIVersion, info.Namespace, info.Resource}, "/")
 	switch {
 	case (info.Verb == "list" || info.Verb == "watch") && info.Subresource == "":
-		if q.Get("as") != "" || strings.Contains(r.Header.Get("Accept"), "as=") {
-			return request{}, nil // a Table or metadata-only view
+		if q.Get("as") != "" || strings.Contains(r.Header.Get("Accept"), "as=") || q.Get("continue") != "" {
+			return request{}, nil // a Table or metadata-only view, or a list's next page
 		}
 		req := request{class: collection, watch: info.Verb == "watch",
 			key: "collection " + base + "?labelSelector=" + q.Get("labelSelector") + "&fieldSelector=" + q.Get("fieldSelector")}
@@ -298,93 +297,6 @@ func (p *proxy) holdWatch(w http.ResponseWriter, r *http.Request, req request, e
 	}
 }
 
-func (p *proxy) isOffline() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.offline
-}
-
-func (p *proxy) reconnectedChan() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.reconnected
-}
-
-func (p *proxy) setOffline(err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.offline {
-		return
-	}
-	p.offline, p.since = true, time.Now()
-	p.log.Warn("no API server answers: the kubelet is served from the node's API cache until one does", "err", err, "cached", p.st.len())
-}
-
-func (p *proxy) setOnline() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.offline {
-		return
-	}
-	p.offline = false
-	close(p.reconnected) // the held watches end: the kubelet watches the live API
-	p.reconnected = make(chan struct{})
-	p.log.Info("an API server answers again: the kubelet uses the live API", "offline_for", time.Since(p.since).Round(time.Millisecond))
-}
-
-// closeHeld ends every watch held open.
-func (p *proxy) closeHeld() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	close(p.reconnected)
-	p.reconnected = make(chan struct{})
-}
-
-// probeLoop asks, while offline, whether a server is ready again.
-func (p *proxy) probeLoop(ctx context.Context) {
-	client := &http.Client{Transport: p.rt, Timeout: 3 * time.Second}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(p.cfg.ProbeInterval):
-		}
-		if !p.isOffline() {
-			continue
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.up.JoinPath("/readyz").String(), nil)
-		if resp, err := client.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				p.setOnline()
-			}
-		}
-	}
-}
-
-// flushLoop writes the cache once a second, pruning it while online.
-func (p *proxy) flushLoop(ctx context.Context) {
-	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		prune := p.cfg.PruneAfter
-		if p.isOffline() {
-			prune = 0
-		}
-		if err := p.st.flush(prune); err != nil && err.Error() != lastErr {
-			p.log.Warn("cannot write the node's API cache", "err", err)
-			lastErr = err.Error()
-		} else if err == nil {
-			lastErr = ""
-		}
-	}
-}
-
 // writeStatus answers with a metav1.Status, as the apiserver would.
 func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
 	body, _ := json.Marshal(metav1.Status{
@@ -394,47 +306,4 @@ func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, ms
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
-}
-
-// watchTee passes a watch stream through while a tap reads its events.
-type watchTee struct {
-	body io.ReadCloser
-	tee  io.Reader
-	pw   *io.PipeWriter
-	done chan struct{}
-}
-
-func newWatchTee(body io.ReadCloser, t *tap) *watchTee {
-	pr, pw := io.Pipe()
-	wt := &watchTee{body: body, tee: io.TeeReader(body, pw), pw: pw, done: make(chan struct{})}
-	go func() {
-		defer close(wt.done)
-		dec := json.NewDecoder(pr)
-		for {
-			var raw json.RawMessage
-			if err := dec.Decode(&raw); err != nil {
-				_, _ = io.Copy(io.Discard, pr) // never block the stream
-				return
-			}
-			t.event(raw)
-		}
-	}()
-	return wt
-}
-
-// Read implements io.Reader.
-func (wt *watchTee) Read(b []byte) (int, error) {
-	n, err := wt.tee.Read(b)
-	if err != nil && !errors.Is(err, io.EOF) {
-		_ = wt.pw.CloseWithError(err)
-	}
-	return n, err
-}
-
-// Close implements io.Closer.
-func (wt *watchTee) Close() error {
-	err := wt.body.Close()
-	_ = wt.pw.Close()
-	<-wt.done
-	return err
 }

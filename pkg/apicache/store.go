@@ -129,6 +129,9 @@ func (s *store) putList(key string, body []byte) error {
 	if err := json.Unmarshal(body, &l); err != nil {
 		return err
 	}
+	if l.Metadata.Continue != "" {
+		return nil // one page: not the whole collection
+	}
 	items := map[string]json.RawMessage{}
 	for _, it := range l.Items {
 		var m objectMeta
