@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -97,6 +98,19 @@ func TestJoin(t *testing.T) {
 	other := Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: node.NodeIP}
 	if err := Join(t.Context(), &other, srv.URL, token, log); err == nil || !strings.Contains(err.Error(), "--node-name") {
 		t.Fatalf("same name from another machine: %v", err)
+	}
+	// Joining again in the background: a refusal ends the agent, a join
+	// hands the servers to the load balancer.
+	ctx, refuse := context.WithCancelCause(t.Context())
+	rejoin(ctx, Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: node.NodeIP}, srv.URL, token, func([]string) { t.Error("servers updated after a refusal") }, refuse, log)
+	if err := refusal(ctx); err == nil || !strings.Contains(err.Error(), "--node-name") {
+		t.Fatalf("background join from another machine: %v; want the refusal", err)
+	}
+	var servers []string
+	ctx, refuse = context.WithCancelCause(t.Context())
+	rejoin(ctx, Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}, srv.URL, token, func(s []string) { servers = s }, refuse, log)
+	if err := refusal(ctx); err != nil || len(servers) != 2 {
+		t.Fatalf("background join: %v, servers %v", err, servers)
 	}
 	if err := os.Remove(node.Certs.KubeletClientKey); err != nil {
 		t.Fatal(err)

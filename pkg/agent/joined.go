@@ -12,7 +12,7 @@ import (
 	"slices"
 
 	"github.com/kedge-io/kedge/pkg/flannel"
-	"github.com/kedge-io/kedge/pkg/loadbalancer"
+	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -82,19 +82,42 @@ func loadJoined(node *Config, serverURL string) (bool, error) {
 
 // rejoin joins again in the background, for an agent that started from its
 // last join: it waits for a server as long as it takes, then hands the
-// servers it learnt to lb. Settings that changed meanwhile apply at the next
-// start; a refusal is logged (the node keeps running its pods).
-func rejoin(ctx context.Context, node Config, serverURL, token string, lb *loadbalancer.LoadBalancer, log *slog.Logger) {
+// servers it learnt to update. Settings that changed meanwhile apply at the
+// next start. A definite refusal (join.Permanent: the name is another
+// machine's, the cluster's CA changed, a version the cluster does not
+// accept) ends the agent as it would have ended a start that waited for the
+// join: refuse is called with it. Anything else is logged.
+func rejoin(ctx context.Context, node Config, serverURL, token string, update func([]string), refuse context.CancelCauseFunc, log *slog.Logger) {
 	was := node
 	if err := Join(ctx, &node, serverURL, token, log); err != nil {
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case join.Permanent(err):
+			refuse(&refusedError{err: err})
+		default:
 			log.Error("joining again failed; the node runs on with its certificates", "component", "agent", "server", serverURL, "err", err)
 		}
 		return
 	}
-	lb.Update(node.Servers)
+	update(node.Servers)
 	if node.ClusterCIDR != was.ClusterCIDR || node.ClusterDomain != was.ClusterDomain || !node.ClusterDNS.Equal(was.ClusterDNS) ||
 		node.FlannelBackend != was.FlannelBackend || !slices.Equal(node.Disabled, was.Disabled) {
 		log.Warn("the cluster's settings changed since the last join; they apply when kedge restarts", "component", "agent")
 	}
+}
+
+// refusedError is the cause of an agent's end when the cluster refused its
+// join again.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string { return e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// refusal returns the refusal that ended ctx, if one did.
+func refusal(ctx context.Context) error {
+	var r *refusedError
+	if cause := context.Cause(ctx); errors.As(cause, &r) {
+		return r.err
+	}
+	return nil
 }

@@ -78,12 +78,17 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	m.Add(NewRenewer(node, LoadBalancerAddress, log)) // renews the node's certificates through the supervisor
 	m.Add(lb)
 	m.Add(cache) // the kubelet's API cache, in front of lb
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
 	if offline {
-		go rejoin(ctx, node, serverURL, token, lb, log)
+		go rejoin(ctx, node, serverURL, token, lb.Update, refuse, log)
 	}
 	AddComponents(m, node, assets, log)
 	sd.Status("joined " + serverURL + "; starting the node")
 	if err := m.Start(ctx); err != nil {
+		if err := refusal(ctx); err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))
 			return nil // a requested stop, not a failure
@@ -99,5 +104,9 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 		ready = sdnotify.Started("the node")
 	}
 	go sd.ReadyWhen(ctx, "kedge agent ready", ready)
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	if r := refusal(ctx); r != nil {
+		return r
+	}
+	return err
 }
