@@ -82,6 +82,9 @@ func Join(ctx context.Context, node *Config, serverURL, token string, log *slog.
 			node.Servers = append(node.Servers, hostPort)
 		}
 	}
+	if err := saveJoined(*node, serverURL); err != nil {
+		return err
+	}
 	log.Info("joined", "component", "agent", "server", serverURL, "node", node.NodeName, "servers", node.Servers)
 	return nil
 }

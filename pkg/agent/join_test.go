@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -71,6 +72,22 @@ func TestJoin(t *testing.T) {
 	if err != nil || kc.Clusters["default"].Server != "https://127.0.0.1:6444" {
 		t.Fatalf("kubelet kubeconfig: %v", err)
 	}
+	// The join is remembered: a restart with the same --server starts from
+	// it without a server; another --server, or lost certificates, join first.
+	if st, err := os.Stat(joinedFile(node)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v; want 0600", joinedFile(node), err)
+	}
+	restarted := Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}
+	if ok, err := loadJoined(&restarted, srv.URL); !ok || err != nil {
+		t.Fatalf("loadJoined: %v, %v", ok, err)
+	}
+	if restarted.ClusterCIDR != node.ClusterCIDR || !restarted.ClusterDNS.Equal(node.ClusterDNS) || restarted.FlannelBackend != node.FlannelBackend ||
+		restarted.ClusterDomain != node.ClusterDomain || strings.Join(restarted.Servers, ",") != strings.Join(node.Servers, ",") || restarted.Certs != node.Certs {
+		t.Fatalf("loadJoined = %+v, want the join's %+v", restarted, node)
+	}
+	if ok, err := loadJoined(&Config{DataDir: node.DataDir}, "https://192.0.2.9:6443"); ok || err != nil {
+		t.Fatalf("loadJoined for another --server: %v, %v; want a join", ok, err)
+	}
 	// Joining again from the same machine (same node password) works.
 	again := Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}
 	if err := Join(t.Context(), &again, srv.URL, token, log); err != nil {
@@ -81,6 +98,31 @@ func TestJoin(t *testing.T) {
 	other := Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: node.NodeIP}
 	if err := Join(t.Context(), &other, srv.URL, token, log); err == nil || !strings.Contains(err.Error(), "--node-name") {
 		t.Fatalf("same name from another machine: %v", err)
+	}
+	// Joining again in the background: a refusal ends the agent, a join
+	// hands the servers to the load balancer.
+	ctx, refuse := context.WithCancelCause(t.Context())
+	rejoin(ctx, Config{DataDir: t.TempDir(), NodeName: "w1", NodeIP: node.NodeIP}, srv.URL, token, func([]string) { t.Error("servers updated after a refusal") }, refuse, log)
+	if err := refusal(ctx); err == nil || !strings.Contains(err.Error(), "--node-name") {
+		t.Fatalf("background join from another machine: %v; want the refusal", err)
+	}
+	var servers []string
+	ctx, refuse = context.WithCancelCause(t.Context())
+	rejoin(ctx, Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}, srv.URL, token, func(s []string) { servers = s }, refuse, log)
+	if err := refusal(ctx); err != nil || len(servers) != 2 {
+		t.Fatalf("background join: %v, servers %v", err, servers)
+	}
+	if err := os.Remove(node.Certs.KubeletClientKey); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := loadJoined(&Config{DataDir: node.DataDir}, srv.URL); ok || err != nil {
+		t.Fatalf("loadJoined without the kubelet's key: %v, %v; want a join", ok, err)
+	}
+	if err := os.WriteFile(joinedFile(node), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadJoined(&Config{DataDir: node.DataDir}, srv.URL); err == nil || !strings.Contains(err.Error(), "joined.json") {
+		t.Fatalf("a corrupt joined.json: %v; want an error naming it", err)
 	}
 	wrong := join.New([]byte("another CA"), "s3cret").String()
 	if err := Join(t.Context(), &Config{DataDir: t.TempDir(), NodeName: "w2", NodeIP: node.NodeIP}, srv.URL, wrong, log); err == nil || !strings.Contains(err.Error(), "does not match") {

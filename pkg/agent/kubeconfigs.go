@@ -1,11 +1,13 @@
 package agent
 
 import (
+	"log/slog"
 	"path/filepath"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kedge-io/kedge/pkg/apicache"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -42,4 +44,26 @@ func kubeletClient(cfg Config) func() (kubernetes.Interface, error) {
 		}
 		return kubernetes.NewForConfig(rest)
 	}
+}
+
+// newKubeletCache returns the kubelet's API cache (pkg/apicache) in front
+// of the load balancer at upstream, its state under <data-dir>/agent/apicache.
+func newKubeletCache(node Config, upstream string, log *slog.Logger) *apicache.Cache {
+	nb := node.Certs
+	return apicache.New(apicache.Config{
+		Listen: apicache.Address, Upstream: upstream, Dir: filepath.Join(node.Dir(), "apicache"), NodeName: node.NodeName,
+		ClientCert: nb.KubeletClientCert, ClientKey: nb.KubeletClientKey, ServerCA: nb.ServerCA, ClientCA: nb.ClientCA,
+		Log: log.With("component", "kubelet-apicache"),
+	})
+}
+
+// writeKubeletKubeconfig points the kubelet's kubeconfig (flannel's too)
+// at its API cache, which it trusts by the cache's own CA.
+func writeKubeletKubeconfig(node Config, cache *apicache.Cache) error {
+	if err := cache.EnsureServingCert(); err != nil {
+		return err
+	}
+	nb := node.Certs
+	return pki.WriteKubeconfig(node.KubeletKubeconfig, 0o600, pki.KubeconfigOptions{Server: cache.URL(), CAFile: cache.CAFile(),
+		CertFile: nb.KubeletClientCert, KeyFile: nb.KubeletClientKey, User: "node", ReferenceFiles: true})
 }

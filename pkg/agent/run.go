@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/kedge-io/kedge/pkg/apicache"
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/flannel"
@@ -29,15 +30,26 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	}
 	sd := sdnotify.FromEnv(log) // systemd's notify socket, before anything else reads it
 	context.AfterFunc(ctx, sd.Stopping)
-	if err := CheckPorts(append(Ports(node.NodeIP), Port{Addr: LoadBalancerAddress, What: "apiserver load balancer"})); err != nil {
+	if err := CheckPorts(append(Ports(node.NodeIP), Port{Addr: LoadBalancerAddress, What: "apiserver load balancer"}, Port{Addr: apicache.Address, What: "kubelet API cache"})); err != nil {
 		return err
 	}
 	// The components these facts change say how, once each: the kubelet
 	// for cgroup v1, containerd for a missing CAP_SYS_RESOURCE.
 	node.Host = hostinfo.Detect()
-	sd.Status("waiting for the server at " + serverURL)
-	if err := Join(ctx, &node, serverURL, token, log); err != nil {
+	// A node that joined before starts from what it remembers, without a
+	// server (its pods run on, served by the kubelet's API cache), and
+	// joins again in the background; only the first join waits.
+	offline, err := loadJoined(&node, serverURL)
+	if err != nil {
 		return err
+	}
+	if offline {
+		log.Info("starting from the last join; joining again in the background", "component", "agent", "server", serverURL, "servers", node.Servers)
+	} else {
+		sd.Status("waiting for the server at " + serverURL)
+		if err := Join(ctx, &node, serverURL, token, log); err != nil {
+			return err
+		}
 	}
 	if err := CheckNetwork(node); err != nil {
 		return err
@@ -53,6 +65,10 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	if err := WriteKubeconfigs(&node, lb.Address()); err != nil {
 		return err
 	}
+	cache := newKubeletCache(node, lb.Address(), log)
+	if err := writeKubeletKubeconfig(node, cache); err != nil {
+		return err
+	}
 	tok, err := join.Parse(token)
 	if err != nil {
 		return err
@@ -61,9 +77,18 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 	m := component.NewManager(log)
 	m.Add(NewRenewer(node, LoadBalancerAddress, log)) // renews the node's certificates through the supervisor
 	m.Add(lb)
+	m.Add(cache) // the kubelet's API cache, in front of lb
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	if offline {
+		go rejoin(ctx, node, serverURL, token, lb.Update, refuse, log)
+	}
 	AddComponents(m, node, assets, log)
 	sd.Status("joined " + serverURL + "; starting the node")
 	if err := m.Start(ctx); err != nil {
+		if err := refusal(ctx); err != nil {
+			return err
+		}
 		if ctx.Err() != nil {
 			log.Info("stopped during start-up", "reason", context.Cause(ctx))
 			return nil // a requested stop, not a failure
@@ -79,5 +104,9 @@ func Run(ctx context.Context, node Config, serverURL, token string, log *slog.Lo
 		ready = sdnotify.Started("the node")
 	}
 	go sd.ReadyWhen(ctx, "kedge agent ready", ready)
-	return m.Run(ctx)
+	err = m.Run(ctx)
+	if r := refusal(ctx); r != nil {
+		return r
+	}
+	return err
 }

@@ -109,6 +109,7 @@ var expectedSockets = []expected{
 	{proto: "tcp", port: 10257, scope: loopback, server: true, what: "controller-manager", probe: insideSecure},
 	{proto: "tcp", port: 10259, scope: loopback, server: true, what: "scheduler", probe: insideSecure},
 	{proto: "tcp", port: 6444, scope: loopback, agent: true, what: "apiserver load balancer", probe: inside("https", "/api", 401, "")},
+	{proto: "tcp", port: 6445, scope: loopback, agent: true, what: "kubelet API cache", probe: insideNoClientCert("/var/lib/kedge/agent/apicache/serving-ca.crt")},
 	{proto: "tcp", port: 10250, scope: anyAddr, what: "kubelet API", probe: (*attackCluster).probeKubelet},
 	{proto: "tcp", port: 10248, scope: loopback, what: "kubelet healthz", probe: inside("http", "/healthz", 200, "ok")},
 	{proto: "tcp", port: 10249, scope: loopback, what: "kube-proxy metrics", probe: insideMetrics("/healthz", "ok")},
