@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,6 +130,11 @@ type junitSuites struct {
 	} `xml:"testsuite"`
 }
 
+// labelList is the list of a spec's labels ginkgo's JUnit report appends
+// to its name (" [sig-node, Serial, Conformance]"): dropped, the name is the
+// spec's text, as --focus and the conformance list name it.
+var labelList = regexp.MustCompile(` \[[^\[\]]*, [^\[\]]*\]$`)
+
 // readJUnit reads the report of phase p: the specs ([It]) p selects, by
 // outcome.
 func readJUnit(file string, p phase) (result, error) {
@@ -143,7 +149,7 @@ func readJUnit(file string, p phase) (result, error) {
 	var r result
 	for _, ts := range s.Suites {
 		for _, c := range ts.Cases {
-			name, spec := strings.CutPrefix(c.Name, "[It] ")
+			name, spec := strings.CutPrefix(labelList.ReplaceAllString(c.Name, ""), "[It] ")
 			if !spec {
 				// [SynchronizedBeforeSuite] and the like: count their failures.
 				if c.Failure != nil || c.Error != nil {
