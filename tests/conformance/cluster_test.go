@@ -125,7 +125,17 @@ func startCluster(t *testing.T, tools, out string) *cluster {
 			"--token", strings.TrimSpace(string(token)), regFlag)
 		cl.configureMirror(t, cl.agent)
 		cl.agent.Start()
-		cl.agent.WaitReady(5 * time.Minute)
+		// An agent has no admin kubeconfig: the server says when it is Ready.
+		c.Eventually(5*time.Minute, "node w Ready", func() error {
+			if !cl.agent.LoggedReady() {
+				return fmt.Errorf("w has not logged ready yet")
+			}
+			s, err := cl.server.Kubectl("get", "node", "w", "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+			if s != "True" {
+				return fmt.Errorf("Ready=%q, %v", s, err)
+			}
+			return nil
+		})
 	})
 	cl.kubeconfig = filepath.Join(out, "kubeconfig")
 	raw, err := os.ReadFile(filepath.Join(cl.server.Dir(), "etc-kedge", "kedge.yaml"))
