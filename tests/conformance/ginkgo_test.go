@@ -97,7 +97,7 @@ func (cl *cluster) run(t *testing.T, tools string, p phase) result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(tools, "ginkgo"), args...)
 	cmd.Stdout, cmd.Stderr, cmd.Dir = f, f, cl.dir
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+cl.kubeconfig, "HOME="+cl.dir)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+cl.kubeconfig)
 	t.Logf("phase %s: ginkgo %s (output: %s)", p.name, strings.Join(args, " "), logFile)
 	begin := time.Now()
 	var r result
