@@ -79,6 +79,17 @@ func sliceFocus() string {
 	return strings.Join(parts, "|")
 }
 
+// needCluster skips the test unless it can boot a harness cluster (root,
+// $KEDGE_BIN), before anything is built or written.
+func needCluster(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("conformance runs a cluster of harness nodes: it needs root (make conformance)")
+	}
+	if os.Getenv("KEDGE_BIN") == "" {
+		t.Skip("KEDGE_BIN is not set (make conformance)")
+	}
+}
+
 // outDir is where a run keeps its reports, logs and kubeconfig:
 // $KEDGE_CONFORMANCE_OUT, default bin/conformance/results/<test>-<time>.
 func outDir(t *testing.T) string {
@@ -116,6 +127,7 @@ func report(t *testing.T, out string, r result) {
 // KEDGE_CONFORMANCE_FOCUS (a ginkgo --focus regular expression) it runs only
 // the [Conformance] specs that match, in the same two phases.
 func TestConformance(t *testing.T) {
+	needCluster(t)
 	tools := toolsDir(t)
 	out := outDir(t)
 	t.Setenv("KEDGE_E2E_LOGS", filepath.Join(out, "nodes"))
@@ -140,6 +152,7 @@ func TestConformance(t *testing.T) {
 // TestConformanceSlice runs sliceSpecs (make conformance-slice): a few
 // minutes, meant for CI.
 func TestConformanceSlice(t *testing.T) {
+	needCluster(t)
 	tools := toolsDir(t)
 	out := outDir(t)
 	t.Setenv("KEDGE_E2E_LOGS", filepath.Join(out, "nodes"))
