@@ -74,7 +74,7 @@ func (cl *cluster) run(t *testing.T, tools string, p phase) result {
 	junit := filepath.Join(cl.dir, p.name+".xml")
 	logFile := filepath.Join(cl.dir, p.name+".log")
 	args := []string{"--procs=" + strconv.Itoa(p.procs), "--timeout=" + p.timeout.String(),
-		"--junit-report=" + junit, "--no-color", "--poll-progress-after=10m", "--silence-skips"}
+		"--output-dir=" + cl.dir, "--junit-report=" + p.name + ".xml", "--no-color", "--poll-progress-after=10m", "--silence-skips"}
 	if p.labels != "" {
 		args = append(args, "--label-filter="+p.labels)
 	}
