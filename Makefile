@@ -129,5 +129,29 @@ image-check: build
 
 .PHONY: image image-test image-check
 
+## conformance: the upstream Kubernetes conformance suite of go.mod's Kubernetes version, offline, on
+## a two-node cluster (a server and an agent on the tests/e2e harness) pulling locally built stand-ins
+## of the suite's images from a local registry: the [Conformance] specs in parallel, then the [Serial]
+## ones (root, ~1 h, not in CI; holds /tmp/kedge-e2e.lock). KEDGE_CONFORMANCE_FOCUS=<regexp> runs the
+## matching ones; reports and logs in bin/conformance/results/ (docs/conformance.md)
+conformance: build conformance-tools
+	cd tests/conformance && KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(CURDIR)/bin/conformance/conformance.test \
+		-test.count=1 -test.v -test.timeout=6h -test.run='^TestConformance$$'
+
+## conformance-slice: ~30 of those specs (DNS, Services, exec/logs/port-forward, ConfigMap/Secret/
+## projected volumes, scheduler) in a few minutes (root; holds /tmp/kedge-e2e.lock)
+conformance-slice: build conformance-tools
+	cd tests/conformance && KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(CURDIR)/bin/conformance/conformance.test \
+		-test.count=1 -test.v -test.timeout=40m -test.run='^TestConformanceSlice$$'
+
+## conformance-tools: e2e.test, ginkgo, agnhost … from go.mod's k8s.io/kubernetes into bin/conformance
+## (scripts/conformance-tools.sh; the first e2e.test build takes ~8-15 min on 2 cores), and the
+## test binary of tests/conformance (compiled before the lock is taken)
+conformance-tools: helpers
+	GO=$(GO) TAGS='$(TAGS)' scripts/conformance-tools.sh
+	$(GO) test -c -tags '$(TAGS)' -o bin/conformance/conformance.test ./tests/conformance/
+
+.PHONY: conformance conformance-slice conformance-tools
+
 clean:
 	rm -rf bin
