@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/pflag"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
@@ -154,7 +155,18 @@ func (a *APIServer) Start(ctx context.Context) error {
 
 // run is upstream app.Run with one addition: the handler of the outermost
 // server (the aggregator) is wrapped with wrap before it starts serving.
+// Like app.Run (since 1.37) it names the shared informers "kube-apiserver"
+// for client-go's informer metrics; the name is reserved process-wide, so
+// run releases it when the apiserver stops.
 func run(ctx context.Context, opts options.CompletedOptions, wrap func(http.Handler, string) http.Handler) error {
+	if opts.InformerName == nil {
+		name, err := cache.NewInformerName("kube-apiserver")
+		if err != nil {
+			return err
+		}
+		defer name.Release()
+		opts.InformerName = name
+	}
 	config, err := app.NewConfig(opts)
 	if err != nil {
 		return err

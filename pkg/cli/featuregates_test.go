@@ -13,12 +13,19 @@ import (
 )
 
 // alphaGates returns the names of n feature gates that are off by default
-// and may be turned on (alpha, not locked), sorted: test subjects that do
-// not depend on this Kubernetes version's list.
+// and may be turned on alone (alpha, not locked, depending on no other gate,
+// not the AllAlpha/AllBeta toggles), sorted: test subjects that do not
+// depend on this Kubernetes version's list. (Since 1.37 a gate turned on
+// without the gates it depends on is refused, and AllAlpha=true turns on
+// alpha gates that depend on beta gates that are off.)
 func alphaGates(t *testing.T, n int) []string {
 	t.Helper()
 	var names []string
+	deps := utilfeature.DefaultMutableFeatureGate.Dependencies()
 	for name, spec := range utilfeature.DefaultMutableFeatureGate.GetAll() {
+		if name == "AllAlpha" || name == "AllBeta" || len(deps[name]) > 0 {
+			continue
+		}
 		if spec.PreRelease == featuregate.Alpha && !spec.Default && !spec.LockToDefault {
 			names = append(names, string(name))
 		}

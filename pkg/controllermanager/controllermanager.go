@@ -75,7 +75,7 @@ func Args(cfg Config) ([]string, error) {
 		"cluster-signing-legacy-unknown-cert-file":        c.ServerCASigning,
 		"cluster-signing-legacy-unknown-key-file":         c.ServerCAKey,
 		"configure-cloud-routes":                          "false",
-		"controllers":                                     "*,-service,-route,-cloud-node-lifecycle", // no tokencleaner: see package token
+		"controllers":                                     "*", // no tokencleaner: see package token; 1.37 removed the cloud-provider stubs (service, route, cloud-node-lifecycle) kedge turned off here
 		"kubeconfig":                                      cfg.Kubeconfig,
 		"leader-elect":                                    "true",
 		"node-cidr-mask-size":                             "24",

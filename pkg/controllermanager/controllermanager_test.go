@@ -71,7 +71,7 @@ func TestArgs(t *testing.T) {
 			want: map[string]string{
 				"profiling":    "true",
 				"leader-elect": "false",
-				"controllers":  "*,-service,-route,-cloud-node-lifecycle,-ttl",
+				"controllers":  "*,-ttl",
 				"cluster-cidr": "10.42.0.0/16",
 			},
 		},
@@ -118,13 +118,19 @@ func TestArgsParseUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nfs := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+	known, disabled, aliases := app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases()
+	nfs := s.Flags(known, disabled, aliases)
 	fs := pflag.NewFlagSet("kube-controller-manager", pflag.ContinueOnError)
 	for _, f := range nfs.FlagSets {
 		fs.AddFlagSet(f)
 	}
 	if err := fs.Parse(flags); err != nil {
 		t.Fatalf("upstream rejects kedge's defaults: %v", err)
+	}
+	// The controller names too (1.37 removed the cloud-provider stubs
+	// kedge used to turn off by name).
+	if errs := s.Generic.Validate(known, disabled, aliases); len(errs) > 0 {
+		t.Errorf("upstream rejects kedge's --controllers: %v", errs)
 	}
 	if !s.Generic.LeaderElection.LeaderElect {
 		t.Error("leader-elect not parsed as true")

@@ -37,9 +37,11 @@ func Run(dataDir, address string, args []string) int {
 			return 1
 		}
 	}
-	// containerd's ctr, linked into kedge too, sets urfave/cli's global
-	// version printer to its own format when its package initialises; give
-	// crictl back the library's "NAME version VERSION" that scripts parse.
+	// crictl prints the library's "NAME version VERSION" that scripts
+	// parse. containerd's ctr, linked into kedge too, set urfave/cli's
+	// global version printer to its own format until containerd 2.4, which
+	// moved ctr to urfave/cli/v3 (crictl is on v2); kept so that this stays
+	// true whatever else in the binary sets v2's printer.
 	cli.VersionPrinter = func(c *cli.Context) {
 		fmt.Fprintf(c.App.Writer, "%s version %s\n", c.App.Name, c.App.Version)
 	}

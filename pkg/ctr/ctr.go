@@ -5,6 +5,7 @@
 package ctr
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -21,7 +22,8 @@ func Run(address string, args []string) int {
 	if os.Getenv("CONTAINERD_NAMESPACE") == "" {
 		os.Setenv("CONTAINERD_NAMESPACE", "k8s.io")
 	}
-	if err := app.New().Run(append([]string{"ctr"}, args...)); err != nil {
+	// As containerd's own ctr main does (urfave/cli v3 since containerd 2.4).
+	if err := app.New().Run(context.Background(), append([]string{"ctr"}, args...)); err != nil {
 		fmt.Fprintf(os.Stderr, "ctr: %s\n", err)
 		return 1
 	}

@@ -122,7 +122,7 @@ var evictionMinimumReclaim = map[string]string{
 // order) are merged over kedge's defaults as JSON merge patches of a
 // v1beta1 KubeletConfiguration, and the other flags still win over them.
 // Render reads no other file and has no side effect. The flags kubelet
-// registers from cadvisor (housekeeping-interval, containerd, …) are
+// registers from cadvisor (since 1.37 only housekeeping-interval) are
 // process-wide and only checked here; Start applies them.
 //
 // Logging flags (v, vmodule, logging-format) are accepted but have no effect:

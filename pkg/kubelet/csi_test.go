@@ -29,7 +29,7 @@ func TestCSIWrapperInterfaces(t *testing.T) {
 		(*volume.VolumePlugin)(nil), (*volume.PersistentVolumePlugin)(nil), (*volume.RecyclableVolumePlugin)(nil),
 		(*volume.DeletableVolumePlugin)(nil), (*volume.ProvisionableVolumePlugin)(nil), (*volume.AttachableVolumePlugin)(nil),
 		(*volume.DeviceMountableVolumePlugin)(nil), (*volume.ExpandableVolumePlugin)(nil), (*volume.NodeExpandableVolumePlugin)(nil),
-		(*volume.BlockVolumePlugin)(nil),
+		(*volume.ResizableEphemeralVolumePlugin)(nil), (*volume.BlockVolumePlugin)(nil),
 	} {
 		it := reflect.TypeOf(iface).Elem()
 		if a, b := reflect.TypeOf(inner).Implements(it), reflect.TypeOf(plugins[0]).Implements(it); a != b {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	cadvisorcontainerd "github.com/google/cadvisor/container/containerd"
+	cadvisorcontainerd "github.com/google/cadvisor/lib/container/containerd"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/kubernetes/cmd/kubelet/app"
 	"k8s.io/kubernetes/cmd/kubelet/app/options"

@@ -37,6 +37,12 @@ var startupNoise = []string{
 	"failed to sync with latest state: context canceled",
 	// containerd before flannel writes the CNI configuration.
 	"failed to load cni during init, please check CRI plugin status",
+	// The 1.37 kubelet reading the memory manager checkpoint an older
+	// kubelet wrote (a node upgraded from 1.36): it tries its v3 and v2
+	// formats before the v1 one it then loads; with the None policy it never
+	// rewrites the file, so every start says it. A checkpoint that is
+	// really damaged fails the kubelet's start with its own error.
+	"V2 checkpoint for memory manager is corrupt, falling back to V1",
 }
 
 // startupRaces are start-up messages that are noise only with a given

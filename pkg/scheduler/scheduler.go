@@ -13,6 +13,7 @@ import (
 	"log/slog"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -78,6 +79,15 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		return fmt.Errorf("feature gates: %w", err)
 	}
 	ctx, log := logging.WithComponent(s.Context(ctx), s.cfg.Log, "scheduler")
+	// As the upstream command does (since 1.37): the shared informers'
+	// name in client-go's informer metrics, reserved process-wide until
+	// the scheduler stops.
+	name, err := cache.NewInformerName("kube-scheduler")
+	if err != nil {
+		return errors.Join(err, s.Stop(ctx))
+	}
+	context.AfterFunc(ctx, name.Release)
+	opts.InformerName = name
 	cc, sched, err := app.Setup(ctx, opts)
 	if err != nil {
 		return errors.Join(fmt.Errorf("--kube-scheduler-arg: %w", err), s.Stop(ctx))

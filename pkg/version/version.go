@@ -1,12 +1,12 @@
 // Package version holds kedge's version, stamped at build time by the
 // Makefile from scripts/version.sh:
 //
-//	go build -ldflags "-X github.com/kedge-io/kedge/pkg/version.Version=v1.36.4+kedge1 -X github.com/kedge-io/kedge/pkg/version.Commit=0ea5c7a"
+//	go build -ldflags "-X github.com/kedge-io/kedge/pkg/version.Version=v1.37.2+kedge1 -X github.com/kedge-io/kedge/pkg/version.Commit=0ea5c7a"
 //
 // A version is the embedded Kubernetes version plus kedge's build number
-// (v1.36.4+kedge1, from the git tag of that name); a build between tags is
-// v1.36.4+kedge1-3-g0ea5c7a, one before the first tag of its Kubernetes
-// version v1.36.4+kedge0-0ea5c7a, and -dirty ends it when the work tree had
+// (v1.37.2+kedge1, from the git tag of that name); a build between tags is
+// v1.37.2+kedge1-3-g0ea5c7a, one before the first tag of its Kubernetes
+// version v1.37.2+kedge0-0ea5c7a, and -dirty ends it when the work tree had
 // changes.
 package version
 
@@ -71,7 +71,7 @@ func fromVCS(kubernetes string, settings []debug.BuildSetting) string {
 }
 
 // String is the one-line version shown by `kedge --version`:
-// "v1.36.4+kedge1 (0ea5c7a) kubernetes v1.36.4".
+// "v1.37.2+kedge1 (0ea5c7a) kubernetes v1.37.2".
 func String() string {
 	s := Get()
 	if Commit != "" {
