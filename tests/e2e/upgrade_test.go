@@ -314,7 +314,7 @@ spec: {version: %q, path: /var/lib/kedge/release, drain: true}
 	took := time.Since(t0)
 	for _, n := range u.all {
 		u.checkUpgraded(n)
-		if v, err := u.a.Kubectl("get", "node", n.Name(), "-o", `jsonpath={.metadata.annotations.kedge\.io/version} {.spec.unschedulable}`); err != nil || v != curVersion+" " {
+		if v, err := u.a.Kubectl("get", "node", n.Name(), "-o", `jsonpath={.metadata.annotations.kedge\.io/version} unschedulable={.spec.unschedulable}`); err != nil || v != curVersion+" unschedulable=" {
 			t.Errorf("node %s after the upgrade: %q, %v; want version %s, schedulable", n.Name(), v, err, curVersion)
 		}
 	}
