@@ -69,7 +69,7 @@ spec:
 	})
 	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte("-1"), 0o644) })
 
-	oomBefore := oomKills(t, cg)
+	var scores map[string]int
 	c.Step("a BestEffort hog takes memory: the OOM killer picks it, again and again, never kedge", func() {
 		hog := fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -79,6 +79,16 @@ spec:
   - {name: hog, image: %s, imagePullPolicy: Never, args: ["eat", "100000"]}
 `, webImage)
 		memApply(t, a, "hog.yaml", hog)
+		c.Eventually(time.Minute, "the hog running", func() error {
+			if err := memPodRunning(a, "hog"); err != nil {
+				return err
+			}
+			scores = oomScores(t, a)
+			if len(scores) < 3 {
+				return fmt.Errorf("oom_score_adj of kedge and both pods: %v", scores)
+			}
+			return nil
+		})
 		c.Eventually(4*time.Minute, "the hog killed twice", func() error {
 			out, err := a.Kubectl("get", "pod", "hog", "-o", `jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.reason}`)
 			if err != nil {
@@ -95,7 +105,6 @@ spec:
 			return nil
 		})
 	})
-	kills := oomKills(t, cg) - oomBefore
 	c.Step("kedge unharmed: running, node Ready, steady never restarted", func() {
 		if !a.Running() {
 			t.Fatalf("kedge was killed:\n%s", a.LogTail(3000))
@@ -107,11 +116,7 @@ spec:
 			t.Fatalf("steady restarted %s times", n)
 		}
 	})
-	scores := oomScores(t, a)
-	t.Logf("OOM kills in the node's cgroup: %d; oom_score_adj: %v", kills, scores)
-	if kills < 2 {
-		t.Errorf("the memory cgroup counted %d OOM kills, want at least 2", kills)
-	}
+	t.Logf("oom_score_adj while the hog ran: %v", scores)
 	for what, v := range scores {
 		if what != "kedge" && v < scores["kedge"] {
 			t.Errorf("%s has oom_score_adj %d, under kedge's %d: it would outlive kedge", what, v, scores["kedge"])
@@ -142,29 +147,13 @@ func memPodRunning(n *harness.Node, name string) error {
 	return nil
 }
 
-// oomKills is the memory cgroup's oom_kill count (memory.oom_control).
-func oomKills(t *testing.T, cg string) int64 {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(cg, "memory.oom_control"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" {
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v
-		}
-	}
-	t.Fatalf("no oom_kill in %s/memory.oom_control: %s", cg, raw)
-	return 0
-}
-
 // oomScores are the oom_score_adj of kedge and of the pods' main
 // processes, read inside the node.
 func oomScores(t *testing.T, n *harness.Node) map[string]int {
 	t.Helper()
 	out, err := n.Exec("sh", "-c", `for p in $(`+kedgePIDs(n)+`); do echo "kedge $p $(cat /proc/$p/oom_score_adj)"; done; `+
-		`for p in $(pidof webapp); do echo "webapp $p $(cat /proc/$p/oom_score_adj) $(grep -o 'pod[0-9a-f_-]*' /proc/$p/cgroup | head -1)"; done`)
+		`for p in $(pidof webapp); do q=guaranteed; grep -q besteffort /proc/$p/cgroup && q=besteffort; grep -q burstable /proc/$p/cgroup && q=burstable; `+
+		`echo "webapp $p $(cat /proc/$p/oom_score_adj) $q"; done`)
 	if err != nil {
 		t.Fatal(err)
 	}
