@@ -76,6 +76,11 @@ var alwaysNoise = []string{
 	"simple token is not cryptographically signed",
 	// CoreDNS's informers, one line each; CoreDNS's readiness says it.
 	"plugin/kubernetes: Caches are synced",
+	// CoreDNS's discovery of the Metrics API (kedge's metrics-server), and
+	// the apiserver's deprecation warning for the Endpoints it still lists
+	// (CoreDNS 1.15 against Kubernetes 1.37): nothing to act on.
+	"plugin/kubernetes: Adding GroupVersion ",
+	"plugin/kubernetes: Warning: v1 Endpoints is deprecated",
 	// kube-router's policy controller, two lines as it starts; kedge logs
 	// "network policies enforced" once its rules are in place.
 	"Starting network policy controller",
