@@ -17,7 +17,7 @@
 #   INSTALL_KEDGE_EXEC         command and flags, before the words after sh -s -
 #   INSTALL_KEDGE_RELEASE_URL  where kedge-<arch> and sha256sum-<arch>.txt are
 #                              (default: the release of INSTALL_KEDGE_VERSION, else the latest)
-#   INSTALL_KEDGE_VERSION      the version to install (v1.36.4+kedge1); checked against the binary
+#   INSTALL_KEDGE_VERSION      the version to install (v1.37.2+kedge1); checked against the binary
 #   INSTALL_KEDGE_SKIP_DOWNLOAD=true   use the kedge already in the bin dir
 #   INSTALL_KEDGE_SKIP_ENABLE=true     neither enable nor start the service
 #   INSTALL_KEDGE_SKIP_START=true      enable the service, do not (re)start it

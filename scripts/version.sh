@@ -3,9 +3,9 @@
 # k8s.io/kubernetes) plus kedge's build number, from the git tags
 # v<kubernetes>+kedge<N>:
 #
-#   v1.36.4+kedge1                 HEAD is tagged v1.36.4+kedge1
-#   v1.36.4+kedge1-3-g0ea5c7a      3 commits after that tag
-#   v1.36.4+kedge0-0ea5c7a         no tag for this Kubernetes version yet
+#   v1.37.2+kedge1                 HEAD is tagged v1.37.2+kedge1
+#   v1.37.2+kedge1-3-g0ea5c7a      3 commits after that tag
+#   v1.37.2+kedge0-0ea5c7a         no tag for this Kubernetes version yet
 #   ...-dirty                      the work tree has uncommitted changes
 #
 #   scripts/version.sh             # the work tree (the Makefile's VERSION)
