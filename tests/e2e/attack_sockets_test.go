@@ -106,6 +106,7 @@ var expectedSockets = []expected{
 	{proto: "tcp", port: 2379, scope: loopback, server: true, what: "etcd client", probe: insideNoClientCert("/var/lib/kedge/server/tls/etcd/server-ca.crt")},
 	{proto: "tcp", port: 2380, scope: nodeIP, server: true, what: "etcd peer", probe: (*attackCluster).probeEtcdPeer},
 	{proto: "tcp", port: 2381, scope: loopback, server: true, what: "etcd metrics + health", probe: insideMetrics("/health", `"health":"true"`)},
+	{proto: "tcp", port: 10262, scope: anyAddr, server: true, what: "metrics-server (the aggregator dials it)", probe: probeMetricsServer},
 	{proto: "tcp", port: 10257, scope: loopback, server: true, what: "controller-manager", probe: insideSecure},
 	{proto: "tcp", port: 10259, scope: loopback, server: true, what: "scheduler", probe: insideSecure},
 	{proto: "tcp", port: 6444, scope: loopback, agent: true, what: "apiserver load balancer", probe: inside("https", "/api", 401, "")},
@@ -564,4 +565,25 @@ func curlInside(n *harness.Node, url string) (int, string, error) {
 		return 0, out, fmt.Errorf("curl %s: %q", url, out)
 	}
 	return code, body, nil
+}
+
+// probeMetricsServer: an anonymous client from the network gets no metrics
+// (401 or 403 from metrics-server's delegated authentication and
+// authorization; only its health paths answer, as upstream's).
+func probeMetricsServer(_ *attackCluster, n *harness.Node, s socket) (string, error) {
+	base := "https://" + net.JoinHostPort(n.IP().String(), strconv.Itoa(s.port))
+	anon := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	var codes []string
+	for _, p := range []string{"/apis/metrics.k8s.io/v1beta1/nodes", "/apis/metrics.k8s.io/v1beta1/pods", "/metrics"} {
+		resp, err := anon.Get(base + p)
+		if err != nil {
+			return "", err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden {
+			return "", fmt.Errorf("anonymous GET %s: %d, want 401 or 403", p, resp.StatusCode)
+		}
+		codes = append(codes, fmt.Sprintf("%s %d", p, resp.StatusCode))
+	}
+	return "anonymous: " + strings.Join(codes, ", "), nil
 }
