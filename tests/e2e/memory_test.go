@@ -14,13 +14,14 @@ import (
 )
 
 // memoryHeadroom is how much memory the node's cgroup allows beyond what
-// it uses when the hog starts.
+// it and kedge use when the hog starts.
 const memoryHeadroom = 300 << 20
 
 // TestMemoryPressure (issue 14, part 3): a server whose whole node — kedge
 // itself and every pod — is held in a memory cgroup with little headroom
 // (kedge's process moved into the node's cgroup root,
-// above the kubelet's kubepods; the limit its usage plus 300 MiB), like a
+// above the kubelet's kubepods; the limit its usage and kedge's RSS plus
+// 300 MiB), like a
 // small edge machine. A Guaranteed pod runs beside a BestEffort pod that
 // takes memory until the kernel's OOM killer acts. The killer must pick the
 // hog, every time, never kedge: kedge keeps running, the node stays Ready,
@@ -63,9 +64,24 @@ spec:
 		if out, err := a.Exec("sh", "-c", "for p in $("+kedgePIDs(a)+"); do echo $p > "+cg+"/cgroup.procs; done; cat "+cg+"/cgroup.procs"); err != nil || out == "" {
 			t.Fatalf("move kedge: %v: %q", err, out)
 		}
+		// The limit is what the group uses plus kedge's own RSS (its pages
+		// stay charged where they were) plus the headroom: a machine always
+		// has more memory than kedge uses, and the OOM killer weighs
+		// oom_score_adj against the memory it may use (a limit below
+		// kedge's RSS would make kedge, at 0, outweigh a small BestEffort
+		// pod at 1000 — seen with 1.37's larger server).
 		usage := readCgroupInt(t, filepath.Join(cg, "memory.usage_in_bytes"))
-		writeCgroupFile(t, filepath.Join(cg, "memory.limit_in_bytes"), strconv.FormatInt(usage+memoryHeadroom, 10))
-		t.Logf("node memory cgroup %s: usage %d MiB, limit %d MiB", cg, usage>>20, (usage+memoryHeadroom)>>20)
+		rssOut, err := a.Exec("sh", "-c", "for p in $("+kedgePIDs(a)+"); do grep VmRSS /proc/$p/status; done | awk '{s+=$2} END {print s*1024}'")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rss, err := strconv.ParseInt(strings.TrimSpace(rssOut), 10, 64)
+		if err != nil || rss == 0 {
+			t.Fatalf("kedge's RSS: %q, %v", rssOut, err)
+		}
+		limit := usage + rss + memoryHeadroom
+		writeCgroupFile(t, filepath.Join(cg, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
+		t.Logf("node memory cgroup %s: usage %d MiB, kedge RSS %d MiB, limit %d MiB", cg, usage>>20, rss>>20, limit>>20)
 	})
 	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte("-1"), 0o644) })
 
