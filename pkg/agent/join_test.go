@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
 	"github.com/kedge-io/kedge/pkg/supervisor"
+	"github.com/kedge-io/kedge/pkg/upgrade"
 )
 
 // TestJoin runs an agent's join against a real supervisor over TLS.
@@ -107,10 +109,23 @@ func TestJoin(t *testing.T) {
 		t.Fatalf("background join from another machine: %v; want the refusal", err)
 	}
 	var servers []string
+	remembered := Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}
+	if ok, err := loadJoined(&remembered, srv.URL); !ok || err != nil {
+		t.Fatalf("loadJoined: %v, %v", ok, err)
+	}
 	ctx, refuse = context.WithCancelCause(t.Context())
-	rejoin(ctx, Config{DataDir: node.DataDir, NodeName: "w1", NodeIP: node.NodeIP}, srv.URL, token, func(s []string) { servers = s }, refuse, log)
+	rejoin(ctx, remembered, srv.URL, token, func(s []string) { servers = s }, refuse, log)
 	if err := refusal(ctx); err != nil || len(servers) != 2 {
 		t.Fatalf("background join: %v, servers %v", err, servers)
+	}
+	// Settings that changed since the last join (here --disable) restart
+	// the agent, which then starts from them.
+	stale := remembered
+	stale.Disabled = []string{"servicelb"}
+	ctx, refuse = context.WithCancelCause(t.Context())
+	rejoin(ctx, stale, srv.URL, token, func([]string) {}, refuse, log)
+	if err := refusal(ctx); !errors.Is(err, upgrade.ErrRestart) {
+		t.Fatalf("background join with changed settings: %v; want a restart", err)
 	}
 	if err := os.Remove(node.Certs.KubeletClientKey); err != nil {
 		t.Fatal(err)

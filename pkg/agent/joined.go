@@ -14,6 +14,7 @@ import (
 	"github.com/kedge-io/kedge/pkg/flannel"
 	"github.com/kedge-io/kedge/pkg/join"
 	"github.com/kedge-io/kedge/pkg/pki"
+	"github.com/kedge-io/kedge/pkg/upgrade"
 )
 
 // joined is what an agent remembers of its last join, beside the
@@ -102,7 +103,12 @@ func rejoin(ctx context.Context, node Config, serverURL, token string, update fu
 	update(node.Servers)
 	if node.ClusterCIDR != was.ClusterCIDR || node.ClusterDomain != was.ClusterDomain || !node.ClusterDNS.Equal(was.ClusterDNS) ||
 		node.FlannelBackend != was.FlannelBackend || !slices.Equal(node.Disabled, was.Disabled) {
-		log.Warn("the cluster's settings changed since the last join; they apply when kedge restarts", "component", "agent")
+		// The node's components were chosen from the old settings
+		// (--disable, the pod network): start again with the new ones,
+		// as an upgraded binary does (the join stored them).
+		log.Warn("the cluster's settings changed since the last join: restarting to apply them", "component", "agent",
+			"disabled", node.Disabled, "was_disabled", was.Disabled)
+		refuse(&refusedError{err: fmt.Errorf("the cluster's settings changed since the last join: %w", upgrade.ErrRestart)})
 	}
 }
 

@@ -131,6 +131,7 @@ func (p Plan) String() string {
 	return string(raw)
 }
 
-// ErrRestart is returned (through the component's Err) by a node whose new
-// binary is installed: the process stops everything and restarts (Restart).
-var ErrRestart = errors.New("restarting to run the upgraded binary")
+// ErrRestart ends the process for a restart (Restart): returned (through
+// the component's Err) by a node whose new binary is installed, or by an
+// agent whose cluster settings changed.
+var ErrRestart = errors.New("kedge restarts to apply it")

@@ -135,7 +135,7 @@ func (u *Upgrader) carryOut(ctx context.Context, node *corev1.Node) error {
 		return nil
 	}
 	log.Info("new binary installed: restarting", "path", exe, "took", time.Since(begin).Round(time.Millisecond))
-	return ErrRestart
+	return fmt.Errorf("kedge %s installed at %s: %w", plan.Version, exe, ErrRestart)
 }
 
 // fail records a failed plan on the Node (the controller stops there).
