@@ -178,9 +178,14 @@ func TestNetworkPolicy(t *testing.T) {
 		w.Start()
 		waitNodeReady(c, a, w, 5*time.Minute)
 		for _, n := range []*harness.Node{a, w} {
-			if !strings.Contains(n.LogSinceStart(), "network policy rules removed") {
-				t.Fatalf("%s does not log that it removed the rules", n.Name())
-			}
+			// The agent starts from its last join and restarts once its
+			// background join brings the new --disable.
+			c.Eventually(2*time.Minute, n.Name()+" logs that it removed the rules", func() error {
+				if !strings.Contains(n.LogSinceStart(), "network policy rules removed") {
+					return fmt.Errorf("%s does not log that it removed the rules", n.Name())
+				}
+				return nil
+			})
 			if out, err := n.Exec("iptables", "-S", "KUBE-ROUTER-FORWARD"); err == nil {
 				t.Fatalf("%s still has KUBE-ROUTER-FORWARD: %s", n.Name(), out)
 			}
