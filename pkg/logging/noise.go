@@ -54,6 +54,10 @@ var startupRaces = []struct{ msg, err string }{
 	{"Failed to update node PodCIDR after multiple attempts", "node updates may not change podCIDR"},
 	{"CIDR assignment for node failed. Releasing allocated CIDR", "node updates may not change podCIDR"},
 	{"Error processing node work item", "node updates may not change podCIDR"},
+	// The controller-manager's discovery (garbage collector, quota) while
+	// metrics-server's APIService is registered but not yet available: the
+	// aggregator answers for it a moment later.
+	{"Error during resource discovery", "stale GroupVersion discovery: metrics.k8s.io/"},
 	// The apiserver's own controllers before its system namespaces exist.
 	{"Error while syncing ConfigMap", `namespaces "kube-system" not found`},
 	{"Failed to ensure lease exists, will retry", `namespaces "kube-system" not found`},
