@@ -1,6 +1,7 @@
 package apicache
 
 import (
+	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,6 +141,14 @@ func (a *apiserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	q := r.URL.Query()
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && strings.HasPrefix(r.URL.Path, "/api/v1/pods") {
+		// As kube-apiserver 1.37 does for watch-list streams and large
+		// answers: gzip, a member per flush.
+		w.Header().Set("Content-Encoding", "gzip")
+		gw := &gzipFlusher{w: w}
+		defer gw.Flush()
+		w = gw
+	}
 	switch {
 	case r.URL.Path == "/readyz":
 		_, _ = w.Write([]byte("ok"))
@@ -167,4 +177,32 @@ func (a *apiserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = fmt.Fprintf(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}`)
 	}
+}
+
+// gzipFlusher gzips what is written to w, ending a gzip member at every
+// Flush, as the apiserver's watch writer does.
+type gzipFlusher struct {
+	w  http.ResponseWriter
+	gz *gzip.Writer
+}
+
+func (g *gzipFlusher) Header() http.Header  { return g.w.Header() }
+func (g *gzipFlusher) WriteHeader(code int) { g.w.WriteHeader(code) }
+
+func (g *gzipFlusher) Write(b []byte) (int, error) {
+	if g.gz == nil {
+		g.gz = gzip.NewWriter(g.w)
+	}
+	return g.gz.Write(b)
+}
+
+// Flush sends what was written (a sync flush, which a reader decompresses
+// at once) and ends the gzip member.
+func (g *gzipFlusher) Flush() {
+	if g.gz != nil {
+		_ = g.gz.Flush()
+		_ = g.gz.Close()
+		g.gz = nil
+	}
+	g.w.(http.Flusher).Flush()
 }

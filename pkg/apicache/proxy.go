@@ -88,6 +88,11 @@ func newProxy(cfg Config, st *store, rt http.RoundTripper) (*proxy, error) {
 			if req, _ := pr.In.Context().Value(ctxKey{}).(request); req.class != passThrough {
 				// JSON, which the cache reads; every client takes it.
 				pr.Out.Header.Set("Accept", "application/json")
+				// Uncompressed to the cache: the transport asks for gzip
+				// itself and decompresses (since 1.37 the apiserver gzips
+				// watch-list streams, WatchListCompression, as it does
+				// large answers, when the client accepts it).
+				pr.Out.Header.Del("Accept-Encoding")
 			}
 		},
 		Transport:      rt,
