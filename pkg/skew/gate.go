@@ -33,9 +33,16 @@ const RecordFile = "kedge-version"
 // members now (node name → version: a removed server's record does not
 // count) and the datastore's.
 func Versions(ctx context.Context, c *clientv3.Client) (servers map[string]string, datastore string, err error) {
+	servers, datastore, _, err = versions(ctx, c)
+	return servers, datastore, err
+}
+
+// versions is Versions with the datastore record's mod revision (0: none),
+// for a compare-and-swap on it.
+func versions(ctx context.Context, c *clientv3.Client) (servers map[string]string, datastore string, rev int64, err error) {
 	members, err := c.MemberList(ctx)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	isMember := map[string]bool{}
 	for _, m := range members.Members {
@@ -43,18 +50,18 @@ func Versions(ctx context.Context, c *clientv3.Client) (servers map[string]strin
 	}
 	resp, err := c.Get(ctx, "/kedge/versions/", clientv3.WithPrefix())
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 	servers = map[string]string{}
 	for _, kv := range resp.Kvs {
 		switch k := string(kv.Key); {
 		case k == DatastoreKey:
-			datastore = string(kv.Value)
+			datastore, rev = string(kv.Value), kv.ModRevision
 		case strings.HasPrefix(k, ServersPrefix) && isMember[strings.TrimPrefix(k, ServersPrefix)]:
 			servers[strings.TrimPrefix(k, ServersPrefix)] = string(kv.Value)
 		}
 	}
-	return servers, datastore, nil
+	return servers, datastore, rev, nil
 }
 
 // ReadRecord is the version that last ran on the db dir ("" if none).
@@ -154,11 +161,7 @@ func (g *Gate) checkOnce(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	resp, err := c.Get(ctx, DatastoreKey)
-	if err != nil {
-		return err
-	}
-	servers, datastore, err := Versions(ctx, c)
+	servers, datastore, rev, err := versions(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -168,8 +171,8 @@ func (g *Gate) checkOnce(ctx context.Context) error {
 	// Compare-and-swap on the datastore's record: two servers upgraded at
 	// once both end up recorded, the newer minor in the datastore key.
 	cmp := clientv3.Compare(clientv3.CreateRevision(DatastoreKey), "=", 0)
-	if len(resp.Kvs) > 0 {
-		cmp = clientv3.Compare(clientv3.ModRevision(DatastoreKey), "=", resp.Kvs[0].ModRevision)
+	if rev != 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(DatastoreKey), "=", rev)
 	}
 	txn, err := c.Txn(ctx).If(cmp).Then(
 		clientv3.OpPut(ServersPrefix+g.cfg.Name, g.cfg.Version),
