@@ -51,7 +51,8 @@ func Run(ctx context.Context, le leaderelection.LeaderElectionConfig, log *slog.
 	var runErr error
 	select {
 	case leadCtx := <-leading:
-		log.Info("became leader", "lease", le.Name, "identity", le.Lock.Identity())
+		// Debug: every server start takes a few; the Leases say who holds them.
+		log.Debug("became leader", "lease", le.Name, "identity", le.Lock.Identity())
 		if err := run(leadCtx); err != nil && leadCtx.Err() == nil {
 			runErr = err
 		}
