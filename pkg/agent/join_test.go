@@ -33,6 +33,7 @@ func TestJoin(t *testing.T) {
 	}
 	sup, err := supervisor.New(supervisor.Config{
 		CACertFile: ca.ServerCA, Secret: "s3cret", CA: ca,
+		Settings: supervisor.Settings{ServiceCIDR: "10.43.0.0/16"},
 		Cluster: supervisor.Cluster{ClusterCIDR: "10.42.0.0/16", ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local",
 			FlannelBackend: "host-gw", Servers: []string{"https://192.0.2.1:6443"}},
 		NewClient: func() (kubernetes.Interface, error) { return fake.NewClientset(), nil },
@@ -56,7 +57,7 @@ func TestJoin(t *testing.T) {
 	if err := Join(t.Context(), &node, srv.URL, token, log); err != nil {
 		t.Fatal(err)
 	}
-	if node.ClusterCIDR != "10.42.0.0/16" || node.ClusterDNS.String() != "10.43.0.10" || node.FlannelBackend != flannel.HostGW {
+	if node.ClusterCIDR != "10.42.0.0/16" || node.ServiceCIDR != "10.43.0.0/16" || node.ClusterDNS.String() != "10.43.0.10" || node.FlannelBackend != flannel.HostGW {
 		t.Fatalf("cluster settings not taken from the server: %+v", node)
 	}
 	for _, key := range []string{node.Certs.KubeletClientKey, node.Certs.KubeletServingKey, node.Certs.KubeProxyKey, node.Certs.CoreDNSKey, filepath.Join(node.Dir(), "node-password")} {
@@ -83,7 +84,9 @@ func TestJoin(t *testing.T) {
 	if ok, err := loadJoined(&restarted, srv.URL); !ok || err != nil {
 		t.Fatalf("loadJoined: %v, %v", ok, err)
 	}
-	if restarted.ClusterCIDR != node.ClusterCIDR || !restarted.ClusterDNS.Equal(node.ClusterDNS) || restarted.FlannelBackend != node.FlannelBackend ||
+	// The service CIDR too: without it a restarted agent enforced no
+	// NetworkPolicy (and its --disable cleanup failed).
+	if restarted.ClusterCIDR != node.ClusterCIDR || restarted.ServiceCIDR != node.ServiceCIDR || !restarted.ClusterDNS.Equal(node.ClusterDNS) || restarted.FlannelBackend != node.FlannelBackend ||
 		restarted.ClusterDomain != node.ClusterDomain || strings.Join(restarted.Servers, ",") != strings.Join(node.Servers, ",") || restarted.Certs != node.Certs {
 		t.Fatalf("loadJoined = %+v, want the join's %+v", restarted, node)
 	}

@@ -23,6 +23,7 @@ import (
 type joined struct {
 	Server         string   `json:"server"` // the --server it joined
 	ClusterCIDR    string   `json:"clusterCIDR"`
+	ServiceCIDR    string   `json:"serviceCIDR,omitempty"` // empty: remembered by an older kedge, taken from the next join
 	ClusterDomain  string   `json:"clusterDomain"`
 	ClusterDNS     string   `json:"clusterDNS"`
 	FlannelBackend string   `json:"flannelBackend"`
@@ -35,7 +36,7 @@ func joinedFile(node Config) string { return filepath.Join(node.Dir(), "etc", "j
 
 // saveJoined records node's join (0600, atomically).
 func saveJoined(node Config, serverURL string) error {
-	j := joined{Server: serverURL, ClusterCIDR: node.ClusterCIDR, ClusterDomain: node.ClusterDomain,
+	j := joined{Server: serverURL, ClusterCIDR: node.ClusterCIDR, ServiceCIDR: node.ServiceCIDR, ClusterDomain: node.ClusterDomain,
 		ClusterDNS: node.ClusterDNS.String(), FlannelBackend: string(node.FlannelBackend), Disabled: node.Disabled, Servers: node.Servers}
 	raw, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -76,7 +77,7 @@ func loadJoined(node *Config, serverURL string) (bool, error) {
 	if dns == nil || len(j.Servers) == 0 {
 		return false, fmt.Errorf("%s: no cluster DNS address or servers (remove it to join again)", joinedFile(*node))
 	}
-	node.Certs, node.ClusterCIDR, node.ClusterDomain, node.ClusterDNS = certs, j.ClusterCIDR, j.ClusterDomain, dns
+	node.Certs, node.ClusterCIDR, node.ServiceCIDR, node.ClusterDomain, node.ClusterDNS = certs, j.ClusterCIDR, j.ServiceCIDR, j.ClusterDomain, dns
 	node.FlannelBackend, node.Disabled, node.Servers = backend, j.Disabled, j.Servers
 	return true, nil
 }
@@ -101,13 +102,14 @@ func rejoin(ctx context.Context, node Config, serverURL, token string, update fu
 		return
 	}
 	update(node.Servers)
-	if node.ClusterCIDR != was.ClusterCIDR || node.ClusterDomain != was.ClusterDomain || !node.ClusterDNS.Equal(was.ClusterDNS) ||
+	if node.ClusterCIDR != was.ClusterCIDR || node.ServiceCIDR != was.ServiceCIDR || node.ClusterDomain != was.ClusterDomain || !node.ClusterDNS.Equal(was.ClusterDNS) ||
 		node.FlannelBackend != was.FlannelBackend || !slices.Equal(node.Disabled, was.Disabled) {
 		// The node's components were chosen from the old settings
-		// (--disable, the pod network): start again with the new ones,
+		// (--disable, the pod network, the service CIDR NetworkPolicy
+		// enforcement needs): start again with the new ones,
 		// as an upgraded binary does (the join stored them).
 		log.Warn("the cluster's settings changed since the last join: restarting to apply them", "component", "agent",
-			"disabled", node.Disabled, "was_disabled", was.Disabled)
+			"disabled", node.Disabled, "was_disabled", was.Disabled, "service_cidr", node.ServiceCIDR, "was_service_cidr", was.ServiceCIDR)
 		refuse(&refusedError{err: fmt.Errorf("the cluster's settings changed since the last join: %w", upgrade.ErrRestart)})
 	}
 }

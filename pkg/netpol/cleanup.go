@@ -37,6 +37,12 @@ func (c *Cleanup) Start(ctx context.Context) error {
 	if ok, err := ipt.ChainExists("filter", ForwardChain); err != nil || !ok {
 		return nil
 	}
+	if c.cfg.ServiceCIDR == "" {
+		// An agent that started from a join remembered by an older kedge:
+		// its background join brings the CIDR and restarts it.
+		c.cfg.Log.Warn("network policy rules left in place until the service CIDR is known (the next join brings it)")
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	b, err := build(ctx, c.cfg)
