@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,49 +15,9 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/kedge-io/kedge/pkg/etcd/etcdtest"
 )
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// startEtcd runs a real single-member etcd on loopback ports and returns a
-// client of it.
-func startEtcd(t *testing.T) *clientv3.Client {
-	t.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-	cfg.LogLevel = "error"
-	client, peer := &url.URL{Scheme: "http", Host: freePort(t)}, &url.URL{Scheme: "http", Host: freePort(t)}
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	cfg.ListenMetricsUrls = nil
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		t.Fatal("etcd not ready after 30 s")
-	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{client.String()}, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // events records what the guard reports.
 type events struct {
@@ -119,7 +77,7 @@ func put(c *clientv3.Client, key string) error {
 }
 
 func TestGuardStopsAndResumesWrites(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Start(t, "")
 	dir := t.TempDir()
 	var free atomic.Uint64
 	free.Store(1 << 30)
@@ -191,7 +149,7 @@ func TestGuardStopsAndResumesWrites(t *testing.T) {
 }
 
 func TestGuardMarksAreClusterWide(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Start(t, "")
 	ctx := context.Background()
 	var lowFree, okFree atomic.Uint64
 	lowFree.Store(200 << 20)
@@ -222,7 +180,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestGuardAfterRestart(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Start(t, "")
 	dir := t.TempDir()
 	var free atomic.Uint64
 	free.Store(10 << 20)
@@ -261,7 +219,7 @@ func TestGuardAfterRestart(t *testing.T) {
 }
 
 func TestGuardLeavesEtcdsOwnAlarm(t *testing.T) {
-	c := startEtcd(t)
+	c := etcdtest.Start(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := c.Status(ctx, c.Endpoints()[0])
