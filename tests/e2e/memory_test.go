@@ -14,27 +14,39 @@ import (
 )
 
 // memoryHeadroom is how much memory the node's cgroup allows beyond what
-// it and kedge use when the hog starts.
+// it, kedge and the pods' share use when the hog starts.
 const memoryHeadroom = 300 << 20
 
+// podMemory is the pods' share of the node (the kubelet's node allocatable,
+// enforced on its kubepods cgroup): the machine's memory less the
+// kube-reserved memory the test gives kedge.
+const podMemory = 500 << 20
+
 // TestMemoryPressure (issue 14, part 3): a server whose whole node — kedge
-// itself and every pod — is held in a memory cgroup with little headroom
-// (kedge's process moved into the node's cgroup root,
-// above the kubelet's kubepods; the limit its usage and kedge's RSS plus
-// 300 MiB), like a
-// small edge machine. A Guaranteed pod runs beside a BestEffort pod that
+// itself and every pod — is held in a memory cgroup, like a small edge
+// machine: kedge's process is moved into the node's cgroup root, beside the
+// kubelet's kubepods, and the limit is its usage, kedge's RSS, the pods'
+// share and 300 MiB. kedge is started with
+// `--kubelet-arg kube-reserved=memory=…` so that the pods may use 500 MiB
+// (the kubelet enforces node allocatable on kubepods: the machine's memory
+// less what is reserved). A Guaranteed pod runs beside a BestEffort pod that
 // takes memory until the kernel's OOM killer acts. The killer must pick the
 // hog, every time, never kedge: kedge keeps running, the node stays Ready,
 // the Guaranteed pod is never restarted, and kedge's oom_score_adj is at
 // most every pod's (the kubelet sets -999 for kedge where the host grants
 // CAP_SYS_RESOURCE; without it kedge stays at 0, which containerd's
-// restrict_oom_score_adj makes the floor of every container too).
+// restrict_oom_score_adj makes the floor of every container too). Without
+// the reservation the pods may fill the node, and once the hog is killed
+// the kernel can pick kedge, at 0, as the next largest task before the
+// hog's memory is back (seen on 1.37: the hog killed, then kedge 90 ms
+// later): on a machine short of memory, reserve kedge's share.
 func TestMemoryPressure(t *testing.T) {
 	c := harness.NewCluster(t)
 	image := testimage.Build(t)
 	var a *harness.Node
 	c.Step("server a Ready, a Guaranteed pod Running", func() {
-		a = startNode(t, c, image, "a")
+		total := memTotal(t)
+		a = startNode(t, c, image, "a", "--kubelet-arg", fmt.Sprintf("kube-reserved=memory=%d", total-podMemory))
 		a.WaitReady(5 * time.Minute)
 		steady := fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -53,7 +65,7 @@ spec:
 	})
 
 	cg := "/sys/fs/cgroup/memory" + a.CgroupRoot()
-	c.Step("the node's memory held to its usage + 300 MiB, kedge in it", func() {
+	c.Step("the node's memory held to its usage + kedge's RSS + the pods' 500 MiB + 300 MiB, kedge in it; kubepods at 500 MiB", func() {
 		if _, err := os.Stat(filepath.Join(cg, "memory.limit_in_bytes")); err != nil {
 			t.Skipf("no cgroup v1 memory controller at %s: %v", cg, err)
 		}
@@ -79,9 +91,13 @@ spec:
 		if err != nil || rss == 0 {
 			t.Fatalf("kedge's RSS: %q, %v", rssOut, err)
 		}
-		limit := usage + rss + memoryHeadroom
+		limit := usage + rss + podMemory + memoryHeadroom
 		writeCgroupFile(t, filepath.Join(cg, "memory.limit_in_bytes"), strconv.FormatInt(limit, 10))
-		t.Logf("node memory cgroup %s: usage %d MiB, kedge RSS %d MiB, limit %d MiB", cg, usage>>20, rss>>20, limit>>20)
+		pods := readCgroupInt(t, filepath.Join(cg, "kubepods", "memory.limit_in_bytes"))
+		if pods > podMemory {
+			t.Fatalf("kubepods' memory limit is %d MiB, want the pods' share of %d MiB (kube-reserved not enforced)", pods>>20, podMemory>>20)
+		}
+		t.Logf("node memory cgroup %s: usage %d MiB, kedge RSS %d MiB, limit %d MiB; kubepods limit %d MiB", cg, usage>>20, rss>>20, limit>>20, pods>>20)
 	})
 	t.Cleanup(func() { _ = os.WriteFile(filepath.Join(cg, "memory.limit_in_bytes"), []byte("-1"), 0o644) })
 
@@ -218,4 +234,25 @@ func readCgroupInt(t *testing.T, path string) int64 {
 // of n's kedge process: its binary may have any name, so by command line.
 func kedgePIDs(n *harness.Node) string {
 	return "pgrep -f '^" + n.Argv()[0] + " (server|agent)'"
+}
+
+// memTotal is the machine's memory (the kubelet's memory capacity), from
+// /proc/meminfo.
+func memTotal(t *testing.T) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+			kib, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kib << 10
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
 }
