@@ -175,20 +175,14 @@ func AddNode(m *component.Manager, cfg Config, log *slog.Logger) {
 			ExtraArgs:                cfg.KubeletArgs,
 			Log:                      log,
 		}),
-		nodemeta.NewSyncer(nodemeta.SyncerConfig{
-			NodeName:  cfg.NodeName,
-			Spec:      cfg.NodeMeta,
-			Apply:     cfg.NodeMetaApply,
-			Permanent: join.Permanent,
-			Log:       log,
-		}),
 	} {
 		m.Add(c)
 	}
 	if cfg.FlannelBackend != flannel.None {
 		// flannel needs the kubelet's Node, not the kubelet's readiness:
-		// it starts with the kubelet, so that its subnet manager, which
-		// checks its informer once a second, is built meanwhile.
+		// it starts with the kubelet (in its stage: before the node
+		// metadata's), so that its subnet manager, which checks its
+		// informer once a second, is built meanwhile.
 		m.AddAlongside(flannel.New(flannel.Config{
 			NodeName:    cfg.NodeName,
 			NodeIP:      cfg.NodeIP,
@@ -201,6 +195,13 @@ func AddNode(m *component.Manager, cfg Config, log *slog.Logger) {
 			Log:         log,
 		}))
 	}
+	m.Add(nodemeta.NewSyncer(nodemeta.SyncerConfig{
+		NodeName:  cfg.NodeName,
+		Spec:      cfg.NodeMeta,
+		Apply:     cfg.NodeMetaApply,
+		Permanent: join.Permanent,
+		Log:       log,
+	}))
 	m.Add(kubeproxy.New(kubeproxy.Config{
 		NodeName:    cfg.NodeName,
 		NodeIP:      cfg.NodeIP,

@@ -210,7 +210,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		m.AddAlongside(runtime)
 	}
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: userKubeconfig})
-	m.Add(tokenSync)                     // the server token, as `kedge token rotate` sets it
+	// What the node does not wait for (the kubelet needs the API, the
+	// controller-manager's early controllers and the manifests' RBAC)
+	// starts in the background, in this order; all of it is Ready before
+	// the server is.
+	addons := component.NewSequence("add-ons", log)
+	m.Add(addons)
+	addons.Add(tokenSync)                // the server token, as `kedge token rotate` sets it
 	csiGuard := kubelet.NewCSIGuard(log) // the kubelet's CSI plugin inited after the controller-manager's
 	m.Add(controllermanager.New(controllermanager.Config{
 		Starting:    csiGuard.ControllersStarting,
@@ -221,12 +227,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExtraArgs:   cfg.ControllerManagerArgs,
 		Log:         log,
 	}))
-	// What the node does not wait for (the kubelet needs the API, the
-	// controller-manager's early controllers and the manifests' RBAC)
-	// starts in the background, in this order; all of it is Ready before
-	// the server is.
-	addons := component.NewSequence("add-ons", log)
-	m.Add(addons)
 	addons.Add(scheduler.New(scheduler.Config{
 		Kubeconfig: filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
 		ExtraArgs:  cfg.SchedulerArgs,
