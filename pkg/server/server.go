@@ -232,13 +232,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExtraArgs:  cfg.SchedulerArgs,
 		Log:        log,
 	}))
-	m.Add(manifests.New(manifests.Config{
+	builtins := manifests.New(manifests.Config{
 		Kubeconfig: adminKubeconfig,
 		Dir:        filepath.Join(cfg.serverDir(), "manifests"),
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Disabled:   cfg.Disable,
+		Record:     filepath.Join(cfg.serverDir(), ManifestsRecord),
 		Log:        log,
-	}))
+	})
+	if builtins.AppliedBefore() {
+		addons.Add(builtins) // a restart: the RBAC the node needs is there since the last start
+	} else {
+		m.Add(builtins)
+	}
 	if !slices.Contains(cfg.Disable, AddonServiceLB) {
 		// Before an address is handed out, an ARP probe from this server's
 		// segment checks that no machine answers for it.
@@ -313,6 +319,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return err
 }
+
+// ManifestsRecord is the file, in <data-dir>/server, where the manifests
+// controller records the built-ins it applied (manifests.Config.Record).
+const ManifestsRecord = "manifests-applied"
 
 // metricsKubeconfig is metrics-server's kubeconfig in the cred directory.
 const metricsKubeconfig = "metrics-server.kubeconfig"
