@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -138,5 +139,26 @@ func waitEvent(t *testing.T, rec *recorder, e string) {
 			t.Fatalf("no %q in %q", e, rec.get())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A component alongside that is Ready while the stage's first one is not
+// gets a debug line, not an info line repeating the first one's time.
+func TestReadyAlongsideLogsAtDebug(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	rec := &recorder{}
+	slowReady := make(chan struct{})
+	m := NewManager(log)
+	m.Add(&fake{name: "slow", rec: rec, readyWait: slowReady})
+	m.AddAlongside(&fake{name: "quick", rec: rec})
+	go func() { time.Sleep(20 * time.Millisecond); close(slowReady) }()
+	if err := m.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	if !strings.Contains(out, `level=INFO msg="component ready" component=slow`) ||
+		!strings.Contains(out, `level=DEBUG msg="component ready" component=quick`) {
+		t.Errorf("log:\n%s\nwant slow at INFO, quick at DEBUG", out)
 	}
 }
