@@ -98,16 +98,23 @@ func ContainerdAddress() string { return filepath.Join(RunDir, "containerd", "co
 // which the kubelet uses when a registry mirror rewrites names.
 func ImageProxyAddress() string { return filepath.Join(RunDir, "containerd", "images.sock") }
 
-// AddComponents adds the node's components to m in start order.
+// AddComponents adds the node's components to m in start order: its
+// Runtime, then the rest (AddNode).
 func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log *slog.Logger) {
-	cniConf := filepath.Join(cfg.Dir(), "etc", "cni", "net.d")
+	for _, c := range Runtime(cfg, assets, log) {
+		m.Add(c)
+	}
+	AddNode(m, cfg, log)
+}
+
+// Runtime returns, in start order, the node's components that need no
+// API: the host's preparation, containerd and its images. A server starts
+// them alongside its control plane (component.Sequence).
+func Runtime(cfg Config, assets embedded.Assets, log *slog.Logger) []component.Component {
+	cniConf := cniConfDir(cfg)
 	address := ContainerdAddress()
 	registryDir := filepath.Join(cfg.Dir(), "etc", "containerd", "certs.d")
-	imageEndpoint := "" // the kubelet pulls from containerd, or through the proxy for rewrites
-	if cfg.Registries.HasRewrites() {
-		imageEndpoint = ImageProxyAddress()
-	}
-	for _, c := range []component.Component{
+	return []component.Component{
 		hostprep.New(hostprep.Config{Log: log}),
 		containerd.New(containerd.Config{
 			Root:         filepath.Join(cfg.Dir(), "containerd"),
@@ -132,6 +139,22 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 		// Does nothing unless a mirror rewrites names (containerd cannot).
 		registries.NewImageProxy(registries.ProxyConfig{Registries: cfg.Registries, HostDir: registryDir,
 			Socket: ImageProxyAddress(), Containerd: address, Namespace: containerd.Namespace, Log: log}),
+	}
+}
+
+// cniConfDir is where flannel writes the CNI config containerd reads.
+func cniConfDir(cfg Config) string { return filepath.Join(cfg.Dir(), "etc", "cni", "net.d") }
+
+// AddNode adds to m, in start order, the node's components after its
+// Runtime: the kubelet and what needs the API.
+func AddNode(m *component.Manager, cfg Config, log *slog.Logger) {
+	cniConf := cniConfDir(cfg)
+	address := ContainerdAddress()
+	imageEndpoint := "" // the kubelet pulls from containerd, or through the proxy for rewrites
+	if cfg.Registries.HasRewrites() {
+		imageEndpoint = ImageProxyAddress()
+	}
+	for _, c := range []component.Component{
 		kubelet.New(kubelet.Config{
 			CSIGuard:                 cfg.CSIGuard,
 			NodeName:                 cfg.NodeName,
@@ -152,20 +175,14 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			ExtraArgs:                cfg.KubeletArgs,
 			Log:                      log,
 		}),
-		nodemeta.NewSyncer(nodemeta.SyncerConfig{
-			NodeName:  cfg.NodeName,
-			Spec:      cfg.NodeMeta,
-			Apply:     cfg.NodeMetaApply,
-			Permanent: join.Permanent,
-			Log:       log,
-		}),
 	} {
 		m.Add(c)
 	}
 	if cfg.FlannelBackend != flannel.None {
 		// flannel needs the kubelet's Node, not the kubelet's readiness:
-		// it starts with the kubelet, so that its subnet manager, which
-		// checks its informer once a second, is built meanwhile.
+		// it starts with the kubelet (in its stage: before the node
+		// metadata's), so that its subnet manager, which checks its
+		// informer once a second, is built meanwhile.
 		m.AddAlongside(flannel.New(flannel.Config{
 			NodeName:    cfg.NodeName,
 			NodeIP:      cfg.NodeIP,
@@ -178,6 +195,13 @@ func AddComponents(m *component.Manager, cfg Config, assets embedded.Assets, log
 			Log:         log,
 		}))
 	}
+	m.Add(nodemeta.NewSyncer(nodemeta.SyncerConfig{
+		NodeName:  cfg.NodeName,
+		Spec:      cfg.NodeMeta,
+		Apply:     cfg.NodeMetaApply,
+		Permanent: join.Permanent,
+		Log:       log,
+	}))
 	m.Add(kubeproxy.New(kubeproxy.Config{
 		NodeName:    cfg.NodeName,
 		NodeIP:      cfg.NodeIP,

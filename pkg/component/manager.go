@@ -75,14 +75,16 @@ func (m *Manager) Start(ctx context.Context) error {
 			m.watch(c)
 		}
 		for k, c := range stage {
+			waited := time.Now()
 			if err := m.waitReady(ctx, c); err != nil {
 				err = fmt.Errorf("%s: not ready: %w", c.Name(), err)
 				return errors.Join(err, m.stopAfterFailure(ctx))
 			}
-			// A component ready at once (one that works in the background)
-			// says nothing about the start-up's timing: debug level.
+			// A component ready at once (one that works in the background,
+			// or one alongside that was ready while the stage's first one
+			// was not) says nothing about the start-up's timing: debug level.
 			level, took := slog.LevelInfo, time.Since(begins[k])
-			if took < quickReady {
+			if took < quickReady || (k > 0 && time.Since(waited) < quickReady) {
 				level = slog.LevelDebug
 			}
 			m.log.Log(ctx, level, "component ready", "component", c.Name(), "took", took.Round(time.Millisecond))

@@ -29,3 +29,9 @@ func AssetsFS() fs.FS {
 func Extract(dataDir string) (Assets, error) {
 	return ExtractFS(AssetsFS(), dataDir)
 }
+
+// Locate returns where Extract puts the embedded helpers under dataDir,
+// without extracting them (see LocateFS).
+func Locate(dataDir string) (Assets, error) {
+	return LocateFS(AssetsFS(), dataDir)
+}

@@ -98,23 +98,11 @@ const staleAfter = time.Hour
 // not. Directories of older builds are kept: a shim started by an older
 // kedge may still run its runc; deleting them is left to the operator.
 func ExtractFS(fsys fs.FS, dataDir string) (Assets, error) {
-	if dataDir == "" {
-		return Assets{}, errors.New("embedded: empty data dir")
-	}
-	files, hash, err := readManifest(fsys)
+	a, files, err := locateFS(fsys, dataDir)
 	if err != nil {
 		return Assets{}, err
 	}
-	root := filepath.Join(dataDir, "data")
-	dir := filepath.Join(root, hash)
-	a := Assets{
-		Dir:           dir,
-		Hash:          hash,
-		BinDir:        filepath.Join(dir, binDir),
-		Runc:          filepath.Join(dir, binDir, "runc"),
-		PauseImageTar: filepath.Join(dir, filepath.FromSlash(pauseTarAsset)),
-		PauseImage:    PauseImage,
-	}
+	root, dir := filepath.Dir(a.Dir), a.Dir
 	if verify(dir, files) != nil {
 		if err := install(fsys, files, root, dir); err != nil {
 			return Assets{}, err
@@ -122,6 +110,33 @@ func ExtractFS(fsys fs.FS, dataDir string) (Assets, error) {
 	}
 	removeStale(root)
 	return a, nil
+}
+
+// LocateFS returns where ExtractFS puts fsys's assets under dataDir,
+// without extracting them: a start can lay out its components while the
+// extraction runs.
+func LocateFS(fsys fs.FS, dataDir string) (Assets, error) {
+	a, _, err := locateFS(fsys, dataDir)
+	return a, err
+}
+
+func locateFS(fsys fs.FS, dataDir string) (Assets, []assetFile, error) {
+	if dataDir == "" {
+		return Assets{}, nil, errors.New("embedded: empty data dir")
+	}
+	files, hash, err := readManifest(fsys)
+	if err != nil {
+		return Assets{}, nil, err
+	}
+	dir := filepath.Join(dataDir, "data", hash)
+	return Assets{
+		Dir:           dir,
+		Hash:          hash,
+		BinDir:        filepath.Join(dir, binDir),
+		Runc:          filepath.Join(dir, binDir, "runc"),
+		PauseImageTar: filepath.Join(dir, filepath.FromSlash(pauseTarAsset)),
+		PauseImage:    PauseImage,
+	}, files, nil
 }
 
 // readManifest parses fsys's manifestFile: one line per file, sorted by name,

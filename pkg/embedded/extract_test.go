@@ -258,3 +258,25 @@ func TestExtractChecksContent(t *testing.T) {
 		})
 	}
 }
+
+// LocateFS names the paths ExtractFS fills, and writes nothing.
+func TestLocateMatchesExtract(t *testing.T) {
+	dataDir := t.TempDir()
+	located, err := LocateFS(fakeAssets(), dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LocateFS wrote %s/data (stat: %v)", dataDir, err)
+	}
+	extracted, err := ExtractFS(fakeAssets(), dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if located != extracted {
+		t.Errorf("LocateFS %+v, ExtractFS %+v", located, extracted)
+	}
+	if _, err := LocateFS(fstest.MapFS{".gitkeep": {}}, dataDir); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("LocateFS without assets: %v, want ErrNotBuilt", err)
+	}
+}

@@ -78,6 +78,9 @@ type Config struct {
 	Disabled []string
 	Poll     time.Duration // how often Dir is scanned for changes; default 10 s
 	Log      *slog.Logger
+	// Record, if set, is the file where the controller records what it
+	// applied of the built-ins (a hash), for AppliedBefore.
+	Record string
 }
 
 // Controller applies the manifests.
@@ -133,6 +136,9 @@ func (c *Controller) Start(ctx context.Context) error {
 				return
 			}
 			c.cfg.Log.Debug("built-in manifest "+what, "component", "manifests", "manifest", path)
+		}
+		if err := c.record(docs); err != nil {
+			c.cfg.Log.Warn("could not record the built-in manifests applied; the next start waits for them again", "component", "manifests", "file", c.cfg.Record, "err", err)
 		}
 		close(c.ready)
 		c.watch(runCtx)

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"net"
 	"path/filepath"
 
 	"github.com/kedge-io/kedge/pkg/agent"
+	"github.com/kedge-io/kedge/pkg/component"
+	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/hostinfo"
 	"github.com/kedge-io/kedge/pkg/nodemeta"
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -60,3 +63,47 @@ func nodePKI(cfg Config) pki.NodeConfig {
 		Validity: cfg.CertValidity,
 	}
 }
+
+// nodeRuntime prepares the server's own node: its config and, in a
+// sequence the server starts alongside etcd, what needs no API: the
+// extraction of the embedded helpers, then agent.Runtime (containerd, its
+// images). Without an agent (--disable-agent) the sequence is nil.
+func nodeRuntime(cfg Config, certs pki.Bundle, admin pki.KubeconfigOptions, log *slog.Logger) (agent.Config, *component.Sequence, error) {
+	if cfg.DisableAgent {
+		return agent.Config{}, nil, nil
+	}
+	node, err := nodeConfig(cfg, certs, admin, log)
+	if err != nil {
+		return node, nil, err
+	}
+	assets, err := embedded.Locate(cfg.DataDir)
+	if err != nil {
+		return node, nil, err
+	}
+	rt := component.NewSequence("node runtime", log, &extractAssets{dataDir: cfg.DataDir})
+	for _, c := range agent.Runtime(node, assets, log) {
+		rt.Add(c)
+	}
+	return node, rt, nil
+}
+
+// extractAssets writes the embedded helpers (runc, the shim, the CNI
+// plugins, the pause image) under the data dir, before containerd starts.
+type extractAssets struct{ dataDir string }
+
+var _ component.Component = (*extractAssets)(nil)
+
+// Name implements component.Component.
+func (*extractAssets) Name() string { return "helpers" }
+
+// Start extracts the helpers (only checks them when already extracted).
+func (e *extractAssets) Start(context.Context) error {
+	_, err := embedded.Extract(e.dataDir)
+	return err
+}
+
+// Ready implements component.Component: Start did the work.
+func (*extractAssets) Ready(context.Context) error { return nil }
+
+// Stop implements component.Component; the files stay.
+func (*extractAssets) Stop(context.Context) error { return nil }

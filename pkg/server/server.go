@@ -25,7 +25,6 @@ import (
 	"github.com/kedge-io/kedge/pkg/component"
 	"github.com/kedge-io/kedge/pkg/controllermanager"
 	"github.com/kedge-io/kedge/pkg/diskguard"
-	"github.com/kedge-io/kedge/pkg/embedded"
 	"github.com/kedge-io/kedge/pkg/etcd"
 	"github.com/kedge-io/kedge/pkg/etcdnode"
 	"github.com/kedge-io/kedge/pkg/etcdsnapshot"
@@ -201,8 +200,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		EncryptionConfig: encryptionConfig, // Secrets encrypted at rest
 	}))
 	m.AddAlongside(skew.NewGate(skew.GateConfig{Name: cfg.NodeName, Version: version.Kubernetes(), DBDir: cfg.dbDir(), Etcd: etcdClient, Log: log}))
+	// The node's container runtime (the helpers' extraction, containerd,
+	// its images) needs no API: it starts meanwhile; the kubelet waits for it.
+	node, runtime, err := nodeRuntime(cfg, certs, kubeconfigs["admin.kubeconfig"], log)
+	if err != nil {
+		return err
+	}
+	if runtime != nil {
+		m.AddAlongside(runtime)
+	}
 	m.Add(&writeKubeconfig{path: cfg.Kubeconfig, mode: cfg.KubeconfigMode, opts: userKubeconfig})
-	m.Add(tokenSync)                     // the server token, as `kedge token rotate` sets it
+	// What the node does not wait for (the kubelet needs the API, the
+	// controller-manager's early controllers and the manifests' RBAC)
+	// starts in the background, in this order; all of it is Ready before
+	// the server is.
+	addons := component.NewSequence("add-ons", log)
+	m.Add(addons)
+	addons.Add(tokenSync)                // the server token, as `kedge token rotate` sets it
 	csiGuard := kubelet.NewCSIGuard(log) // the kubelet's CSI plugin inited after the controller-manager's
 	m.Add(controllermanager.New(controllermanager.Config{
 		Starting:    csiGuard.ControllersStarting,
@@ -213,18 +227,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExtraArgs:   cfg.ControllerManagerArgs,
 		Log:         log,
 	}))
-	m.Add(scheduler.New(scheduler.Config{
+	addons.Add(scheduler.New(scheduler.Config{
 		Kubeconfig: filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
 		ExtraArgs:  cfg.SchedulerArgs,
 		Log:        log,
 	}))
-	m.Add(manifests.New(manifests.Config{
+	builtins := manifests.New(manifests.Config{
 		Kubeconfig: adminKubeconfig,
 		Dir:        filepath.Join(cfg.serverDir(), "manifests"),
 		Values:     manifests.Values{ClusterDNS: cfg.ClusterDNS.String(), ClusterDomain: cfg.ClusterDomain},
 		Disabled:   cfg.Disable,
+		Record:     filepath.Join(cfg.serverDir(), ManifestsRecord),
 		Log:        log,
-	}))
+	})
+	if builtins.AppliedBefore() {
+		addons.Add(builtins) // a restart: the RBAC the node needs is there since the last start
+	} else {
+		m.Add(builtins)
+	}
 	if !slices.Contains(cfg.Disable, AddonServiceLB) {
 		// Before an address is handed out, an ARP probe from this server's
 		// segment checks that no machine answers for it.
@@ -232,16 +252,16 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if err != nil {
 			log.Warn("LoadBalancer addresses are handed out without an ARP probe", "err", err)
 		}
-		m.Add(servicelb.NewController(servicelb.ControllerConfig{Kubeconfig: adminKubeconfig, Pools: cfg.ServiceLBPools, InUse: inUse, Log: log}))
+		addons.Add(servicelb.NewController(servicelb.ControllerConfig{Kubeconfig: adminKubeconfig, Pools: cfg.ServiceLBPools, InUse: inUse, Log: log}))
 	}
 	if !slices.Contains(cfg.Disable, AddonLocalStorage) {
-		m.Add(localstorage.NewController(localstorage.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log}))
+		addons.Add(localstorage.NewController(localstorage.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log}))
 	}
 	if !slices.Contains(cfg.Disable, AddonCloudController) {
-		m.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))
+		addons.Add(cloudcontroller.New(cloudcontroller.Config{Kubeconfig: adminKubeconfig, Log: log}))
 	}
 	if !slices.Contains(cfg.Disable, AddonMetricsServer) {
-		m.Add(metricsserver.New(metricsserver.Config{
+		addons.Add(metricsserver.New(metricsserver.Config{
 			Kubeconfig:      filepath.Join(cfg.credDir(), metricsKubeconfig),
 			AdminKubeconfig: adminKubeconfig,
 			BindAddress:     cfg.BindAddress,
@@ -252,29 +272,23 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			Log:             log,
 		}))
 	}
-	m.Add(etcdnode.New(etcdnode.Config{
+	addons.Add(etcdnode.New(etcdnode.Config{
 		Kubeconfig: adminKubeconfig,
 		NodeName:   ownNode(cfg),
 		Etcd:       etcdClient,
 		Log:        log,
 	}))
-	m.Add(upgrade.NewController(upgrade.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log})) // Upgrade objects
+	addons.Add(upgrade.NewController(upgrade.ControllerConfig{Kubeconfig: adminKubeconfig, Log: log})) // Upgrade objects
 	if !cfg.EtcdSnapshots.Disable {
-		m.Add(etcdsnapshot.NewScheduler(snapshotSchedule(cfg, etcdClient, log)))
+		addons.Add(etcdsnapshot.NewScheduler(snapshotSchedule(cfg, etcdClient, log)))
 	}
 
-	if !cfg.DisableAgent {
-		node, err := nodeConfig(cfg, certs, kubeconfigs["admin.kubeconfig"], log)
-		if err != nil {
-			return err
-		}
+	if runtime != nil {
 		node.CSIGuard = csiGuard
-		assets, err := embedded.Extract(cfg.DataDir)
-		if err != nil {
-			return err
-		}
-		agent.AddComponents(m, node, assets, log)
+		m.Add(runtime.Done())
+		agent.AddNode(m, node, log)
 	}
+	m.Add(addons.Done())
 
 	sd.Status("waiting for etcd and the control plane")
 	if err := m.Start(ctx); err != nil {
@@ -305,6 +319,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("kedge server stopped", "took", time.Since(begin).Round(time.Millisecond))
 	return err
 }
+
+// ManifestsRecord is the file, in <data-dir>/server, where the manifests
+// controller records the built-ins it applied (manifests.Config.Record).
+const ManifestsRecord = "manifests-applied"
 
 // metricsKubeconfig is metrics-server's kubeconfig in the cred directory.
 const metricsKubeconfig = "metrics-server.kubeconfig"

@@ -72,7 +72,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
-	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent (default all)")
+	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart (default all)")
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
 	fs.DurationVar(&o.plan.IdleCPU, "idle-cpu", 120*time.Second, "window over which idle CPU is summed")
 	fs.IntVar(&o.plan.Load.Creates, "creates", 2000, "ConfigMap creates")
@@ -103,14 +103,14 @@ func parseFlags(args []string) (options, error) {
 	for _, part := range strings.Split(*only, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "start", "idle", "api", "churn", "size", "agent":
+		case "start", "idle", "api", "churn", "size", "agent", "restart":
 			o.only[part] = true
 		default:
-			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent)", part)
+			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, restart)", part)
 		}
 	}
 	if len(o.only) == 0 {
-		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent"} {
+		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent", "restart"} {
 			o.only[p] = true
 		}
 	}
@@ -258,6 +258,16 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		}
 	}
+	for i := 1; i <= o.runs && o.only["restart"]; i++ { // kedge only: the baseline has no restart row
+		if err := withLog(o.work, fmt.Sprintf("kedge-restart-%d.log", i), func(w io.Writer) error {
+			log.Info("restart run", "run", i, "of", o.runs)
+			k := bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: filepath.Join(o.work, "kedge"), Role: "server", Images: []string{image},
+				Args: []string{"--node-name", "bench"}, Log: w})
+			return bench.RunRestart(ctx, k, o.plan, &res)
+		}); err != nil {
+			return fmt.Errorf("kedge restart run %d: %w", i, err)
+		}
+	}
 	table := res.Table([2]string{"kedge", "baseline"})
 	report := machine(ctx, kedgeBin, o) + "\n" + table
 	fmt.Print(report)
@@ -280,6 +290,7 @@ func declareRows(r *bench.Results, o options) {
 		{"churn", []bench.Metric{bench.MetricChurnUp(o.plan.Churn.Replicas), bench.MetricChurnDown(o.plan.Churn.Replicas)}},
 		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd}},
 		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS}},
+		{"restart", []bench.Metric{bench.MetricRestartAPI, bench.MetricRestartNode}},
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	for _, p := range parts {
@@ -292,6 +303,10 @@ func declareRows(r *bench.Results, o options) {
 	}
 	if o.only["idle"] {
 		r.Declare(bench.MetricHeap, "n/a (one per process)")
+	}
+	if o.only["restart"] {
+		r.Declare(bench.MetricRestartAPI, "n/a (kedge only)")
+		r.Declare(bench.MetricRestartNode, "n/a (kedge only)")
 	}
 }
 
