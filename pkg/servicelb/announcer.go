@@ -41,12 +41,13 @@ const (
 // AnnouncerConfig describes the announcer of one node.
 type AnnouncerConfig struct {
 	NodeName   string
-	NodeIP     net.IP // its interface answers ARP
+	NodeIP     net.IP // its interface answers ARP and NDP
 	Kubeconfig string // kube-proxy's: it lists Services, EndpointSlices and Nodes
 	Log        *slog.Logger
 }
 
-// Announcer answers ARP for the pool addresses this node is elected for.
+// Announcer answers ARP (IPv4) and NDP (IPv6) for the pool addresses this
+// node is elected for.
 type Announcer struct {
 	cfg AnnouncerConfig
 	component.Background
@@ -64,7 +65,9 @@ func (*Announcer) Name() string { return "servicelb-announcer" }
 func (*Announcer) Ready(context.Context) error { return nil }
 
 // Start opens the ARP socket on the node IP's interface (an error names
-// it) and runs the election loop in the background.
+// it) and the NDP socket (without IPv6 there, a warning: IPv6 addresses are
+// not announced from this node) and runs the election loop in the
+// background.
 func (a *Announcer) Start(ctx context.Context) error {
 	ifi, err := interfaceOf(a.cfg.NodeIP)
 	if err != nil {
@@ -83,9 +86,16 @@ func (a *Announcer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// IPv6 pool addresses need NDP; a node without IPv6 on that
+	// interface still announces IPv4 ones.
+	nd, err := newNDPResponder(ifi, log)
+	if err != nil {
+		log.Warn("IPv6 LoadBalancer addresses are not announced from this node", "err", err)
+		nd = nil
+	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	e := &election{
-		self: a.cfg.NodeName, log: log, resp: resp,
+		self: a.cfg.NodeName, log: log, resp: resp, ndp: nd,
 		services: factory.Core().V1().Services().Lister(),
 		nodes:    factory.Core().V1().Nodes().Lister(),
 		slices:   factory.Discovery().V1().EndpointSlices().Lister(),
@@ -99,6 +109,10 @@ func (a *Announcer) Start(ctx context.Context) error {
 	a.Go(func(context.Context) error {
 		go resp.serve()
 		defer resp.close()
+		if nd != nil {
+			go nd.serve()
+			defer nd.close()
+		}
 		factory.Start(ctx.Done())
 		defer factory.Shutdown()
 		factory.WaitForCacheSync(ctx.Done())
@@ -113,7 +127,8 @@ func (a *Announcer) Start(ctx context.Context) error {
 type election struct {
 	self     string
 	log      *slog.Logger
-	resp     *responder
+	resp     *responder    // ARP, IPv4 addresses
+	ndp      *ndpResponder // NDP, IPv6 addresses; nil without IPv6
 	services corelisters.ServiceLister
 	nodes    corelisters.NodeLister
 	slices   discoverylisters.EndpointSliceLister
@@ -134,11 +149,21 @@ func (e *election) poke() {
 func (e *election) loop(ctx context.Context) {
 	tick := time.NewTicker(ProbeEvery)
 	defer tick.Stop()
+	warnedNoNDP := false
 	for {
-		mine := e.elect()
-		for _, a := range e.resp.set(mine) {
+		v4, v6 := splitFamilies(e.elect())
+		for _, a := range e.resp.set(v4) {
 			e.log.Info("announcing", "ip", a, "node", e.self)
 			go e.resp.announce(a)
+		}
+		if e.ndp != nil {
+			for _, a := range e.ndp.set(v6) {
+				e.log.Info("announcing", "ip", a, "node", e.self)
+				go e.ndp.announce(a)
+			}
+		} else if len(v6) > 0 && !warnedNoNDP {
+			warnedNoNDP = true
+			e.log.Warn("elected for IPv6 LoadBalancer addresses, but this node has no IPv6 on its node IP's interface", "ips", fmt.Sprint(sortedAddrs(v6)))
 		}
 		select {
 		case <-ctx.Done():
@@ -150,7 +175,7 @@ func (e *election) loop(ctx context.Context) {
 	}
 }
 
-// elect returns the IPv4 pool addresses this node must answer for.
+// elect returns the pool addresses this node must answer for.
 func (e *election) elect() map[netip.Addr]bool {
 	svcs, _ := e.services.List(labels.Everything())
 	nodes, _ := e.nodes.List(labels.Everything())
@@ -169,9 +194,10 @@ func (e *election) elect() map[netip.Addr]bool {
 		cands := e.candidates(svc, eligible)
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(in.IP)
-			if err != nil || !ip.Is4() {
-				continue // NDP for IPv6 is not announced yet
+			if err != nil {
+				continue
 			}
+			ip = ip.Unmap()
 			order := rank(ip, cands)
 			for _, n := range order {
 				if n == e.self {
@@ -226,6 +252,29 @@ func rank(ip netip.Addr, nodes []string) []string {
 	}
 	out := append([]string(nil), nodes...)
 	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	return out
+}
+
+// splitFamilies splits addrs into its IPv4 and its IPv6 addresses.
+func splitFamilies(addrs map[netip.Addr]bool) (v4, v6 map[netip.Addr]bool) {
+	v4, v6 = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for a := range addrs {
+		if a.Is4() {
+			v4[a] = true
+		} else {
+			v6[a] = true
+		}
+	}
+	return v4, v6
+}
+
+// sortedAddrs lists addrs in order.
+func sortedAddrs(addrs map[netip.Addr]bool) []netip.Addr {
+	out := make([]netip.Addr, 0, len(addrs))
+	for a := range addrs {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return out
 }
 
