@@ -42,7 +42,7 @@ type ndpResponder struct {
 	conn   *ndp.Conn
 	frames *packet.Conn
 	hw     net.HardwareAddr
-	log  *slog.Logger
+	log    *slog.Logger
 
 	mu     sync.Mutex
 	owns   map[netip.Addr]bool
