@@ -2,9 +2,9 @@
 // in the kedge process, with no image: a controller on the servers
 // allocates each Service an address from an address pool (--service-lb-pool)
 // and sets status.loadBalancer.ingress, and every node runs an announcer
-// that answers ARP for the addresses it is elected for, so that the
-// segment's machines send that traffic to it; kube-proxy's rules for the
-// ingress address carry it to the Service's endpoints. This is MetalLB's
+// that answers ARP (IPv4) and NDP (IPv6) for the addresses it is elected
+// for, so that the segment's machines send that traffic to it; kube-proxy's
+// rules for the ingress address carry it to the Service's endpoints. This is MetalLB's
 // layer-2 mode, built in. Without a pool a Service gets the nodes'
 // addresses, as k3s's ServiceLB gives it.
 //
@@ -15,7 +15,8 @@
 // pod). Every node computes the same order from the API; a node takes over
 // when every node before it fails its liveness probe (a TCP connect to the
 // kubelet port, every second), without waiting for the Node to turn
-// NotReady, and says so with gratuitous ARP.
+// NotReady, and says so with gratuitous ARP or unsolicited Neighbor
+// Advertisements.
 //
 //	pools, _ := servicelb.ParsePools([]string{"default=192.0.2.240-192.0.2.250"})
 package servicelb
