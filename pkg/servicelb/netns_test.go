@@ -57,7 +57,7 @@ func newSegment(t *testing.T, names ...string) *segment {
 		s.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.disable_ipv6=0")
 		s.run("ip", "-n", lan, "link", "add", "name", "p"+name, "type", "veth", "peer", "name", "eth0", "netns", ns)
 		s.run("ip", "-n", lan, "link", "set", "p"+name, "master", "br0", "up")
-		s.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0", "net.ipv6.neigh.eth0.delay_first_probe_time=1")
+		s.run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0", "net.ipv6.neigh.eth0.delay_first_probe_time=1", "net.ipv4.neigh.eth0.delay_first_probe_time=1")
 		s.run("ip", "-n", ns, "link", "set", "eth0", "up")
 		s.run("ip", "-n", ns, "addr", "add", fmt.Sprintf("192.0.2.%d/24", n), "dev", "eth0")
 		s.run("ip", "-n", ns, "addr", "add", fmt.Sprintf("2001:db8::%d/64", n), "dev", "eth0", "nodad")
@@ -316,6 +316,77 @@ func TestNDP(t *testing.T) {
 	} {
 		var got bool
 		seg.in("a", func() { got = inUse(netip.MustParseAddr(c.ip)) }) // its sockets are a's
+		if got != c.used {
+			t.Errorf("probe %s = %v, want %v (%s)", c.ip, got, c.used, c.why)
+		}
+	}
+}
+
+// TestARP is TestNDP's IPv4 counterpart on the same kind of segment: a's
+// responder answers ARP for its pool address, b's gratuitous ARP moves
+// the client's entry to b's MAC, and the allocator's ARP probe finds an
+// address the client holds and the one b announces, but not a free one
+// nor the one a announces itself.
+func TestARP(t *testing.T) {
+	seg := newSegment(t, "a", "b", "client")
+	pool := netip.MustParseAddr("192.0.2.10")
+	ifA, ifB := seg.iface("a"), seg.iface("b")
+	var ra, rb *responder
+	seg.in("a", func() {
+		var err error
+		if ra, err = newResponder(ifA, testLog(t)); err != nil {
+			panic(err)
+		}
+	})
+	seg.in("b", func() {
+		var err error
+		if rb, err = newResponder(ifB, testLog(t)); err != nil {
+			panic(err)
+		}
+	})
+	seg.goIn("a", ra.serve)
+	seg.goIn("b", rb.serve)
+	defer ra.close()
+	defer rb.close()
+	// The client takes an update of an entry at once (default: not
+	// within a second of the last).
+	seg.run("ip", "netns", "exec", seg.ns("client"), "sysctl", "-qw", "net.ipv4.neigh.eth0.locktime=0")
+
+	ra.set(map[netip.Addr]bool{pool: true})
+	rb.set(map[netip.Addr]bool{})
+	seg.send("client", pool)
+	seg.wantNeighbor("client", pool, ifA.HardwareAddr, "REACHABLE")
+	t.Logf("client: %s", seg.neighbor("client", pool))
+
+	ra.set(map[netip.Addr]bool{})
+	for _, a := range rb.set(map[netip.Addr]bool{pool: true}) {
+		seg.goIn("b", func() { rb.announce(a) })
+	}
+	seg.wantNeighbor("client", pool, ifB.HardwareAddr, "STALE", "REACHABLE", "DELAY", "PROBE")
+	seg.send("client", pool)
+	seg.wantNeighbor("client", pool, ifB.HardwareAddr, "REACHABLE")
+	t.Logf("client after the takeover: %s", seg.neighbor("client", pool))
+
+	var inUse func(netip.Addr) bool
+	seg.in("a", func() {
+		var err error
+		if inUse, err = Probe(seg.nodeIP("a"), 300*time.Millisecond); err != nil {
+			panic(err)
+		}
+	})
+	ra.set(map[netip.Addr]bool{netip.MustParseAddr("192.0.2.40"): true})
+	for _, c := range []struct {
+		ip   string
+		used bool
+		why  string
+	}{
+		{"192.0.2.3", true, "the client holds it"},
+		{"192.0.2.10", true, "b announces it"},
+		{"192.0.2.31", false, "nobody holds it"},
+		{"192.0.2.40", false, "a itself announces it"},
+	} {
+		var got bool
+		seg.in("a", func() { got = inUse(netip.MustParseAddr(c.ip)) })
 		if got != c.used {
 			t.Errorf("probe %s = %v, want %v (%s)", c.ip, got, c.used, c.why)
 		}

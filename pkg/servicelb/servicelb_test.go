@@ -270,3 +270,45 @@ func TestController(t *testing.T) {
 		return len(s.Status.LoadBalancer.Ingress) == 1 && s.Status.LoadBalancer.Ingress[0].IP == "192.0.2.7"
 	})
 }
+
+// TestControllerDualStack: through the controller, a dual-stack Service
+// gets an address of each range of its pool, and an IPv6-only Service the
+// IPv6 one that is left.
+func TestControllerDualStack(t *testing.T) {
+	pools, _ := ParsePools([]string{"default=192.0.2.240-192.0.2.241", "default=2001:db8::10-2001:db8::11"})
+	dual := svc("dual", func(s *corev1.Service) {
+		policy := corev1.IPFamilyPolicyPreferDualStack
+		s.Spec.IPFamilyPolicy = &policy
+		s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}
+	})
+	v6 := svc("v6", func(s *corev1.Service) { s.Spec.IPFamilies = []corev1.IPFamily{corev1.IPv6Protocol} })
+	client := fake.NewClientset(dual)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go func() { _ = newAllocator(client, ControllerConfig{Pools: pools}, testLog(t)).run(ctx) }()
+	wait := func(name, want string) {
+		t.Helper()
+		for {
+			s, err := client.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+			var got []string
+			if err == nil {
+				for _, in := range s.Status.LoadBalancer.Ingress {
+					got = append(got, in.IP)
+				}
+			}
+			if strings.Join(got, ",") == want {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: ingress %v, want %s", name, got, want)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	wait("dual", "2001:db8::10,192.0.2.240")
+	if _, err := client.CoreV1().Services("default").Create(ctx, v6, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	wait("v6", "2001:db8::11")
+}
