@@ -96,7 +96,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&f.kubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	registerNodeMeta(fs, &f.nodeLabels, &f.nodeTaints, &f.externalIPs)
 	registerLocalStorage(fs, &f.localStorage)
-	fs.StringArrayVar(&f.serviceLBPools, "service-lb-pool", nil, "address pool of LoadBalancer Services as NAME=FIRST-LAST or NAME=CIDR (repeatable): a Service gets an address from the pool its annotation "+servicelb.PoolAnnotation+" names, else from the pool named "+servicelb.DefaultPool+" or the first; one node answers ARP for it. Without a pool, Services get the nodes' addresses")
+	fs.StringArrayVar(&f.serviceLBPools, "service-lb-pool", nil, "address pool of LoadBalancer Services as NAME=FIRST-LAST or NAME=CIDR (repeatable): a Service gets an address from the pool its annotation "+servicelb.PoolAnnotation+" names, else from the pool named "+servicelb.DefaultPool+" or the first (a pool name may have one IPv4 and one IPv6 range: a dual-stack Service gets one of each); one node answers ARP or NDP for it. Without a pool, Services get the nodes' addresses")
 	fs.StringSliceVar(&f.disable, "disable", nil, "built-in add-on not to run, and to remove if it ran ("+strings.Join(server.DisableNames(), ", ")+"; repeatable or comma-separated); every server of a cluster needs the same list. A user manifest in <data-dir>/server/manifests is skipped with a <file>.skip beside it")
 	fs.Var(&f.featureGates, "feature-gates", featureGatesUsage)
 	fs.StringVar(&f.flannelBackend, "flannel-backend", string(flannel.VXLAN), "pod network between nodes: vxlan, host-gw (nodes on one L2 segment), or none (no pod network: bring your own CNI)")

@@ -29,6 +29,12 @@ func TestServerConfigErrors(t *testing.T) {
 		{"cluster-cidr inside service-cidr", []string{"--cluster-cidr=10.43.128.0/20", "--service-cidr=10.43.0.0/16"},
 			[]string{"--cluster-cidr", "--service-cidr", "overlap"}},
 		{"cluster-cidr smaller than a node's /24", []string{"--cluster-cidr=10.42.0.0/25"}, []string{"--cluster-cidr", "too small"}},
+		{"IPv6 pool inside an IPv6 service-cidr", []string{"--cluster-cidr=fd00:42::/56", "--service-cidr=fd00:43::/112", "--cluster-dns=fd00:43::a", "--service-lb-pool=default=fd00:43::10-fd00:43::20"},
+			[]string{"--service-lb-pool", "--service-cidr fd00:43::/112", "overlaps"}},
+		{"IPv6 pool inside an IPv6 cluster-cidr", []string{"--cluster-cidr=fd00:42::/56", "--service-cidr=fd00:43::/112", "--cluster-dns=fd00:43::a", "--service-lb-pool=default=fd00:42:0:5::/120"},
+			[]string{"--service-lb-pool", "--cluster-cidr fd00:42::/56", "overlaps"}},
+		{"two IPv6 ranges of one pool", []string{"--service-lb-pool=default=2001:db8::/120", "--service-lb-pool=default=2001:db8:1::/120"},
+			[]string{"--service-lb-pool", "given twice for one IP family"}},
 		{"cluster-dns outside service-cidr", []string{"--cluster-dns=10.42.0.10"}, []string{"--cluster-dns", "--service-cidr"}},
 		{"cluster-dns not an IP", []string{"--cluster-dns=dns"}, []string{"--cluster-dns", `"dns"`}},
 		{"bad node-ip", []string{"--node-ip=1.2.3"}, []string{"--node-ip", `"1.2.3"`}},
@@ -179,6 +185,15 @@ func TestServerConfigValues(t *testing.T) {
 				}
 				if c.HTTPSPort != 7443 || c.KubeconfigMode != 0o644 || c.ClusterDomain != "corp.example" || c.BindAddress.String() != "::" {
 					t.Errorf("port %d mode %o domain %q bind %s", c.HTTPSPort, c.KubeconfigMode, c.ClusterDomain, c.BindAddress)
+				}
+			},
+		},
+		{
+			name:    "a pool with an IPv4 and an IPv6 range",
+			cmdline: []string{"--service-lb-pool=default=192.0.2.240-192.0.2.250", "--service-lb-pool=default=2001:db8::10-2001:db8::20"},
+			check: func(t *testing.T, c server.Config) {
+				if len(c.ServiceLBPools) != 2 || c.ServiceLBPools[1].String() != "default=2001:db8::10-2001:db8::20" || c.ServiceLBPools[1].Size() != 17 {
+					t.Errorf("ServiceLBPools %v", c.ServiceLBPools)
 				}
 			},
 		},

@@ -80,8 +80,14 @@ func families(serviceCIDR string) (v4, v6 bool, cidrs []string, err error) {
 		return false, false, nil, errors.New("no service CIDR: the node needs the cluster's --service-cidr")
 	}
 	if v6 {
-		// kube-router v2.1.0 gives ip6tables the IPv4 names of its
-		// ipsets (fixed in v2.1.1, which the module proxy does not serve).
+		// kube-router v2.1.0's ip6tables rules name a set without the
+		// "inet6:" prefix its IPv6 handler creates it under, so
+		// ip6tables-restore fails ("Set KUBE-SRC-… doesn't exist") and
+		// every sync aborts (fixed in v2.1.1, not served). The handler
+		// here could create IPv6 sets under the plain names (kube-router
+		// hashes the family into them), but kedge's pod network (flannel,
+		// pkg/flannel.NetConf) is IPv4 only: there are no IPv6 pods to
+		// enforce for, nor a cluster to test it in (docs/networkpolicy.md).
 		return false, false, nil, fmt.Errorf("--service-cidr %s: NetworkPolicies are enforced for IPv4 only (kube-router v2.1.0's IPv6 rules name the wrong ipsets); run with --disable %s", serviceCIDR, AddonName)
 	}
 	return v4, v6, cidrs, nil

@@ -246,7 +246,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		m.Add(builtins)
 	}
 	if !slices.Contains(cfg.Disable, AddonServiceLB) {
-		// Before an address is handed out, an ARP probe from this server's
+		// Before an address is handed out, an ARP (IPv4) or NDP (IPv6) probe from this server's
 		// segment checks that no machine answers for it.
 		inUse, err := servicelb.Probe(cfg.NodeIP, 300*time.Millisecond)
 		if err != nil {

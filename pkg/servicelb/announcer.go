@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
@@ -26,27 +25,16 @@ import (
 	"github.com/kedge-io/kedge/pkg/logging"
 )
 
-// ProbePort is the port a node's liveness is probed at: the kubelet's,
-// which kedge serves in the same process.
-const ProbePort = 10250
-
-// Probing: every ProbeEvery; a node is down after ProbeFailures failures
-// in a row, so a node takes over about ProbeEvery×ProbeFailures after the
-// announcing node dies.
-const (
-	ProbeEvery    = time.Second
-	ProbeFailures = 3
-)
-
 // AnnouncerConfig describes the announcer of one node.
 type AnnouncerConfig struct {
 	NodeName   string
-	NodeIP     net.IP // its interface answers ARP
+	NodeIP     net.IP // its interface answers ARP and NDP
 	Kubeconfig string // kube-proxy's: it lists Services, EndpointSlices and Nodes
 	Log        *slog.Logger
 }
 
-// Announcer answers ARP for the pool addresses this node is elected for.
+// Announcer answers ARP (IPv4) and NDP (IPv6) for the pool addresses this
+// node is elected for.
 type Announcer struct {
 	cfg AnnouncerConfig
 	component.Background
@@ -64,7 +52,9 @@ func (*Announcer) Name() string { return "servicelb-announcer" }
 func (*Announcer) Ready(context.Context) error { return nil }
 
 // Start opens the ARP socket on the node IP's interface (an error names
-// it) and runs the election loop in the background.
+// it) and the NDP socket (without IPv6 there, a warning: IPv6 addresses are
+// not announced from this node) and runs the election loop in the
+// background.
 func (a *Announcer) Start(ctx context.Context) error {
 	ifi, err := interfaceOf(a.cfg.NodeIP)
 	if err != nil {
@@ -83,9 +73,16 @@ func (a *Announcer) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// IPv6 pool addresses need NDP; a node without IPv6 on that
+	// interface still announces IPv4 ones.
+	nd, err := newNDPResponder(ifi, log)
+	if err != nil {
+		log.Warn("IPv6 LoadBalancer addresses are not announced from this node", "err", err)
+		nd = nil
+	}
 	factory := informers.NewSharedInformerFactory(client, 0)
 	e := &election{
-		self: a.cfg.NodeName, log: log, resp: resp,
+		self: a.cfg.NodeName, log: log, resp: resp, ndp: nd,
 		services: factory.Core().V1().Services().Lister(),
 		nodes:    factory.Core().V1().Nodes().Lister(),
 		slices:   factory.Discovery().V1().EndpointSlices().Lister(),
@@ -99,6 +96,10 @@ func (a *Announcer) Start(ctx context.Context) error {
 	a.Go(func(context.Context) error {
 		go resp.serve()
 		defer resp.close()
+		if nd != nil {
+			go nd.serve()
+			defer nd.close()
+		}
 		factory.Start(ctx.Done())
 		defer factory.Shutdown()
 		factory.WaitForCacheSync(ctx.Done())
@@ -113,7 +114,8 @@ func (a *Announcer) Start(ctx context.Context) error {
 type election struct {
 	self     string
 	log      *slog.Logger
-	resp     *responder
+	resp     *responder    // ARP, IPv4 addresses
+	ndp      *ndpResponder // NDP, IPv6 addresses; nil without IPv6
 	services corelisters.ServiceLister
 	nodes    corelisters.NodeLister
 	slices   discoverylisters.EndpointSliceLister
@@ -134,11 +136,21 @@ func (e *election) poke() {
 func (e *election) loop(ctx context.Context) {
 	tick := time.NewTicker(ProbeEvery)
 	defer tick.Stop()
+	warnedNoNDP := false
 	for {
-		mine := e.elect()
-		for _, a := range e.resp.set(mine) {
+		v4, v6 := splitFamilies(e.elect())
+		for _, a := range e.resp.set(v4) {
 			e.log.Info("announcing", "ip", a, "node", e.self)
 			go e.resp.announce(a)
+		}
+		if e.ndp != nil {
+			for _, a := range e.ndp.set(v6) {
+				e.log.Info("announcing", "ip", a, "node", e.self)
+				go e.ndp.announce(a)
+			}
+		} else if len(v6) > 0 && !warnedNoNDP {
+			warnedNoNDP = true
+			e.log.Warn("elected for IPv6 LoadBalancer addresses, but this node has no IPv6 on its node IP's interface", "ips", fmt.Sprint(sortedAddrs(v6)))
 		}
 		select {
 		case <-ctx.Done():
@@ -150,7 +162,7 @@ func (e *election) loop(ctx context.Context) {
 	}
 }
 
-// elect returns the IPv4 pool addresses this node must answer for.
+// elect returns the pool addresses this node must answer for.
 func (e *election) elect() map[netip.Addr]bool {
 	svcs, _ := e.services.List(labels.Everything())
 	nodes, _ := e.nodes.List(labels.Everything())
@@ -169,9 +181,10 @@ func (e *election) elect() map[netip.Addr]bool {
 		cands := e.candidates(svc, eligible)
 		for _, in := range svc.Status.LoadBalancer.Ingress {
 			ip, err := netip.ParseAddr(in.IP)
-			if err != nil || !ip.Is4() {
-				continue // NDP for IPv6 is not announced yet
+			if err != nil {
+				continue
 			}
+			ip = ip.Unmap()
 			order := rank(ip, cands)
 			for _, n := range order {
 				if n == e.self {
@@ -229,6 +242,29 @@ func rank(ip netip.Addr, nodes []string) []string {
 	return out
 }
 
+// splitFamilies splits addrs into its IPv4 and its IPv6 addresses.
+func splitFamilies(addrs map[netip.Addr]bool) (v4, v6 map[netip.Addr]bool) {
+	v4, v6 = map[netip.Addr]bool{}, map[netip.Addr]bool{}
+	for a := range addrs {
+		if a.Is4() {
+			v4[a] = true
+		} else {
+			v6[a] = true
+		}
+	}
+	return v4, v6
+}
+
+// sortedAddrs lists addrs in order.
+func sortedAddrs(addrs map[netip.Addr]bool) []netip.Addr {
+	out := make([]netip.Addr, 0, len(addrs))
+	for a := range addrs {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	return out
+}
+
 func nodeReady(n *corev1.Node) bool {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
@@ -237,105 +273,3 @@ func nodeReady(n *corev1.Node) bool {
 	}
 	return false
 }
-
-// alive reports whether node n answered its last probes; a node not probed
-// yet counts as alive until its probe says otherwise.
-func (e *election) alive(name string, n *corev1.Node) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p := e.probes[name]
-	if p == nil {
-		return true
-	}
-	return p.alive()
-}
-
-// keepProbes runs a probe for every node in want and stops the others.
-func (e *election) keepProbes(want map[string]bool, eligible map[string]*corev1.Node) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for name, p := range e.probes {
-		if !want[name] {
-			p.stop()
-			delete(e.probes, name)
-		}
-	}
-	for name := range want {
-		if _, ok := e.probes[name]; ok {
-			continue
-		}
-		if addr := internalIP(eligible[name]); addr != "" {
-			e.probes[name] = startProbe(net.JoinHostPort(addr, strconv.Itoa(ProbePort)), e.poke)
-		}
-	}
-}
-
-func (e *election) stopProbes() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for name, p := range e.probes {
-		p.stop()
-		delete(e.probes, name)
-	}
-}
-
-func internalIP(n *corev1.Node) string {
-	if n == nil {
-		return ""
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			return a.Address
-		}
-	}
-	return ""
-}
-
-// probe connects to a node's kubelet port every ProbeEvery.
-type probe struct {
-	mu       sync.Mutex
-	failures int
-	cancel   context.CancelFunc
-}
-
-func startProbe(addr string, changed func()) *probe {
-	ctx, cancel := context.WithCancel(context.Background())
-	p := &probe{cancel: cancel}
-	go func() {
-		tick := time.NewTicker(ProbeEvery)
-		defer tick.Stop()
-		for {
-			d := net.Dialer{Timeout: ProbeEvery}
-			conn, err := d.DialContext(ctx, "tcp", addr)
-			if err == nil {
-				conn.Close()
-			}
-			p.mu.Lock()
-			was := p.failures < ProbeFailures
-			if err == nil {
-				p.failures = 0
-			} else {
-				p.failures++
-			}
-			now := p.failures < ProbeFailures
-			p.mu.Unlock()
-			if was != now {
-				changed()
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return p
-}
-
-func (p *probe) alive() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failures < ProbeFailures
-}
-
-func (p *probe) stop() { p.cancel() }

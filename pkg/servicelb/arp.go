@@ -112,9 +112,11 @@ func (r *responder) serve() {
 
 func (r *responder) close() error { return r.client.Close() }
 
-// Probe returns an InUse check for the allocator: an ARP request for the
-// address from the interface holding nodeIP, answered within timeout by a
-// machine other than this one.
+// Probe returns an InUse check for the allocator, from the interface
+// holding nodeIP: for an IPv4 address an ARP request, for an IPv6 address
+// a Neighbor Solicitation (probeNDP), answered within timeout by a machine
+// other than this one. Where the probe cannot be sent (no IPv6 on the
+// interface) the address counts as free.
 func Probe(nodeIP net.IP, timeout time.Duration) (func(netip.Addr) bool, error) {
 	ifi, err := interfaceOf(nodeIP)
 	if err != nil {
@@ -124,6 +126,10 @@ func Probe(nodeIP net.IP, timeout time.Duration) (func(netip.Addr) bool, error) 
 	return func(a netip.Addr) bool {
 		mu.Lock()
 		defer mu.Unlock()
+		if a.Is6() {
+			used, err := probeNDP(ifi, a, timeout)
+			return err == nil && used
+		}
 		c, err := arp.Dial(ifi)
 		if err != nil {
 			return false

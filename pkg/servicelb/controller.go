@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,7 +36,7 @@ type ControllerConfig struct {
 	Kubeconfig string // admin: it updates Services and records Events
 	Pools      []Pool
 	// InUse probes the segment for an address another machine answers
-	// ARP for, before it is handed out (nil: no probe).
+	// ARP or NDP for, before it is handed out (nil: no probe).
 	InUse func(netip.Addr) bool
 	Log   *slog.Logger
 }
@@ -200,22 +201,27 @@ func (a *allocator) sync(ctx context.Context, key string) error {
 		if o.UID == svc.UID || !ours(o) {
 			continue
 		}
-		if p, err := poolFor(o, a.cfg.Pools); err == nil {
-			if ip, ok := current(o, p); ok {
+		if name, ranges, err := poolFor(o, a.cfg.Pools); err == nil {
+			for _, ip := range current(o, name, ranges) {
 				used[ip] = o.Namespace + "/" + o.Name
 			}
 		}
 	}
-	pool, ip, err := allocate(svc, a.cfg.Pools, used, a.cfg.InUse)
+	name, ips, err := allocate(svc, a.cfg.Pools, used, a.cfg.InUse)
 	if err != nil {
 		a.events.Event(svc, corev1.EventTypeWarning, "AllocationFailed", err.Error())
 		return nil // retried when a Service goes or this one changes
 	}
-	if _, held := current(svc, pool); !held {
-		a.events.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s from pool %s", ip, pool.Name)
-		a.log.Info("address assigned", "service", key, "ip", ip, "pool", pool.Name)
+	var ingress []string
+	for _, ip := range ips {
+		ingress = append(ingress, ip.String())
 	}
-	return a.set(ctx, svc, pool.Name, []string{ip.String()})
+	_, ranges, _ := poolFor(svc, a.cfg.Pools)
+	if held := current(svc, name, ranges); len(held) != len(ips) || slices.ContainsFunc(ips, func(ip netip.Addr) bool { return !slices.Contains(held, ip) }) {
+		a.events.Eventf(svc, corev1.EventTypeNormal, "IPAllocated", "assigned %s from pool %s", strings.Join(ingress, ", "), name)
+		a.log.Info("address assigned", "service", key, "ip", strings.Join(ingress, ","), "pool", name)
+	}
+	return a.set(ctx, svc, name, ingress)
 }
 
 // set writes the pool annotation (none: removed) and the ingress addresses.

@@ -2,9 +2,9 @@
 // in the kedge process, with no image: a controller on the servers
 // allocates each Service an address from an address pool (--service-lb-pool)
 // and sets status.loadBalancer.ingress, and every node runs an announcer
-// that answers ARP for the addresses it is elected for, so that the
-// segment's machines send that traffic to it; kube-proxy's rules for the
-// ingress address carry it to the Service's endpoints. This is MetalLB's
+// that answers ARP (IPv4) and NDP (IPv6) for the addresses it is elected
+// for, so that the segment's machines send that traffic to it; kube-proxy's
+// rules for the ingress address carry it to the Service's endpoints. This is MetalLB's
 // layer-2 mode, built in. Without a pool a Service gets the nodes'
 // addresses, as k3s's ServiceLB gives it.
 //
@@ -15,7 +15,8 @@
 // pod). Every node computes the same order from the API; a node takes over
 // when every node before it fails its liveness probe (a TCP connect to the
 // kubelet port, every second), without waiting for the Node to turn
-// NotReady, and says so with gratuitous ARP.
+// NotReady, and says so with gratuitous ARP or unsolicited Neighbor
+// Advertisements.
 //
 //	pools, _ := servicelb.ParsePools([]string{"default=192.0.2.240-192.0.2.250"})
 package servicelb
@@ -44,7 +45,9 @@ const AnnounceLabel = "kedge.io/lb-announce"
 // is one of that name; otherwise the first pool.
 const DefaultPool = "default"
 
-// Pool is a named range of addresses, both ends included.
+// Pool is a named range of addresses, both ends included. A pool name
+// may have one range of each IP family (two Pools of that name): a
+// dual-stack Service gets an address from each.
 type Pool struct {
 	Name        string
 	First, Last netip.Addr
@@ -70,8 +73,9 @@ func (p Pool) String() string { return p.Name + "=" + p.First.String() + "-" + p
 
 // ParsePools reads --service-lb-pool NAME=RANGE values: RANGE is
 // FIRST-LAST or a CIDR (whose network and broadcast addresses are left out
-// for IPv4 prefixes shorter than /31). Names are DNS labels, unique; pools
-// must not overlap.
+// for IPv4 prefixes shorter than /31, and whose subnet-router anycast
+// address, the first, for IPv6 prefixes shorter than /127). Names are DNS
+// labels; a name may be given once per IP family; ranges must not overlap.
 func ParsePools(values []string) ([]Pool, error) {
 	var pools []Pool
 	for _, v := range values {
@@ -99,12 +103,14 @@ func ParsePools(values []string) ([]Pool, error) {
 			p.First, p.Last = prefix.Addr(), lastAddr(prefix)
 			if prefix.Addr().Is4() && prefix.Bits() < 31 {
 				p.First, p.Last = p.First.Next(), p.Last.Prev()
+			} else if prefix.Addr().Is6() && prefix.Bits() < 127 {
+				p.First = p.First.Next()
 			}
 		}
 		p.First, p.Last = p.First.Unmap(), p.Last.Unmap()
 		for _, o := range pools {
-			if o.Name == p.Name {
-				return nil, fmt.Errorf("--service-lb-pool %q: pool %s given twice", v, name)
+			if o.Name == p.Name && o.First.BitLen() == p.First.BitLen() {
+				return nil, fmt.Errorf("--service-lb-pool %q: pool %s given twice for one IP family (a pool has at most one IPv4 and one IPv6 range)", v, name)
 			}
 			if o.Contains(p.First) || o.Contains(p.Last) || p.Contains(o.First) {
 				return nil, fmt.Errorf("--service-lb-pool %q overlaps pool %s", v, o)
