@@ -28,10 +28,10 @@ type ScaleStep struct {
 // control plane.
 type ScaleConfig struct {
 	KwokBin, KwokStages string
-	Steps               []ScaleStep // e.g. 100/0, 100/1000, 100/3000, 500/10000
-	Clients             int         // concurrent creating clients (16)
-	Lists               int         // LISTs of all pods after each step (10)
-	Settle              time.Duration
+	Steps               []ScaleStep   // e.g. 100/0, 100/1000, 100/3000, 500/10000
+	Clients             int           // concurrent creating clients (16)
+	Lists               int           // LISTs of all pods after each step (10)
+	Settle              time.Duration // all Running → memory sample (twice that before the first)
 	StepTimeout         time.Duration // per step: creates → all Running (10 min)
 	Namespace           string
 	Log                 *slog.Logger
@@ -234,7 +234,11 @@ func RunScale(ctx context.Context, s Setup, exited <-chan struct{}, dataDir stri
 			r.Add(metricScaleTime(step.Nodes, prev.Pods, step.Pods), s.Name(), results[i].sched.Seconds())
 			r.Add(metricScaleRate(step.Nodes, prev.Pods, step.Pods), s.Name(), rate)
 		}
-		if err := sleep(ctx, sc.Settle); err != nil {
+		settle := sc.Settle
+		if i == 0 {
+			settle *= 2 // the start-up's garbage is still being returned
+		}
+		if err := sleep(ctx, settle); err != nil {
 			return err
 		}
 		pids, err := s.PIDs()
