@@ -33,7 +33,6 @@ type ScaleConfig struct {
 	Lists               int           // LISTs of all pods after each step (10)
 	Settle              time.Duration // all Running → memory sample (twice that before the first)
 	StepTimeout         time.Duration // per step: creates → all Running (10 min)
-	Namespace           string
 	Log                 *slog.Logger
 }
 

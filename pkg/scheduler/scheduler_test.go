@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config/latest"
 
 	"github.com/kedge-io/kedge/pkg/args"
 )
@@ -107,6 +108,11 @@ func TestInProcessArgs(t *testing.T) {
 		if err := fs.Parse(flags); err != nil {
 			t.Fatal(err)
 		}
+		cfg, err := latest.Default() // as app.Setup does
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.ComponentConfig = cfg
 		opts.ApplyDeprecated() // as ApplyTo does without --config
 		return opts.ComponentConfig.ClientConnection.QPS, opts.ComponentConfig.ClientConnection.Burst
 	}
