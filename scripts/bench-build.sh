@@ -168,6 +168,35 @@ benchmod=$(cat "$scratch/go.mod" "$scratch/go.sum" "$scratch/main.go" | sha256su
 gobuild flanneld "$scratch" "$flannel_ldflags" "" . \
 	"flanneld $FLANNEL_VERSION mod=$benchmod $toolchain ldflags=[$flannel_ldflags]"
 
+# kwok (sigs.k8s.io/kwok, the fake kubelets of `kedge-bench -only scale`):
+# built by `go install pkg@version` from kwok's own module and go.mod (it
+# needs k8s.io/* versions other than go.mod's; nothing links it with
+# kedge), with the stages kwokctl runs by default as its config.
+KWOK_VERSION=v0.8.0
+kwok_stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+kwok_stamp="kwok $KWOK_VERSION $toolchain ldflags=[$plain_ldflags]"
+if uptodate kwok "$kwok_stamp" && [ -f "$OUT/kwok-stages.yaml" ]; then
+	log "kwok up to date"
+else
+	log "building kwok (sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION, its own go.mod)"
+	begin=$SECONDS
+	# Outside this module: go.mod and go.sum stay as they are.
+	kwok_dir=$(cd / && GOWORK=off GOFLAGS= $GO mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+		sed -n 's/^\t"Dir": "\(.*\)",$/\1/p') || die "download sigs.k8s.io/kwok@$KWOK_VERSION"
+	[ -d "$kwok_dir" ] || die "sigs.k8s.io/kwok@$KWOK_VERSION: no module directory"
+	(cd / && GOWORK=off GOFLAGS= GOBIN="$ROOT/$BUILD/kwok" $GO install -ldflags "$plain_ldflags" \
+		"sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION") || die "kwok failed to build"
+	for f in "${kwok_stages[@]}"; do
+		echo "---"
+		cat "$kwok_dir/kustomize/stage/$f"
+	done >"$OUT/kwok-stages.yaml.tmp"
+	mv -f "$OUT/kwok-stages.yaml.tmp" "$OUT/kwok-stages.yaml"
+	mv -f "$BUILD/kwok/kwok" "$OUT/kwok"
+	echo "$kwok_stamp" >"$STAMPS/kwok"
+	log "kwok built in $((SECONDS - begin))s"
+fi
+
 # What was built, by each binary's own account.
 for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
 	echo "$c: $("$OUT/$c" --version 2>&1 | head -n1)"
@@ -177,3 +206,4 @@ echo "containerd: $("$OUT/containerd" --version 2>&1 | head -n1)"
 echo "ctr: $("$OUT/ctr" --version 2>&1 | head -n1)"
 echo "flanneld: $("$OUT/flanneld" --version 2>&1 | head -n1)"
 echo "coredns: $("$OUT/coredns" -version 2>&1 | head -n1)"
+echo "kwok: $("$OUT/kwok" --version 2>&1 | head -n1)"

@@ -60,10 +60,33 @@ func Args(cfg Config) ([]string, error) {
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-scheduler-arg")
 }
 
+// The client limits of kedge's own scheduler. It talks to the apiserver of
+// its own process over loopback; upstream's defaults (50 QPS, burst 100,
+// sized for a scheduler on another machine) cap binding at ~50 pods/s,
+// one POST per pod. Priority-and-fairness still bounds its share of the
+// apiserver (its FlowSchema kube-scheduler, priority level workload-high),
+// and every other client keeps its own limits. A --kube-scheduler-arg
+// kube-api-qps=… or kube-api-burst=… overrides them, and so does a
+// --config file (upstream ignores the flags then). See docs/scale.md.
+const (
+	InProcessQPS   = "500"
+	InProcessBurst = "1000"
+)
+
+// InProcessArgs are the flags Start runs the scheduler with: Args with the
+// in-process client limits first (a user's value, later, wins).
+func InProcessArgs(cfg Config) ([]string, error) {
+	flags, err := Args(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{"--kube-api-qps=" + InProcessQPS, "--kube-api-burst=" + InProcessBurst}, flags...), nil
+}
+
 // Start builds the scheduler and runs it in the background, under leader
 // election unless leader-elect=false.
 func (s *Scheduler) Start(ctx context.Context) error {
-	flags, err := Args(s.cfg)
+	flags, err := InProcessArgs(s.cfg)
 	if err != nil {
 		return err
 	}

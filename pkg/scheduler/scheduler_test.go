@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
+	"k8s.io/kubernetes/pkg/scheduler/apis/config/latest"
 
 	"github.com/kedge-io/kedge/pkg/args"
 )
@@ -89,5 +90,51 @@ func TestArgsParseUpstream(t *testing.T) {
 	}
 	if opts.SecureServing.BindPort != 10259 {
 		t.Errorf("secure port parsed as %d", opts.SecureServing.BindPort)
+	}
+}
+
+// TestInProcessArgs: kedge's own scheduler gets the loopback client limits
+// (Args, which the benchmark baseline runs, keeps upstream's 50/100), and a
+// user's --kube-scheduler-arg still wins, as upstream reads the flags.
+func TestInProcessArgs(t *testing.T) {
+	const kc = "/cred/scheduler.kubeconfig"
+	client := func(flags []string) (float32, int32) {
+		t.Helper()
+		opts := options.NewOptions()
+		fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
+		for _, f := range opts.Flags.FlagSets {
+			fs.AddFlagSet(f)
+		}
+		if err := fs.Parse(flags); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := latest.Default() // as app.Setup does
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.ComponentConfig = cfg
+		opts.ApplyDeprecated() // as ApplyTo does without --config
+		return opts.ComponentConfig.ClientConnection.QPS, opts.ComponentConfig.ClientConnection.Burst
+	}
+	plain, err := Args(Config{Kubeconfig: kc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qps, burst := client(plain); qps != 50 || burst != 100 {
+		t.Errorf("Args: client %v QPS, burst %d; want upstream's 50, 100", qps, burst)
+	}
+	flags, err := InProcessArgs(Config{Kubeconfig: kc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qps, burst := client(flags); qps != 500 || burst != 1000 {
+		t.Errorf("InProcessArgs: client %v QPS, burst %d; want %s, %s", qps, burst, InProcessQPS, InProcessBurst)
+	}
+	user, err := InProcessArgs(Config{Kubeconfig: kc, ExtraArgs: []string{"kube-api-qps=20", "kube-api-burst=30"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qps, burst := client(user); qps != 20 || burst != 30 {
+		t.Errorf("with the user's kube-api-qps=20, kube-api-burst=30: %v, %d", qps, burst)
 	}
 }

@@ -45,6 +45,7 @@ type options struct {
 	idle        time.Duration // settle time before a memory sample (also for the agent runs)
 	only        map[string]bool
 	plan        bench.Plan
+	scale       bench.ScaleConfig // -only scale
 }
 
 func main() {
@@ -72,7 +73,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
-	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart (default all)")
+	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart (default all), scale (only if named)")
+	scaleDone := scaleFlags(fs, &o)
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
 	fs.DurationVar(&o.plan.IdleCPU, "idle-cpu", 120*time.Second, "window over which idle CPU is summed")
 	fs.IntVar(&o.plan.Load.Creates, "creates", 2000, "ConfigMap creates")
@@ -99,14 +101,17 @@ func parseFlags(args []string) (options, error) {
 			}
 		}
 	}
+	if err := scaleDone(o.quick, set); err != nil {
+		return o, err
+	}
 	o.only = map[string]bool{}
 	for _, part := range strings.Split(*only, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "start", "idle", "api", "churn", "size", "agent", "restart":
+		case "start", "idle", "api", "churn", "size", "agent", "restart", "scale":
 			o.only[part] = true
 		default:
-			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, restart)", part)
+			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, restart, scale)", part)
 		}
 	}
 	if len(o.only) == 0 {
@@ -268,6 +273,13 @@ func run(ctx context.Context, o options) (err error) {
 			return fmt.Errorf("kedge restart run %d: %w", i, err)
 		}
 	}
+	for i := 1; i <= o.runs && o.only["scale"]; i++ {
+		for _, s := range setups {
+			if err := runScale(ctx, o, s.name, i, s.server, &res); err != nil {
+				return fmt.Errorf("%s scale run %d: %w", s.name, i, err)
+			}
+		}
+	}
 	table := res.Table([2]string{"kedge", "baseline"})
 	report := machine(ctx, kedgeBin, o) + "\n" + table
 	fmt.Print(report)
@@ -291,6 +303,7 @@ func declareRows(r *bench.Results, o options) {
 		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd}},
 		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS}},
 		{"restart", []bench.Metric{bench.MetricRestartAPI, bench.MetricRestartNode}},
+		{"scale", bench.ScaleMetrics(o.scale.Steps)},
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	for _, p := range parts {
