@@ -2,9 +2,17 @@ package e2e
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -71,11 +79,50 @@ func getOK(client *http.Client, url string) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %s", resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		return fmt.Errorf("status %s: %s", resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
+}
+
+// clientOf signs a client certificate in group system:masters, valid for
+// an hour, with the CA (first certificate of caFile) of the key in keyFile:
+// a long-lived credential of that CA, as a copied kubeconfig would hold
+// (the cluster's own leaves live 90 s in this test).
+func clientOf(t *testing.T, caFile, keyFile, name string) tls.Certificate {
+	t.Helper()
+	ca := firstCert(t, caFile)
+	b, _ := pem.Decode(mustRead(t, keyFile))
+	if b == nil {
+		t.Fatalf("%s: no PEM", keyFile)
+	}
+	var caKey crypto.Signer
+	if k, err := x509.ParseECPrivateKey(b.Bytes); err == nil {
+		caKey = k
+	} else if k, err := x509.ParsePKCS8PrivateKey(b.Bytes); err == nil {
+		caKey = k.(crypto.Signer)
+	} else {
+		t.Fatalf("%s: %v", keyFile, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"system:masters"}},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // fixedClient is a client from inside node via, trusting roots only and
@@ -128,8 +175,8 @@ func filesClient(via *harness.Node, caFile, certFile, keyFile string) *http.Clie
 // TestCARotationHA: `kedge certificate rotate-ca` on server a of three
 // (a, b, c) with agent w: b and c get the new CAs through etcd and report
 // it; during phase 1 clients that trust only the old CA (with the old admin
-// certificate) and clients that trust only the new one (with the new admin
-// certificate) reach every server and, through each apiserver, w's kubelet;
+// client certificate) and clients that trust only the new one (with a client
+// certificate of the new CA) reach every server and, through each apiserver, w's kubelet;
 // requests from w through its load balancer (127.0.0.1:6444, with w's own
 // files) and to w's kubelet through every server (with a's current files)
 // run through both phases: 0 failures expected. `--finish` waits for every
@@ -158,10 +205,7 @@ func TestCARotationHA(t *testing.T) {
 	aTLS := filepath.Join(a.DataDir(), "server", "tls")
 	wTLS := filepath.Join(w.DataDir(), "agent", "tls")
 	oldRoots := readPool(t, filepath.Join(aTLS, "server-ca.crt"))
-	oldAdmin, err := tls.LoadX509KeyPair(filepath.Join(aTLS, "admin.crt"), filepath.Join(aTLS, "admin.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldAdmin := clientOf(t, filepath.Join(aTLS, "client-ca.crt"), filepath.Join(aTLS, "client-ca.key"), "e2e-old-ca")
 	started := map[string]time.Time{}
 	for _, n := range append(servers, w) {
 		started[n.Name()] = n.Started()
@@ -219,10 +263,7 @@ func TestCARotationHA(t *testing.T) {
 		}
 		newRoots := x509.NewCertPool()
 		newRoots.AddCert(firstCert(t, filepath.Join(aTLS, "server-ca.crt")))
-		newAdmin, err := tls.LoadX509KeyPair(filepath.Join(aTLS, "admin.crt"), filepath.Join(aTLS, "admin.key"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		newAdmin := clientOf(t, filepath.Join(aTLS, "client-ca.crt"), filepath.Join(aTLS, "client-ca.key"), "e2e-new-ca")
 		// Every server serves a certificate of the new CA (its chain
 		// verifies against the new CA alone) once it reported.
 		for _, s := range servers {
@@ -296,6 +337,19 @@ func TestCARotationHA(t *testing.T) {
 			}
 			return nil
 		})
+		// The old CA is no longer trusted by any apiserver.
+		begin := time.Now()
+		for _, s := range servers {
+			cl := fixedClient(a, oldRoots, oldAdmin)
+			url := "https://" + net.JoinHostPort(s.IP().String(), "6443") + "/api/v1/namespaces"
+			c.Eventually(2*time.Minute, "the old CA's client certificate refused by "+s.Name(), func() error {
+				if err := getOK(cl, url); err == nil || !strings.Contains(err.Error(), "401") {
+					return fmt.Errorf("answer %v, want 401", err)
+				}
+				return nil
+			})
+		}
+		t.Logf("every apiserver refuses the old CA's client certificate %s after --finish returned", time.Since(begin).Round(time.Second))
 		time.Sleep(10 * time.Second) // traffic after the finish
 	})
 	stop()
