@@ -20,9 +20,9 @@ func TestRenewerCARequests(t *testing.T) {
 		force bool
 	}
 	calls := make(chan call, 4)
-	rotate := func(_ context.Context, phase string, force bool) ([]Issued, error) {
+	rotate := func(_ context.Context, phase string, force bool) ([]Issued, map[string]string, error) {
 		calls <- call{phase, force}
-		return []Issued{{File: "x.crt", Reason: "not signed by the current CA"}}, nil
+		return []Issued{{File: "x.crt", Reason: "not signed by the current CA"}}, map[string]string{"a": phase}, nil
 	}
 	for _, tc := range []struct {
 		name     string
@@ -59,7 +59,7 @@ func TestRenewerCARequests(t *testing.T) {
 					t.Errorf("answer %+v, want an error with %q", res, tc.wantErr)
 				}
 			default:
-				if res.Error != "" || len(res.Issued) != 1 {
+				if res.Error != "" || len(res.Issued) != 1 || res.Servers["a"] != tc.phase {
 					t.Errorf("answer %+v", res)
 				}
 				if c := <-calls; c.phase != tc.phase || c.force != tc.force {

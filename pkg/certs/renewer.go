@@ -29,8 +29,9 @@ const warnEvery = 24 * time.Hour
 type RenewFunc func(ctx context.Context, rotate []string) ([]Issued, error)
 
 // RotateCAFunc carries out a phase of a CA rotation (CAStart, CAFinish;
-// force skips the checks of CAFinish) and returns the leaves it issued.
-type RotateCAFunc func(ctx context.Context, phase string, force bool) ([]Issued, error)
+// force skips the checks of CAFinish) and returns the leaves it issued and
+// the phase every server of the cluster reached (Result.Servers).
+type RotateCAFunc func(ctx context.Context, phase string, force bool) ([]Issued, map[string]string, error)
 
 // Config describes a node's certificate renewer.
 type Config struct {
@@ -129,6 +130,7 @@ func (r *Renewer) pass(ctx context.Context) error {
 	r.next = now.Add(r.cfg.MaxInterval) // a failing check is retried then
 	var (
 		issued   []Issued
+		servers  map[string]string
 		renewErr error
 	)
 	switch {
@@ -138,7 +140,7 @@ func (r *Renewer) pass(ctx context.Context) error {
 		renewErr = errors.New("CAs are rotated on a server, not on an agent: run `kedge certificate rotate-ca` there")
 	case req != nil && req.CA != "":
 		r.cfg.Log.Info("CA rotation requested", "phase", req.CA, "force", req.Force)
-		issued, renewErr = r.cfg.RotateCA(ctx, req.CA, req.Force)
+		issued, servers, renewErr = r.cfg.RotateCA(ctx, req.CA, req.Force)
 	case req != nil:
 		rotate := req.Services
 		if len(rotate) == 0 {
@@ -150,7 +152,7 @@ func (r *Renewer) pass(ctx context.Context) error {
 		issued, renewErr = r.cfg.Renew(ctx, nil)
 	}
 	if req != nil {
-		res := Result{ID: req.ID, Issued: issued}
+		res := Result{ID: req.ID, Issued: issued, Servers: servers}
 		if renewErr != nil {
 			res.Error = renewErr.Error()
 		}

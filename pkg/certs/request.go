@@ -47,7 +47,10 @@ const (
 type Result struct {
 	ID     string   `json:"id"`
 	Issued []Issued `json:"issued"`
-	Error  string   `json:"error,omitempty"`
+	// Servers is, for a CA rotation, the phase each server of the cluster
+	// reported ("" for none yet).
+	Servers map[string]string `json:"servers,omitempty"`
+	Error   string            `json:"error,omitempty"`
 }
 
 // Issued is one leaf issued again: its certificate file and why.

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,8 +17,9 @@ import (
 )
 
 // rotateCAWait is how long `kedge certificate rotate-ca` waits for the
-// running server (it issues every leaf again, the node's included).
-const rotateCAWait = 90 * time.Second
+// running server (it issues every leaf again, the node's included, and
+// waits up to 40 s for the other servers to report the phase).
+const rotateCAWait = 150 * time.Second
 
 // newCertificateRotateCACommand is `kedge certificate rotate-ca [--finish [--force]]`.
 func newCertificateRotateCACommand(dataDir *string) *cobra.Command {
@@ -26,9 +29,10 @@ func newCertificateRotateCACommand(dataDir *string) *cobra.Command {
 		Short: "Replace the cluster's CAs in the running server without downtime (then --finish drops the old ones)",
 		Long: "Phase 1 (no flag): the running server creates new CAs (server, client, request-header, etcd server and peer), " +
 			"cross-signed by the old ones; every CA file becomes the bundle new + old, every leaf is issued again by the new CAs " +
-			"and picked up live; agents fetch the new bundles and renew within a minute; the join and agent tokens change " +
-			"(the new ones are printed). Phase 2 (--finish): once every node serves certificates of the new CAs (checked on the wire), " +
-			"the old CAs leave the bundles. The service-account key is not changed.",
+			"and picked up live; the other servers of the cluster get the new CAs through etcd (sealed) and do the same within seconds; " +
+			"agents fetch the new bundles and renew within a minute; the join and agent tokens change " +
+			"(the new ones are printed). Phase 2 (--finish): once every server reported the new CAs and every node serves certificates " +
+			"of them (checked on the wire), the old CAs leave the bundles on every server. The service-account key is not changed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if force && !finish {
@@ -78,10 +82,26 @@ func waitResult(dataDir, id string, wait time.Duration) (*certs.Result, error) {
 // printCARotation tells what a phase did and what comes next.
 func printCARotation(out io.Writer, dataDir, phase string, res *certs.Result) error {
 	if phase == certs.CAFinish {
-		fmt.Fprintln(out, "old CAs dropped from the bundles; every certificate is now of the new CAs")
+		where := "on every server; every certificate is now of the new CAs"
+		for _, p := range res.Servers {
+			if p != certs.CAFinish {
+				where = "on this server; not yet on every server (below)"
+			}
+		}
+		fmt.Fprintln(out, "old CAs dropped from the bundles "+where)
 	} else {
 		fmt.Fprintf(out, "new CAs in place (cross-signed by the old ones; bundles of new and old): %d certificates issued again by them\n", len(res.Issued))
-		fmt.Fprintln(out, "agents fetch the new bundles and renew within a minute; then run: kedge certificate rotate-ca --finish")
+		fmt.Fprintln(out, "the other servers apply them within seconds, agents fetch the new bundles and renew within a minute; then run: kedge certificate rotate-ca --finish")
+	}
+	if len(res.Servers) > 0 {
+		fmt.Fprintln(out, "servers (the phase each reported):")
+		for _, name := range slices.Sorted(maps.Keys(res.Servers)) {
+			p := res.Servers[name]
+			if p == "" {
+				p = "not yet (it applies the phase when it sees it; run the command again to check)"
+			}
+			fmt.Fprintf(out, "  %s: %s\n", name, p)
+		}
 	}
 	for _, f := range []struct{ what, name string }{{"new servers and agents join with", "token"}, {"agents only", "agent-token"}} {
 		path := filepath.Join(dataDir, "server", f.name)

@@ -86,7 +86,8 @@ func previousCAToken(cfg Config, tok join.Token) bool {
 	return err == nil && tok.Pinned() && slices.Contains(r.PreviousCAHashes, tok.CAHash)
 }
 
-// caRotator carries out `kedge certificate rotate-ca` on this server:
+// caRotator carries out `kedge certificate rotate-ca` on this server, and
+// applies the rotations other servers of the cluster started (caSync):
 // renew is the server's renewal (under the renewer's lock), etcdClient
 // the local etcd member's client.
 type caRotator struct {
@@ -96,92 +97,226 @@ type caRotator struct {
 	log        *slog.Logger
 }
 
+// reportWait is how long a phase waits for the other servers to report
+// that they reached it, before it answers with those that did not yet.
+const reportWait = 40 * time.Second
+
 // rotate is a certs.RotateCAFunc; the caller holds the renewal lock.
-func (c caRotator) rotate(ctx context.Context, phase string, force bool) ([]certs.Issued, error) {
-	if err := c.singleServer(ctx); err != nil {
-		return nil, err
+func (c caRotator) rotate(ctx context.Context, phase string, force bool) ([]certs.Issued, map[string]string, error) {
+	client, err := c.etcdClient()
+	if err != nil {
+		return nil, nil, fmt.Errorf("etcd: %w", err)
 	}
 	b := pki.Layout(c.cfg.tlsDir())
 	if phase == certs.CAFinish {
-		return c.finish(ctx, b, force)
+		return c.finish(ctx, client, b, force)
 	}
-	return c.start(ctx, b)
+	return c.start(ctx, client, b)
 }
 
-// start is the first phase: new CAs, bundles, new leaves, new tokens.
-func (c caRotator) start(ctx context.Context, b pki.Bundle) ([]certs.Issued, error) {
+// start is the first phase: new CAs, bundles, new leaves, new tokens on
+// this server; then the plan in etcd, which every other server applies
+// (caSync).
+func (c caRotator) start(ctx context.Context, client *clientv3.Client, b pki.Bundle) ([]certs.Issued, map[string]string, error) {
+	plan, modRev, _, err := getPlan(ctx, client)
+	if err != nil {
+		return nil, nil, err
+	}
+	pinned, err := pki.PinnedCA(b.ServerCA)
+	if err != nil {
+		return nil, nil, err
+	}
+	inProgress, err := pki.CARotationInProgress(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A start that stopped before its plan reached etcd (the CAs are new
+	// here, the plan is of none or an older rotation) resumes with
+	// publishing it; any other rotation in progress is finished first.
+	resume := inProgress && (plan == nil || plan.ID != join.CAHash(pinned))
+	if plan != nil && plan.Phase == certs.CAStart && !resume {
+		return nil, nil, fmt.Errorf("a CA rotation started on server %s at %s is in progress: finish it first with `kedge certificate rotate-ca --finish`",
+			plan.Server, plan.Started.Local().Format(time.DateTime))
+	}
 	state, err := readCARotation(c.cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	oldCA, err := pki.PinnedCA(b.ServerCA)
-	if err != nil {
-		return nil, err
+	oldHash := join.CAHash(pinned)
+	if resume && len(state.PreviousCAHashes) > 0 {
+		oldHash = state.PreviousCAHashes[len(state.PreviousCAHashes)-1]
 	}
-	if h := join.CAHash(oldCA); !slices.Contains(state.PreviousCAHashes, h) {
-		state.PreviousCAHashes = append(state.PreviousCAHashes, h)
+	if !slices.Contains(state.PreviousCAHashes, oldHash) {
+		state.PreviousCAHashes = append(state.PreviousCAHashes, oldHash)
 	}
 	// Recorded first: a server restarted half-way still accepts its
 	// --token of the old CA.
 	state.Phase, state.Started, state.Finished = certs.CAStart, time.Now().UTC(), time.Time{}
 	if err := writeCARotation(c.cfg, state); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	begin := time.Now()
-	if err := pki.StartCARotation(b, time.Now()); err != nil {
-		return nil, err
+	if err := pki.StartCARotation(b, time.Now()); err != nil && !resume {
+		return nil, nil, err
 	}
-	c.log.Info("new CAs in place, cross-signed by the old ones; issuing every leaf again", "took", time.Since(begin).Round(time.Millisecond))
+	files, err := pki.CARotationFiles(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pinned, err = pki.PinnedCA(b.ServerCA); err != nil {
+		return nil, nil, err
+	}
+	next := caPlan{ID: join.CAHash(pinned), OldCAHash: oldHash, Phase: certs.CAStart, Started: state.Started, Server: c.cfg.NodeName}
+	if err := next.seal(b.ServiceAccountKey, files); err != nil {
+		return nil, nil, err
+	}
+	if err := putPlan(ctx, client, next, modRev); err != nil {
+		return nil, nil, err
+	}
+	c.log.Info("new CAs in place, cross-signed by the old ones, and published to the other servers; issuing every leaf again", "took", time.Since(begin).Round(time.Millisecond))
 	issued, err := c.renew(ctx, nil) // every leaf: "not signed by the current CA"
 	if err != nil {
-		return issued, err
+		return issued, nil, err
 	}
 	if err := c.rewriteTokens(b); err != nil {
-		return issued, err
+		return issued, nil, err
 	}
-	return issued, nil
+	c.report(ctx, client, next.ID, certs.CAStart, nil)
+	phases, err := waitPhases(ctx, client, next.ID, reportWait, certs.CAStart)
+	return issued, phases, err
 }
 
-// finish is the second phase: the old CAs leave the bundles, once every
-// node serves a kubelet certificate of the new CA (unless force).
-func (c caRotator) finish(ctx context.Context, b pki.Bundle, force bool) ([]certs.Issued, error) {
-	state, err := readCARotation(c.cfg)
+// finish is the second phase: once every server applied the first (and,
+// unless force, every node serves a kubelet certificate of the new CA),
+// the plan in etcd says so, and every server drops the old CAs from its
+// bundles, this one first.
+func (c caRotator) finish(ctx context.Context, client *clientv3.Client, b pki.Bundle, force bool) ([]certs.Issued, map[string]string, error) {
+	plan, modRev, _, err := getPlan(ctx, client)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if in, err := pki.CARotationInProgress(b); err != nil {
-		return nil, err
-	} else if !in {
-		return nil, errors.New("no CA rotation is in progress: start one with `kedge certificate rotate-ca`")
+	in, err := pki.CARotationInProgress(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	if plan == nil || plan.Phase != certs.CAStart {
+		if in {
+			return nil, nil, errors.New("this server's CA files are bundles of two CAs, but no CA rotation of the cluster is in progress (etcd " + CARotationPlanKey + "): run `kedge certificate rotate-ca` again to publish it")
+		}
+		return nil, nil, errors.New("no CA rotation is in progress: start one with `kedge certificate rotate-ca`")
 	}
 	if !force {
+		phases, err := serverPhases(ctx, client, plan.ID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if pending := pendingServers(phases, certs.CAStart, certs.CAFinish); len(pending) > 0 {
+			return nil, phases, fmt.Errorf("not every server has the new CAs yet: %s; a running server applies them within seconds of the start: run `kedge certificate rotate-ca --finish` again later, or with --force (a server that is down then applies both phases when it starts)", strings.Join(pending, ", "))
+		}
 		// Open connections keep the client certificate of the old CA they
 		// were made with until client-go notices the new files (agents
 		// renew within a check interval of the start): dropping the old
 		// CA before would answer them 401.
-		ready := state.Started.Add(certs.DefaultMaxInterval + certs.ClientRefresh() + finishSlack)
+		ready := plan.Started.Add(certs.DefaultMaxInterval + certs.ClientRefresh() + finishSlack)
 		if wait := time.Until(ready); wait > 0 {
-			return nil, fmt.Errorf("too early: clients reconnect with their certificates of the new CA within %s of the start (agents renew within %s, and client-go checks its certificate files every %s): run `kedge certificate rotate-ca --finish` after %s (in %s), or with --force",
-				ready.Sub(state.Started).Round(time.Second), certs.DefaultMaxInterval, certs.ClientRefresh(), ready.Local().Format(time.TimeOnly), wait.Round(time.Second))
+			return nil, nil, fmt.Errorf("too early: clients reconnect with their certificates of the new CA within %s of the start (agents renew within %s, and client-go checks its certificate files every %s): run `kedge certificate rotate-ca --finish` after %s (in %s), or with --force",
+				ready.Sub(plan.Started).Round(time.Second), certs.DefaultMaxInterval, certs.ClientRefresh(), ready.Local().Format(time.TimeOnly), wait.Round(time.Second))
 		}
 		if err := c.nodesRenewed(ctx, b); err != nil {
+			return nil, nil, err
+		}
+	}
+	done := *plan
+	done.Phase = certs.CAFinish
+	if err := putPlan(ctx, client, done, modRev); err != nil {
+		return nil, nil, err
+	}
+	issued, err := c.applyPlan(ctx, done)
+	c.report(ctx, client, done.ID, certs.CAFinish, err)
+	if err != nil {
+		return issued, nil, err
+	}
+	phases, err := waitPhases(ctx, client, done.ID, reportWait, certs.CAFinish)
+	return issued, phases, err
+}
+
+// applyPlan brings this server to the phase of p: the new CA files
+// (unless it has them: it started the rotation, joined during it, or
+// applied it before), every leaf issued again and the token files with
+// the new CA hash; at CAFinish, the old CAs dropped. Each step is
+// idempotent: a server restarted half-way completes it.
+func (c caRotator) applyPlan(ctx context.Context, p caPlan) ([]certs.Issued, error) {
+	b := pki.Layout(c.cfg.tlsDir())
+	files, err := p.files(b.ServiceAccountKey)
+	if err != nil {
+		return nil, err
+	}
+	state, err := readCARotation(c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(state.PreviousCAHashes, p.OldCAHash) {
+		// Before the CAs change: restarted half-way, this server still
+		// accepts its --token of the old CA.
+		state.PreviousCAHashes = append(state.PreviousCAHashes, p.OldCAHash)
+		if state.Phase == "" {
+			state.Phase, state.Started = certs.CAStart, p.Started
+		}
+		if err := writeCARotation(c.cfg, state); err != nil {
 			return nil, err
 		}
 	}
-	if _, err := pki.FinishCARotation(b, time.Now()); err != nil {
+	changed, err := pki.ApplyCARotationFiles(b, files)
+	if err != nil {
 		return nil, err
 	}
-	state.Phase, state.Finished = certs.CAFinish, time.Now().UTC()
-	if err := writeCARotation(c.cfg, state); err != nil {
-		return nil, err
+	if len(changed) > 0 {
+		c.log.Info("the cluster's new CAs are in place (kedge certificate rotate-ca on "+p.Server+"); issuing every leaf again", "files", len(changed))
+		state.Phase, state.Started, state.Finished = certs.CAStart, p.Started, time.Time{}
+		if err := writeCARotation(c.cfg, state); err != nil {
+			return nil, err
+		}
 	}
-	// The node's CA copies and the --write-kubeconfig copy follow the
-	// bundles; no leaf is due.
-	issued, err := c.renew(ctx, nil)
+	issued, err := c.renew(ctx, nil) // what the new CAs made due
 	if err != nil {
 		return issued, err
 	}
+	if p.Phase == certs.CAFinish {
+		in, err := pki.CARotationInProgress(b)
+		if err != nil {
+			return issued, err
+		}
+		if in {
+			if _, err := pki.FinishCARotation(b, time.Now()); err != nil {
+				return issued, err
+			}
+			c.log.Info("the old CAs were dropped from the bundles (kedge certificate rotate-ca --finish)")
+			state.Phase, state.Finished = certs.CAFinish, time.Now().UTC()
+			if err := writeCARotation(c.cfg, state); err != nil {
+				return issued, err
+			}
+			// The node's CA copies and the --write-kubeconfig copy follow
+			// the bundles; no leaf is due.
+			more, err := c.renew(ctx, nil)
+			issued = append(issued, more...)
+			if err != nil {
+				return issued, err
+			}
+		}
+	}
 	return issued, c.rewriteTokens(b)
+}
+
+// report records in etcd the phase of rotation id this server reached
+// (or its error); a failure is logged: the next sync reports again.
+func (c caRotator) report(ctx context.Context, client *clientv3.Client, id, phase string, failed error) {
+	r := caReport{ID: id, Phase: phase, Time: time.Now().UTC()}
+	if failed != nil {
+		r.Phase, r.Error = "", failed.Error()
+	}
+	if err := putReport(ctx, client, c.cfg.NodeName, r); err != nil {
+		c.log.Warn("could not report the CA rotation's phase", "err", err)
+	}
 }
 
 // rewriteTokens writes the join and agent token files with the hash of the
@@ -192,28 +327,12 @@ func (c caRotator) rewriteTokens(b pki.Bundle) error {
 		return err
 	}
 	for _, path := range []string{c.cfg.TokenFile(), c.cfg.AgentTokenFile()} {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			continue // a server joined to a cluster without an agent token
+		}
 		if _, err := join.EnsureTokenFile(path, ca, ""); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// singleServer refuses a rotation on a cluster of several servers: the
-// other servers would not get the new CAs (not done yet).
-func (c caRotator) singleServer(ctx context.Context) error {
-	client, err := c.etcdClient()
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	list, err := client.MemberList(ctx)
-	if err != nil {
-		return fmt.Errorf("etcd member list: %w", err)
-	}
-	if n := len(list.Members); n > 1 {
-		return fmt.Errorf("this cluster has %d servers (etcd members): `kedge certificate rotate-ca` replaces the CAs of a cluster of one server only, for now (docs/certificates.md)", n)
 	}
 	return nil
 }

@@ -24,9 +24,10 @@ import (
 // files (kubeconfigs with pki.KubeconfigOptions.ReferenceFiles; the
 // apiserver, etcd and the kubelet reload their files themselves).
 //
-// It also answers `kedge certificate rotate-ca` (caRotator), under the same
+// It also answers `kedge certificate rotate-ca` (caRotator), and the
+// returned caSync applies the rotations of the cluster, under the same
 // lock.
-func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, etcdClient func() (*clientv3.Client, error), log *slog.Logger) *certs.Renewer {
+func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, etcdClient func() (*clientv3.Client, error), log *slog.Logger) (*certs.Renewer, *caSync) {
 	var mu sync.Mutex // Generate is not safe to run concurrently on one directory
 	renewLocked := func(ctx context.Context, rotate []string) ([]certs.Issued, error) {
 		var issued []certs.Issued
@@ -63,7 +64,7 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, etc
 		return renewLocked(ctx, rotate)
 	}
 	ca := caRotator{cfg: cfg, renew: renewLocked, etcdClient: etcdClient, log: log}
-	rotateCA := func(ctx context.Context, phase string, force bool) ([]certs.Issued, error) {
+	rotateCA := func(ctx context.Context, phase string, force bool) ([]certs.Issued, map[string]string, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		return ca.rotate(ctx, phase, force)
@@ -75,7 +76,7 @@ func certRenewer(cfg Config, pkiCfg pki.Config, admin pki.KubeconfigOptions, etc
 		RotateCA: rotateCA,
 		Client:   newAdminClient(cfg.adminKubeconfig()),
 		Log:      log,
-	})
+	}), &caSync{rot: ca, mu: &mu, log: log.With("component", "ca-rotation")}
 }
 
 // absorbKubeletClientSwitch makes one request from the apiserver to the

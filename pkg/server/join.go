@@ -151,6 +151,11 @@ func writeCAFiles(layout pki.Bundle, files map[string][]byte) error {
 			return fmt.Errorf("the server did not send %s", name)
 		}
 	}
+	for _, p := range layout.CrossFiles() { // sent during and after a CA rotation
+		if rel, err := filepath.Rel(layout.Dir, p); err == nil {
+			allowed[filepath.ToSlash(rel)] = true
+		}
+	}
 	serverCA := "server-ca.crt"
 	if rel, err := filepath.Rel(layout.Dir, layout.ServerCA); err == nil {
 		serverCA = filepath.ToSlash(rel)

@@ -176,8 +176,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	})
 	wrap := func(h http.Handler, loopback string) http.Handler { return sup.Wrap(guard.Filter(h, loopback)) }
 	m := component.NewManager(log)
-	m.Add(certRenewer(cfg, pkiCfg, userKubeconfig, etcdClient, log)) // renews certificates while kedge runs
+	renewer, caSync := certRenewer(cfg, pkiCfg, userKubeconfig, etcdClient, log)
+	m.Add(renewer) // renews certificates while kedge runs
 	m.Add(etcd.New(etcdCfg))
+	m.Add(caSync) // applies `kedge certificate rotate-ca` of any server
 	if cfg.EtcdMinFree > 0 {
 		m.Add(guard)
 	}

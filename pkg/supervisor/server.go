@@ -275,5 +275,22 @@ func (s *Supervisor) caFiles() (map[string][]byte, error) {
 		}
 		out[filepath.ToSlash(rel)] = data
 	}
+	// During and after a CA rotation: the cross certificates, which the
+	// joining server's leaves carry for the peers that trust only the
+	// old CAs.
+	for _, p := range b.CrossFiles() {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		rel, err := filepath.Rel(b.Dir, p)
+		if err != nil {
+			return nil, err
+		}
+		out[filepath.ToSlash(rel)] = data
+	}
 	return out, nil
 }
