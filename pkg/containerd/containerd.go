@@ -9,9 +9,6 @@ import (
 	"sync"
 	"time"
 
-	// The plugins of a containerd daemon, CRI included (cmd/containerd's own list).
-	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
-
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/cmd/containerd/server"
 	srvconfig "github.com/containerd/containerd/v2/cmd/containerd/server/config"
