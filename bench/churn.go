@@ -20,6 +20,10 @@ type ChurnConfig struct {
 	Image     string
 	Replicas  int32
 	Timeout   time.Duration // per direction
+	// AtPeak, if set, runs once all Replicas pods are Running, before the
+	// scale-down (a memory sample); its time counts in neither direction.
+	// Its error ends the churn.
+	AtPeak func(ctx context.Context) error
 }
 
 // ChurnResult is how long each direction took.
@@ -56,6 +60,11 @@ func Churn(ctx context.Context, cs kubernetes.Interface, c ChurnConfig) (ChurnRe
 	var err error
 	if r.Up, err = scaleAndWait(ctx, cs, c, c.Replicas, selector); err != nil {
 		return r, err
+	}
+	if c.AtPeak != nil {
+		if err := c.AtPeak(ctx); err != nil {
+			return r, fmt.Errorf("churn: with %d pods running: %w", c.Replicas, err)
+		}
 	}
 	if r.Down, err = scaleAndWait(ctx, cs, c, 0, selector); err != nil {
 		return r, err

@@ -1,0 +1,51 @@
+package bench
+
+import (
+	"io"
+	"log/slog"
+	"math"
+	"reflect"
+	"testing"
+)
+
+func TestMemoryRowsAdd(t *testing.T) {
+	var r Results
+	rows := ChurnMemoryRows(100)
+	u := Usage{Procs: 101, Memory: Memory{RSS: 700 * mib, PSS: 650 * mib, PrivateDirty: 420 * mib, Anon: 400 * mib}}
+	rows.Add(&r, "kedge", u, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	got := map[string][]float64{}
+	for _, row := range r.Rows() {
+		got[row.Name] = row.Values["kedge"]
+	}
+	// PSS has no row in the churn sample: not recorded.
+	want := map[string][]float64{
+		"with 100 pods Running: processes (shims included)": {101},
+		"with 100 pods Running: RSS sum":                    {700},
+		"with 100 pods Running: anonymous (RssAnon) sum":    {400},
+		"with 100 pods Running: Private_Dirty sum":          {420},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("rows %v, want %v", got, want)
+	}
+	if n := len(rows.Metrics()); n != 4 {
+		t.Errorf("Metrics() has %d rows, want 4", n)
+	}
+	if n := len(LoadMemoryRows.Metrics()); n != 3 {
+		t.Errorf("LoadMemoryRows has %d rows, want 3 (RSS, anonymous, Private_Dirty)", n)
+	}
+}
+
+func TestPerPodAndPerMinute(t *testing.T) {
+	if got := perPod(300*mib, 800*mib, 100); got != 5 {
+		t.Errorf("perPod = %v, want 5 MiB", got)
+	}
+	if got := perPod(300*mib, 290*mib, 100); got != -0.1 {
+		t.Errorf("perPod of a shrink = %v, want -0.1 MiB", got)
+	}
+	if got := PerMinute(100, 40); math.Abs(got-150) > 1e-9 {
+		t.Errorf("PerMinute(100, 40 s) = %v, want 150", got)
+	}
+	if got := PerMinute(100, 0); got != 0 {
+		t.Errorf("PerMinute(100, 0 s) = %v, want 0", got)
+	}
+}
