@@ -72,13 +72,13 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
-	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent (default all)")
+	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,addons (default all)")
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
 	fs.DurationVar(&o.plan.IdleCPU, "idle-cpu", 120*time.Second, "window over which idle CPU is summed")
 	fs.IntVar(&o.plan.Load.Creates, "creates", 2000, "ConfigMap creates")
 	fs.IntVar(&o.plan.Load.Clients, "clients", 16, "concurrent clients of the creates")
 	fs.IntVar(&o.plan.Load.Lists, "lists", 200, "LISTs after the creates")
-	replicas := fs.Int("replicas", 30, "replicas of the churn Deployment")
+	replicas := fs.Int("replicas", 100, "replicas of the churn Deployment (the node's max-pods is 110)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -103,14 +103,14 @@ func parseFlags(args []string) (options, error) {
 	for _, part := range strings.Split(*only, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "start", "idle", "api", "churn", "size", "agent":
+		case "start", "idle", "api", "churn", "size", "agent", "addons":
 			o.only[part] = true
 		default:
-			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent)", part)
+			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, addons)", part)
 		}
 	}
 	if len(o.only) == 0 {
-		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent"} {
+		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent", "addons"} {
 			o.only[p] = true
 		}
 	}
@@ -208,13 +208,18 @@ func run(ctx context.Context, o options) (err error) {
 	setups := []setup{{
 		name: "kedge",
 		server: func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
-			k := bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: dir, Role: "server", Images: []string{image},
-				Args: []string{"--node-name", "bench"}, Log: w})
+			k := kedgeServer(runBin, image, dir, w)
 			return k, k.Exited()
 		},
 	}}
 	if base != nil {
 		setups = append(setups, setup{name: "baseline", server: base.server(image)})
+	}
+	var idle []bench.Usage // kedge's idle samples, the addons part's reference
+	o.plan.OnIdle = func(setup string, u bench.Usage) {
+		if setup == "kedge" {
+			idle = append(idle, u)
+		}
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	// On a failure, what was measured so far still goes to stderr.
@@ -258,6 +263,11 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		}
 	}
+	if o.only["addons"] {
+		if err := runAddons(ctx, o, runBin, image, idle, &res); err != nil {
+			return err
+		}
+	}
 	table := res.Table([2]string{"kedge", "baseline"})
 	report := machine(ctx, kedgeBin, o) + "\n" + table
 	fmt.Print(report)
@@ -270,16 +280,20 @@ func run(ctx context.Context, o options) (err error) {
 // declareRows fixes the order of the rows (that of the issue) and says
 // why a cell stays empty.
 func declareRows(r *bench.Results, o options) {
+	n := o.plan.Churn.Replicas
 	parts := []struct {
 		part    string
 		metrics []bench.Metric
 	}{
 		{"start", []bench.Metric{bench.MetricAPIReady, bench.MetricNodeReady, bench.MetricPodRunning}},
-		{"idle", []bench.Metric{bench.MetricProcs, bench.MetricRSS, bench.MetricPSS, bench.MetricHeap, bench.MetricIdleCPU}},
-		{"api", []bench.Metric{bench.MetricCreateRate(o.plan.Load), bench.MetricCreateP50, bench.MetricCreateP99, bench.MetricListP50, bench.MetricListP99}},
-		{"churn", []bench.Metric{bench.MetricChurnUp(o.plan.Churn.Replicas), bench.MetricChurnDown(o.plan.Churn.Replicas)}},
-		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd}},
-		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS}},
+		{"idle", []bench.Metric{bench.MetricProcs, bench.MetricRSS, bench.MetricPSS, bench.MetricAnon, bench.MetricDirty, bench.MetricHeap, bench.MetricIdleCPU}},
+		{"api", append([]bench.Metric{bench.MetricCreateRate(o.plan.Load), bench.MetricCreateP50, bench.MetricCreateP99, bench.MetricListP50, bench.MetricListP99},
+			bench.LoadMemoryRows.Metrics()...)},
+		{"churn", append([]bench.Metric{bench.MetricChurnUp(n), bench.MetricChurnDown(n), bench.MetricChurnUpRate(n), bench.MetricChurnDownRate(n)},
+			append(bench.ChurnMemoryRows(n).Metrics(), bench.MetricPerPodRSS(n), bench.MetricPerPodAnon(n))...)},
+		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd, bench.MetricZstdMB}},
+		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS, bench.MetricNodeAnon, bench.MetricNodeDirty}},
+		{"addons", bench.AddonMetrics()},
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	for _, p := range parts {
@@ -293,6 +307,11 @@ func declareRows(r *bench.Results, o options) {
 	if o.only["idle"] {
 		r.Declare(bench.MetricHeap, "n/a (one per process)")
 	}
+	if o.only["addons"] {
+		for _, m := range bench.AddonMetrics() {
+			r.Declare(m, "n/a (no add-ons)")
+		}
+	}
 }
 
 func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name string, files []string) error {
@@ -304,6 +323,7 @@ func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name 
 	r.Add(bench.MetricSize, name, float64(s.Raw)/(1<<20))
 	r.Add(bench.MetricGzip, name, float64(s.Gzip)/(1<<20))
 	r.Add(bench.MetricZstd, name, float64(s.Zstd)/(1<<20))
+	r.Add(bench.MetricZstdMB, name, float64(s.Zstd)/1e6)
 	return nil
 }
 
