@@ -231,8 +231,9 @@ func kubeletFiles(n node, configPath string) ([]byte, []string, error) {
 		"--node-ip=" + f.NodeIP,
 		"--root-dir=" + f.RootDirectory,
 		"--cert-dir=" + f.CertDirectory,
-		// cadvisor's containerd endpoint, which kedge sets too.
-		"--containerd=" + n.containerdAddress(),
+		// No --containerd (cadvisor's containerd endpoint, which kedge sets
+		// in-process): the kubelet of 1.37 no longer registers that flag
+		// and exits on it.
 	}
 	if len(f.NodeLabels) > 0 {
 		flags = append(flags, "--node-labels="+joinLabels(f.NodeLabels))
