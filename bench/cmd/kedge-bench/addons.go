@@ -17,19 +17,20 @@ func kedgeServer(runBin, image, dir string, w io.Writer, extra ...string) *bench
 }
 
 // runAddons is the addons part: the idle memory each built-in add-on adds
-// to kedge (the baseline has none). Each run starts kedge once per add-on
-// with that add-on disabled and takes the idle sample as the server runs
-// do; the reference is the idle sample of the same run's kedge server run
-// (idle, when the idle part ran) or else one more start with every add-on.
+// to kedge (the baseline has none), -addons-runs times. Each run starts
+// kedge once per add-on with that add-on disabled and takes the idle sample
+// as the server runs do; the reference of run i is the idle sample of kedge
+// server run i (idle, when the idle part ran and has that many runs), or
+// else one more start with every add-on.
 func runAddons(ctx context.Context, o options, runBin, image string, idle []bench.Usage, res *bench.Results) error {
 	plan := o.plan
 	plan.IdleBefore = o.idle
 	dir := filepath.Join(o.work, "kedge")
-	for i := 1; i <= o.runs; i++ {
+	for i := 1; i <= o.addonRuns; i++ {
 		// sample runs kedge with extra flags; what names the run.
 		sample := func(what, logName string, extra ...string) (u bench.Usage, err error) {
 			err = withLog(o.work, fmt.Sprintf("kedge-addons-%s-%d.log", logName, i), func(w io.Writer) error {
-				plan.Log.Info("add-ons run", "kedge", what, "run", i, "of", o.runs)
+				plan.Log.Info("add-ons run", "kedge", what, "run", i, "of", o.addonRuns)
 				k := kedgeServer(runBin, image, dir, w, extra...)
 				u, err = bench.IdleMemory(ctx, k, k.Exited(), plan, what)
 				return err

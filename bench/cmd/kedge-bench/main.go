@@ -41,6 +41,7 @@ type options struct {
 	work        string
 	out         string
 	runs        int
+	addonRuns   int // runs of the addons part: one kedge start per add-on each
 	quick       bool
 	idle        time.Duration // settle time before a memory sample (also for the agent runs)
 	only        map[string]bool
@@ -71,6 +72,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.work, "work", "/var/tmp/kedge-bench", "working directory (data dirs, logs); emptied first")
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
+	fs.IntVar(&o.addonRuns, "addons-runs", 1, "runs of the addons part (each: one kedge start per add-on, ~75 s)")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
 	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,addons (default all)")
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
@@ -116,6 +118,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.runs < 1 {
 		return o, errors.New("-runs must be at least 1")
+	}
+	if o.addonRuns < 1 {
+		return o, errors.New("-addons-runs must be at least 1")
 	}
 	o.idle = o.plan.IdleBefore
 	if !o.only["idle"] {

@@ -17,6 +17,12 @@ func TestParseFlagsParts(t *testing.T) {
 			t.Errorf("the default run lacks part %s", p)
 		}
 	}
+	if o.addonRuns != 1 {
+		t.Errorf("addons runs = %d, want 1 (4 kedge starts)", o.addonRuns)
+	}
+	if _, err := parseFlags([]string{"-addons-runs", "0"}); err == nil {
+		t.Error("-addons-runs 0 accepted")
+	}
 	if o.plan.Churn.Replicas != 100 {
 		t.Errorf("churn replicas = %d, want 100 (issue 16: 0 → 100 → 0)", o.plan.Churn.Replicas)
 	}
