@@ -100,6 +100,11 @@ func scaleAndWait(ctx context.Context, cs kubernetes.Interface, c ChurnConfig, n
 				if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 					running++
 				}
+				// A pod that failed (e.g. evicted under the node's disk
+				// pressure) is a broken run, not a slow one: say why at once.
+				if n > 0 && p.Status.Phase == corev1.PodFailed {
+					return 0, fmt.Errorf("churn: scale to %d: pod %s failed: %s: %s", n, p.Name, p.Status.Reason, p.Status.Message)
+				}
 			}
 			if len(pods.Items) == int(n) && running == int(n) {
 				return time.Since(begin), nil

@@ -28,6 +28,7 @@ type fakeDeployment struct {
 	conflicts int // UpdateScale conflicts still to answer
 	scales    []int32
 	neverRun  bool // pods stay Pending
+	evicted   bool // the first pod is evicted once Running
 }
 
 func (f *fakeDeployment) install(cs *fake.Clientset) {
@@ -79,7 +80,11 @@ func (f *fakeDeployment) install(cs *fake.Clientset) {
 				if !f.neverRun && (f.polls > 3 || i < int32(f.polls)) {
 					phase = corev1.PodRunning
 				}
-				list.Items = append(list.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint(i), Labels: labels}, Status: corev1.PodStatus{Phase: phase}})
+				st := corev1.PodStatus{Phase: phase}
+				if f.evicted && i == 0 && phase == corev1.PodRunning {
+					st = corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: ephemeral-storage."}
+				}
+				list.Items = append(list.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint(i), Labels: labels}, Status: st})
 			}
 		}
 		return true, list, nil
@@ -140,5 +145,18 @@ func TestChurnAtPeakFails(t *testing.T) {
 	}
 	if len(f.scales) != 1 {
 		t.Errorf("scales %v: want no scale-down after a failed sample", f.scales)
+	}
+}
+
+func TestChurnEvicted(t *testing.T) {
+	cs := fake.NewClientset()
+	(&fakeDeployment{evicted: true}).install(cs)
+	begin := time.Now()
+	_, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 2, Timeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "pod 0 failed: Evicted: The node was low on resource: ephemeral-storage.") {
+		t.Fatalf("err = %v, want the eviction", err)
+	}
+	if time.Since(begin) > 10*time.Second {
+		t.Errorf("the eviction was reported after %v, not at once", time.Since(begin))
 	}
 }
