@@ -20,6 +20,10 @@ type ChurnConfig struct {
 	Image     string
 	Replicas  int32
 	Timeout   time.Duration // per direction
+	// AtPeak, if set, runs once all Replicas pods are Running, before the
+	// scale-down (a memory sample); its time counts in neither direction.
+	// Its error ends the churn.
+	AtPeak func(ctx context.Context) error
 }
 
 // ChurnResult is how long each direction took.
@@ -57,6 +61,11 @@ func Churn(ctx context.Context, cs kubernetes.Interface, c ChurnConfig) (ChurnRe
 	if r.Up, err = scaleAndWait(ctx, cs, c, c.Replicas, selector); err != nil {
 		return r, err
 	}
+	if c.AtPeak != nil {
+		if err := c.AtPeak(ctx); err != nil {
+			return r, fmt.Errorf("churn: with %d pods running: %w", c.Replicas, err)
+		}
+	}
 	if r.Down, err = scaleAndWait(ctx, cs, c, 0, selector); err != nil {
 		return r, err
 	}
@@ -90,6 +99,11 @@ func scaleAndWait(ctx context.Context, cs kubernetes.Interface, c ChurnConfig, n
 			for _, p := range pods.Items {
 				if p.Status.Phase == corev1.PodRunning && p.DeletionTimestamp == nil {
 					running++
+				}
+				// A pod that failed (e.g. evicted under the node's disk
+				// pressure) is a broken run, not a slow one: say why at once.
+				if n > 0 && p.Status.Phase == corev1.PodFailed {
+					return 0, fmt.Errorf("churn: scale to %d: pod %s failed: %s: %s", n, p.Name, p.Status.Reason, p.Status.Message)
 				}
 			}
 			if len(pods.Items) == int(n) && running == int(n) {

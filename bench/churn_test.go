@@ -28,6 +28,7 @@ type fakeDeployment struct {
 	conflicts int // UpdateScale conflicts still to answer
 	scales    []int32
 	neverRun  bool // pods stay Pending
+	evicted   bool // the first pod is evicted once Running
 }
 
 func (f *fakeDeployment) install(cs *fake.Clientset) {
@@ -79,7 +80,11 @@ func (f *fakeDeployment) install(cs *fake.Clientset) {
 				if !f.neverRun && (f.polls > 3 || i < int32(f.polls)) {
 					phase = corev1.PodRunning
 				}
-				list.Items = append(list.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint(i), Labels: labels}, Status: corev1.PodStatus{Phase: phase}})
+				st := corev1.PodStatus{Phase: phase}
+				if f.evicted && i == 0 && phase == corev1.PodRunning {
+					st = corev1.PodStatus{Phase: corev1.PodFailed, Reason: "Evicted", Message: "The node was low on resource: ephemeral-storage."}
+				}
+				list.Items = append(list.Items, corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint(i), Labels: labels}, Status: st})
 			}
 		}
 		return true, list, nil
@@ -90,9 +95,22 @@ func TestChurn(t *testing.T) {
 	cs := fake.NewClientset()
 	f := &fakeDeployment{conflicts: 1}
 	f.install(cs)
-	r, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 3, Timeout: 10 * time.Second})
+	peaks := 0
+	atPeak := func(ctx context.Context) error {
+		peaks++
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.scales) != 1 || f.replicas != 3 || f.polls < 3 {
+			t.Errorf("AtPeak ran at scales %v, replicas %d, poll %d: want after the scale-up, all Running, before the scale-down", f.scales, f.replicas, f.polls)
+		}
+		return nil
+	}
+	r, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 3, Timeout: 10 * time.Second, AtPeak: atPeak})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if peaks != 1 {
+		t.Errorf("AtPeak ran %d times, want once", peaks)
 	}
 	if len(f.scales) != 2 || f.scales[0] != 3 || f.scales[1] != 0 {
 		t.Errorf("scales %v, want [3 0] (after a conflict retried)", f.scales)
@@ -113,5 +131,32 @@ func TestChurnTimesOut(t *testing.T) {
 	_, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 2, Timeout: 300 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "2 pods, 0 running") {
 		t.Fatalf("err = %v, want a timeout with the pods still Pending", err)
+	}
+}
+
+func TestChurnAtPeakFails(t *testing.T) {
+	cs := fake.NewClientset()
+	f := &fakeDeployment{}
+	f.install(cs)
+	_, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 2, Timeout: 10 * time.Second,
+		AtPeak: func(context.Context) error { return fmt.Errorf("pid 7: gone") }})
+	if err == nil || !strings.Contains(err.Error(), "with 2 pods running: pid 7: gone") {
+		t.Fatalf("err = %v, want the sample's error", err)
+	}
+	if len(f.scales) != 1 {
+		t.Errorf("scales %v: want no scale-down after a failed sample", f.scales)
+	}
+}
+
+func TestChurnEvicted(t *testing.T) {
+	cs := fake.NewClientset()
+	(&fakeDeployment{evicted: true}).install(cs)
+	begin := time.Now()
+	_, err := Churn(context.Background(), cs, ChurnConfig{Namespace: "default", Name: "churn", Image: "img", Replicas: 2, Timeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "pod 0 failed: Evicted: The node was low on resource: ephemeral-storage.") {
+		t.Fatalf("err = %v, want the eviction", err)
+	}
+	if time.Since(begin) > 10*time.Second {
+		t.Errorf("the eviction was reported after %v, not at once", time.Since(begin))
 	}
 }

@@ -44,10 +44,18 @@ type Stat struct {
 // a shim's runc calls): work the setup did, even if the child is gone.
 func (s Stat) CPUTicks() uint64 { return s.UTime + s.STime + s.CUTime + s.CSTime }
 
-// Memory holds the memory fields of /proc/<pid>/smaps_rollup, in bytes.
+// Memory holds the memory figures of a process, in bytes: RSS, PSS and
+// Private_Dirty from /proc/<pid>/smaps_rollup, RssAnon from /proc/<pid>/status.
 type Memory struct {
 	RSS uint64 // resident set size: every page mapped, shared or not
 	PSS uint64 // proportional set size: shared pages divided among their users
+	// PrivateDirty is Private_Dirty: pages only this process maps and has
+	// written (its anonymous memory and written private file pages, such as
+	// the binary's .data). Reclaiming them needs swap.
+	PrivateDirty uint64
+	// Anon is RssAnon: resident anonymous pages (heap, stacks, Go's arenas),
+	// what paging out the binary's clean file pages cannot lower.
+	Anon uint64
 }
 
 // ParseStat parses the contents of /proc/<pid>/stat. The command name is
@@ -78,40 +86,62 @@ func ParseStat(raw []byte) (Stat, error) {
 	return s, nil
 }
 
-// ParseSmapsRollup parses /proc/<pid>/smaps_rollup (values in kB) into bytes.
+// ParseSmapsRollup parses the Rss, Pss and Private_Dirty lines of
+// /proc/<pid>/smaps_rollup (values in kB) into bytes; Anon stays 0.
 func ParseSmapsRollup(raw []byte) (Memory, error) {
 	var m Memory
-	var seen int
+	if err := parseKBFields("smaps_rollup", raw, map[string]*uint64{"Rss": &m.RSS, "Pss": &m.PSS, "Private_Dirty": &m.PrivateDirty}); err != nil {
+		return Memory{}, err
+	}
+	return m, nil
+}
+
+// ParseStatusRssAnon parses the RssAnon line of /proc/<pid>/status (in kB)
+// into bytes. A kernel thread or a zombie has none: an error.
+func ParseStatusRssAnon(raw []byte) (uint64, error) {
+	var anon uint64
+	if err := parseKBFields("status", raw, map[string]*uint64{"RssAnon": &anon}); err != nil {
+		return 0, err
+	}
+	return anon, nil
+}
+
+// parseKBFields reads the "Key:   123 kB" lines of a procfs file named
+// file into the fields of want, in bytes; every key must be present.
+func parseKBFields(file string, raw []byte, want map[string]*uint64) error {
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	for sc.Scan() {
 		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		var dst *uint64
-		switch key {
-		case "Rss":
-			dst = &m.RSS
-		case "Pss":
-			dst = &m.PSS
-		default:
+		dst := want[key]
+		if !ok || dst == nil {
 			continue
 		}
 		f := strings.Fields(rest)
 		if len(f) != 2 || f[1] != "kB" {
-			return Memory{}, fmt.Errorf("smaps_rollup: malformed %s line %q", key, sc.Text())
+			return fmt.Errorf("%s: malformed %s line %q", file, key, sc.Text())
 		}
 		kb, err := strconv.ParseUint(f[0], 10, 64)
 		if err != nil {
-			return Memory{}, fmt.Errorf("smaps_rollup: %s: %w", key, err)
+			return fmt.Errorf("%s: %s: %w", file, key, err)
 		}
 		*dst = kb * 1024
-		seen++
+		seen[key] = true
 	}
-	if seen < 2 {
-		return Memory{}, errors.New("smaps_rollup: no Rss and Pss lines")
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
 	}
-	return m, nil
+	var missing []string
+	for key := range want {
+		if !seen[key] {
+			missing = append(missing, key)
+		}
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("%s: no %s line", file, strings.Join(missing, ", "))
+	}
+	return nil
 }
 
 // Stat reads /proc/<pid>/stat.
@@ -123,13 +153,22 @@ func (p ProcFS) Stat(pid int) (Stat, error) {
 	return ParseStat(raw)
 }
 
-// Memory reads /proc/<pid>/smaps_rollup.
+// Memory reads /proc/<pid>/smaps_rollup and /proc/<pid>/status.
 func (p ProcFS) Memory(pid int) (Memory, error) {
-	raw, err := os.ReadFile(filepath.Join(p.Root, strconv.Itoa(pid), "smaps_rollup"))
+	dir := filepath.Join(p.Root, strconv.Itoa(pid))
+	raw, err := os.ReadFile(filepath.Join(dir, "smaps_rollup"))
 	if err != nil {
 		return Memory{}, err
 	}
-	return ParseSmapsRollup(raw)
+	m, err := ParseSmapsRollup(raw)
+	if err != nil {
+		return Memory{}, err
+	}
+	if raw, err = os.ReadFile(filepath.Join(dir, "status")); err != nil {
+		return Memory{}, err
+	}
+	m.Anon, err = ParseStatusRssAnon(raw)
+	return m, err
 }
 
 // Processes returns a snapshot of every process, by PID. Processes that
@@ -211,6 +250,8 @@ func (p ProcFS) Measure(pids []int) (Usage, map[int]uint64, error) {
 				u.Procs++
 				u.RSS += m.RSS
 				u.PSS += m.PSS
+				u.PrivateDirty += m.PrivateDirty
+				u.Anon += m.Anon
 				ticks[pid] = st.CPUTicks()
 				u.CPUTicks += st.CPUTicks()
 				continue

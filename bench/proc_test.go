@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -92,13 +93,37 @@ func TestParseSmapsRollupFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Rss and Pss only, not Pss_Dirty, Pss_Anon or SwapPss.
-	if want := (Memory{RSS: 473612 * 1024, PSS: 471088 * 1024}); m != want {
+	// Rss, Pss and Private_Dirty only, not Pss_Dirty, Pss_Anon, Anonymous or
+	// SwapPss; Anon comes from status.
+	if want := (Memory{RSS: 473612 * 1024, PSS: 471088 * 1024, PrivateDirty: 402120 * 1024}); m != want {
 		t.Errorf("got %+v, want %+v", m, want)
 	}
-	for _, bad := range []string{"", "Rss: 12 kB\n", "Rss: 12 kB\nPss: x kB\n", "Rss: 12 MB\nPss: 1 kB\n"} {
+	const ok = "Rss: 12 kB\nPss: 11 kB\nPrivate_Dirty: 3 kB\n"
+	if m, err := ParseSmapsRollup([]byte(ok)); err != nil || m != (Memory{RSS: 12 << 10, PSS: 11 << 10, PrivateDirty: 3 << 10}) {
+		t.Errorf("ParseSmapsRollup(%q) = %+v, %v", ok, m, err)
+	}
+	for _, bad := range []string{"", "Rss: 12 kB\n", "Rss: 12 kB\nPss: 1 kB\n", "Rss: 12 kB\nPss: x kB\nPrivate_Dirty: 3 kB\n",
+		"Rss: 12 MB\nPss: 1 kB\nPrivate_Dirty: 3 kB\n", "Rss: 12 kB\nPss: 1 kB\nPrivate_Dirty: 3\n"} {
 		if _, err := ParseSmapsRollup([]byte(bad)); err == nil {
 			t.Errorf("ParseSmapsRollup(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestParseStatusRssAnonFixture(t *testing.T) {
+	raw, err := os.ReadFile("testdata/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RssAnon, not VmRSS, RssFile or VmData.
+	anon, err := ParseStatusRssAnon(raw)
+	if err != nil || anon != 401980*1024 {
+		t.Errorf("got %d, %v; want %d", anon, err, 401980*1024)
+	}
+	// A kernel thread's or zombie's status has no memory lines.
+	for _, bad := range []string{"", "Name:\tkthreadd\nState:\tS (sleeping)\nKthread:\t1\n", "RssAnon:\t-1 kB\n", "RssAnon:\t12 MB\n", "RssAnon:\n"} {
+		if got, err := ParseStatusRssAnon([]byte(bad)); err == nil {
+			t.Errorf("ParseStatusRssAnon(%q) = %d, want an error", bad, got)
 		}
 	}
 }
@@ -113,6 +138,25 @@ func TestMemorySelf(t *testing.T) {
 	if m.RSS < 1<<20 || m.PSS == 0 || m.PSS > m.RSS {
 		t.Errorf("implausible memory of the test process: %+v", m)
 	}
+	// Go's heap and stacks are anonymous and written; neither exceeds RSS.
+	if m.Anon == 0 || m.Anon > m.RSS || m.PrivateDirty == 0 || m.PrivateDirty > m.RSS {
+		t.Errorf("implausible anonymous memory of the test process: %+v", m)
+	}
+	// Touching 64 MiB of fresh memory shows in both.
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		if i%4096 == 0 {
+			buf[i] = 1
+		}
+	}
+	after, err := procfs.Memory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Anon < m.Anon+48<<20 || after.PrivateDirty < m.PrivateDirty+48<<20 {
+		t.Errorf("64 MiB touched: anon %d → %d, private dirty %d → %d", m.Anon, after.Anon, m.PrivateDirty, after.PrivateDirty)
+	}
+	runtime.KeepAlive(buf)
 }
 
 func TestProcessesAndDescendants(t *testing.T) {
@@ -143,7 +187,7 @@ func TestProcessesAndDescendants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Procs != 2 || len(ticks) != 2 || u.RSS == 0 {
+	if u.Procs != 2 || len(ticks) != 2 || u.RSS == 0 || u.Anon == 0 || u.PrivateDirty == 0 {
 		t.Errorf("measure of self + child (+ a missing pid): %+v, ticks %v", u, ticks)
 	}
 }

@@ -27,6 +27,7 @@ var (
 	MetricSize       = Metric{Name: "download: binaries", Unit: "MiB", Decimals: 1}
 	MetricGzip       = Metric{Name: "download: gzip -9", Unit: "MiB", Decimals: 1}
 	MetricZstd       = Metric{Name: "download: zstd -19", Unit: "MiB", Decimals: 1}
+	MetricZstdMB     = Metric{Name: "download: zstd -19, in MB (10^6 bytes)", Unit: "MB", Decimals: 1}
 	MetricNodeRSS    = Metric{Name: "agent alone: idle RSS sum", Unit: "MiB", Decimals: 0}
 	MetricNodePSS    = Metric{Name: "agent alone: idle PSS sum", Unit: "MiB", Decimals: 0}
 	MetricNodeProcs  = Metric{Name: "agent alone: processes", Decimals: 0}
@@ -67,6 +68,9 @@ type Plan struct {
 	Load       LoadConfig    // Creates == 0 skips the API load
 	Churn      ChurnConfig   // Replicas == 0 skips the churn
 	Log        *slog.Logger
+
+	// OnIdle, if set, gets each idle memory sample (the addons part's reference).
+	OnIdle func(setup string, u Usage)
 }
 
 const mib = 1 << 20
@@ -109,19 +113,38 @@ func RunServer(ctx context.Context, s Setup, exited <-chan struct{}, p Plan, r *
 		r.Add(MetricCreateP99, s.Name(), ms(Percentile(lr.Creates, 99)))
 		r.Add(MetricListP50, s.Name(), ms(Percentile(lr.Lists, 50)))
 		r.Add(MetricListP99, s.Name(), ms(Percentile(lr.Lists, 99)))
+		u, err := SampleMemory(s)
+		if err != nil {
+			return err
+		}
+		LoadMemoryRows.Add(r, s.Name(), u, log, "memory after the api load")
 	}
 	if p.Churn.Replicas > 0 {
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			return err
 		}
-		cr, err := Churn(ctx, cs, p.Churn)
+		// Per-pod memory: the sample with all pods running against one
+		// just before the scale-up.
+		before, err := SampleMemory(s)
+		if err != nil {
+			return err
+		}
+		var peak Usage
+		c, n := p.Churn, p.Churn.Replicas
+		c.AtPeak = func(context.Context) (err error) { peak, err = SampleMemory(s); return err }
+		cr, err := Churn(ctx, cs, c)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 		log.Info("churn", "up", cr.Up, "down", cr.Down)
-		r.Add(MetricChurnUp(p.Churn.Replicas), s.Name(), cr.Up.Seconds())
-		r.Add(MetricChurnDown(p.Churn.Replicas), s.Name(), cr.Down.Seconds())
+		r.Add(MetricChurnUp(n), s.Name(), cr.Up.Seconds())
+		r.Add(MetricChurnDown(n), s.Name(), cr.Down.Seconds())
+		r.Add(MetricChurnUpRate(n), s.Name(), PerMinute(n, cr.Up.Seconds()))
+		r.Add(MetricChurnDownRate(n), s.Name(), PerMinute(n, cr.Down.Seconds()))
+		ChurnMemoryRows(n).Add(r, s.Name(), peak, log, "memory with the churn's pods running")
+		r.Add(MetricPerPodRSS(n), s.Name(), perPod(before.RSS, peak.RSS, n))
+		r.Add(MetricPerPodAnon(n), s.Name(), perPod(before.Anon, peak.Anon, n))
 	}
 	return nil
 }
@@ -141,10 +164,15 @@ func measureIdle(ctx context.Context, s Setup, p Plan, r *Results, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	log.Info("idle memory", "procs", u.Procs, "rss_mib", u.RSS/mib, "pss_mib", u.PSS/mib)
+	log.Info("idle memory", "procs", u.Procs, "rss_mib", u.RSS/mib, "pss_mib", u.PSS/mib, "anon_mib", u.Anon/mib, "private_dirty_mib", u.PrivateDirty/mib)
 	r.Add(MetricProcs, s.Name(), float64(u.Procs))
 	r.Add(MetricRSS, s.Name(), float64(u.RSS)/mib)
 	r.Add(MetricPSS, s.Name(), float64(u.PSS)/mib)
+	r.Add(MetricAnon, s.Name(), float64(u.Anon)/mib)
+	r.Add(MetricDirty, s.Name(), float64(u.PrivateDirty)/mib)
+	if p.OnIdle != nil {
+		p.OnIdle(s.Name(), u)
+	}
 	if h, ok := s.(HeapReporter); ok {
 		heap, err := h.HeapInuse(ctx)
 		if err != nil {
@@ -219,10 +247,12 @@ func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName stri
 	if err != nil {
 		return err
 	}
-	log.Info("idle memory", "procs", u.Procs, "rss_mib", u.RSS/mib, "pss_mib", u.PSS/mib)
+	log.Info("idle memory", "procs", u.Procs, "rss_mib", u.RSS/mib, "pss_mib", u.PSS/mib, "anon_mib", u.Anon/mib, "private_dirty_mib", u.PrivateDirty/mib)
 	r.Add(MetricNodeProcs, n.Name(), float64(u.Procs))
 	r.Add(MetricNodeRSS, n.Name(), float64(u.RSS)/mib)
 	r.Add(MetricNodePSS, n.Name(), float64(u.PSS)/mib)
+	r.Add(MetricNodeAnon, n.Name(), float64(u.Anon)/mib)
+	r.Add(MetricNodeDirty, n.Name(), float64(u.PrivateDirty)/mib)
 	return nil
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	work        string
 	out         string
 	runs        int
+	addonRuns   int // runs of the addons part: one kedge start per add-on each
 	quick       bool
 	idle        time.Duration // settle time before a memory sample (also for the agent runs)
 	only        map[string]bool
@@ -72,15 +73,16 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.work, "work", "/var/tmp/kedge-bench", "working directory (data dirs, logs); emptied first")
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
+	fs.IntVar(&o.addonRuns, "addons-runs", 1, "runs of the addons part (each: one kedge start per add-on, ~75 s)")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
-	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart (default all), scale (only if named)")
+	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart,addons (default all), scale (only if named)")
 	scaleDone := scaleFlags(fs, &o)
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
 	fs.DurationVar(&o.plan.IdleCPU, "idle-cpu", 120*time.Second, "window over which idle CPU is summed")
 	fs.IntVar(&o.plan.Load.Creates, "creates", 2000, "ConfigMap creates")
 	fs.IntVar(&o.plan.Load.Clients, "clients", 16, "concurrent clients of the creates")
 	fs.IntVar(&o.plan.Load.Lists, "lists", 200, "LISTs after the creates")
-	replicas := fs.Int("replicas", 30, "replicas of the churn Deployment")
+	replicas := fs.Int("replicas", 100, "replicas of the churn Deployment (the node's max-pods is 110)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -108,19 +110,22 @@ func parseFlags(args []string) (options, error) {
 	for _, part := range strings.Split(*only, ",") {
 		switch part = strings.TrimSpace(part); part {
 		case "":
-		case "start", "idle", "api", "churn", "size", "agent", "restart", "scale":
+		case "start", "idle", "api", "churn", "size", "agent", "restart", "addons", "scale":
 			o.only[part] = true
 		default:
-			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, restart, scale)", part)
+			return o, fmt.Errorf("-only: unknown part %q (start, idle, api, churn, size, agent, restart, addons, scale)", part)
 		}
 	}
 	if len(o.only) == 0 {
-		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent", "restart"} {
+		for _, p := range []string{"start", "idle", "api", "churn", "size", "agent", "restart", "addons"} {
 			o.only[p] = true
 		}
 	}
 	if o.runs < 1 {
 		return o, errors.New("-runs must be at least 1")
+	}
+	if o.addonRuns < 1 {
+		return o, errors.New("-addons-runs must be at least 1")
 	}
 	o.idle = o.plan.IdleBefore
 	if !o.only["idle"] {
@@ -213,13 +218,18 @@ func run(ctx context.Context, o options) (err error) {
 	setups := []setup{{
 		name: "kedge",
 		server: func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
-			k := bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: dir, Role: "server", Images: []string{image},
-				Args: []string{"--node-name", "bench"}, Log: w})
+			k := kedgeServer(runBin, image, dir, w)
 			return k, k.Exited()
 		},
 	}}
 	if base != nil {
 		setups = append(setups, setup{name: "baseline", server: base.server(image)})
+	}
+	var idle []bench.Usage // kedge's idle samples, the addons part's reference
+	o.plan.OnIdle = func(setup string, u bench.Usage) {
+		if setup == "kedge" {
+			idle = append(idle, u)
+		}
 	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	// On a failure, what was measured so far still goes to stderr.
@@ -280,6 +290,11 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		}
 	}
+	if o.only["addons"] {
+		if err := runAddons(ctx, o, runBin, image, idle, &res); err != nil {
+			return err
+		}
+	}
 	table := res.Table([2]string{"kedge", "baseline"})
 	report := machine(ctx, kedgeBin, o) + "\n" + table
 	fmt.Print(report)
@@ -292,16 +307,20 @@ func run(ctx context.Context, o options) (err error) {
 // declareRows fixes the order of the rows (that of the issue) and says
 // why a cell stays empty.
 func declareRows(r *bench.Results, o options) {
+	n := o.plan.Churn.Replicas
 	parts := []struct {
 		part    string
 		metrics []bench.Metric
 	}{
 		{"start", []bench.Metric{bench.MetricAPIReady, bench.MetricNodeReady, bench.MetricPodRunning}},
-		{"idle", []bench.Metric{bench.MetricProcs, bench.MetricRSS, bench.MetricPSS, bench.MetricHeap, bench.MetricIdleCPU}},
-		{"api", []bench.Metric{bench.MetricCreateRate(o.plan.Load), bench.MetricCreateP50, bench.MetricCreateP99, bench.MetricListP50, bench.MetricListP99}},
-		{"churn", []bench.Metric{bench.MetricChurnUp(o.plan.Churn.Replicas), bench.MetricChurnDown(o.plan.Churn.Replicas)}},
-		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd}},
-		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS}},
+		{"idle", []bench.Metric{bench.MetricProcs, bench.MetricRSS, bench.MetricPSS, bench.MetricAnon, bench.MetricDirty, bench.MetricHeap, bench.MetricIdleCPU}},
+		{"api", append([]bench.Metric{bench.MetricCreateRate(o.plan.Load), bench.MetricCreateP50, bench.MetricCreateP99, bench.MetricListP50, bench.MetricListP99},
+			bench.LoadMemoryRows.Metrics()...)},
+		{"churn", append([]bench.Metric{bench.MetricChurnUp(n), bench.MetricChurnDown(n), bench.MetricChurnUpRate(n), bench.MetricChurnDownRate(n)},
+			append(bench.ChurnMemoryRows(n).Metrics(), bench.MetricPerPodRSS(n), bench.MetricPerPodAnon(n))...)},
+		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd, bench.MetricZstdMB}},
+		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS, bench.MetricNodeAnon, bench.MetricNodeDirty}},
+		{"addons", bench.AddonMetrics()},
 		{"restart", []bench.Metric{bench.MetricRestartAPI, bench.MetricRestartNode}},
 		{"scale", bench.ScaleMetrics(o.scale.Steps)},
 	}
@@ -321,6 +340,11 @@ func declareRows(r *bench.Results, o options) {
 		r.Declare(bench.MetricRestartAPI, "n/a (kedge only)")
 		r.Declare(bench.MetricRestartNode, "n/a (kedge only)")
 	}
+	if o.only["addons"] {
+		for _, m := range bench.AddonMetrics() {
+			r.Declare(m, "n/a (no add-ons)")
+		}
+	}
 }
 
 func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name string, files []string) error {
@@ -332,6 +356,7 @@ func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name 
 	r.Add(bench.MetricSize, name, float64(s.Raw)/(1<<20))
 	r.Add(bench.MetricGzip, name, float64(s.Gzip)/(1<<20))
 	r.Add(bench.MetricZstd, name, float64(s.Zstd)/(1<<20))
+	r.Add(bench.MetricZstdMB, name, float64(s.Zstd)/1e6)
 	return nil
 }
 

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/kedge-io/kedge/bench"
+)
+
+func TestParseFlagsParts(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"start", "idle", "api", "churn", "size", "agent", "addons"} {
+		if !o.only[p] {
+			t.Errorf("the default run lacks part %s", p)
+		}
+	}
+	if o.addonRuns != 1 {
+		t.Errorf("addons runs = %d, want 1 (4 kedge starts)", o.addonRuns)
+	}
+	if _, err := parseFlags([]string{"-addons-runs", "0"}); err == nil {
+		t.Error("-addons-runs 0 accepted")
+	}
+	if o.plan.Churn.Replicas != 100 {
+		t.Errorf("churn replicas = %d, want 100 (issue 16: 0 → 100 → 0)", o.plan.Churn.Replicas)
+	}
+	if o, err = parseFlags([]string{"-quick", "-only", "addons"}); err != nil {
+		t.Fatal(err)
+	}
+	// The addons part keeps the settle time although the idle part is off.
+	if !o.only["addons"] || o.only["idle"] || o.plan.IdleBefore != 0 || o.idle == 0 || o.plan.Churn.Replicas != 0 {
+		t.Errorf("-quick -only addons: only %v, idle %v / %v, replicas %d", o.only, o.plan.IdleBefore, o.idle, o.plan.Churn.Replicas)
+	}
+	if _, err := parseFlags([]string{"-only", "addon"}); err == nil || !strings.Contains(err.Error(), "addons") {
+		t.Errorf("-only addon: err = %v, want one naming the parts", err)
+	}
+}
+
+func TestDeclareRowsAddons(t *testing.T) {
+	o, err := parseFlags([]string{"-only", "addons"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r bench.Results
+	declareRows(&r, o)
+	table := r.Table([2]string{"kedge", "baseline"})
+	for _, m := range bench.AddonMetrics() {
+		if !strings.Contains(table, "| "+m.Name+" | n/a (no add-ons) | n/a (no add-ons) |") {
+			t.Errorf("table lacks the row %q:\n%s", m.Name, table)
+		}
+	}
+	if strings.Contains(table, "exec →") {
+		t.Errorf("-only addons declares the start rows:\n%s", table)
+	}
+}
