@@ -244,6 +244,9 @@ func Render(fsys fs.FS, v Values) (map[string][]byte, error) {
 	return out, err
 }
 
+// applierQPS is the client-side rate limit of the applier's client.
+const applierQPS = 100
+
 // applier server-side-applies multi-document YAML.
 type applier struct {
 	dyn    dynamic.Interface
@@ -255,6 +258,11 @@ func newApplier(kubeconfig string) (*applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
+	// kedge's own client over loopback: client-go's default 5 QPS (burst
+	// 10) made the discovery and the built-ins (the RBAC the node waits
+	// for) take ~3 s of every fresh start. Priority-and-fairness still
+	// bounds it at the apiserver.
+	rest.QPS, rest.Burst = applierQPS, 2*applierQPS
 	dc, err := discovery.NewDiscoveryClientForConfig(rest)
 	if err != nil {
 		return nil, err
