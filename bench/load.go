@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,60 +70,31 @@ func APILoad(ctx context.Context, cfg *rest.Config, lc LoadConfig) (LoadResult, 
 
 	var res LoadResult
 	res.Creates = make([]time.Duration, lc.Creates)
-	next := make(chan int)
-	errc := make(chan error, lc.Clients)
-	var wg sync.WaitGroup
 	var retried atomic.Int64
 	begin := time.Now()
-	for _, cs := range clients {
-		wg.Add(1)
-		go func(cs kubernetes.Interface) {
-			defer wg.Done()
-			for i := range next {
-				cm := &corev1.ConfigMap{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%05d", i)},
-					Data:       map[string]string{"v": data},
-				}
-				t := time.Now()
-				_, err := cs.CoreV1().ConfigMaps(lc.Namespace).Create(ctx, cm, metav1.CreateOptions{})
-				res.Creates[i] = time.Since(t)
-				if apierrors.IsAlreadyExists(err) {
-					// client-go resent the create after an answer with
-					// Retry-After (a 5xx of a slow etcd, a 429) although the
-					// first attempt was stored: the object is created, in
-					// the time measured, retry included.
-					retried.Add(1)
-					err = nil
-				}
-				if err != nil {
-					errc <- fmt.Errorf("load: create %s: %w", cm.Name, err)
-					return
-				}
-			}
-		}(cs)
-	}
-	var failed error
-feed:
-	for i := 0; i < lc.Creates; i++ {
-		select {
-		case next <- i:
-		case failed = <-errc:
-			break feed
-		case <-ctx.Done():
-			failed = ctx.Err()
-			break feed
+	failed := parallel(ctx, clients, 0, lc.Creates, func(cs kubernetes.Interface, i int) error {
+		cm := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%05d", i)},
+			Data:       map[string]string{"v": data},
 		}
-	}
-	close(next)
-	wg.Wait()
+		t := time.Now()
+		_, err := cs.CoreV1().ConfigMaps(lc.Namespace).Create(ctx, cm, metav1.CreateOptions{})
+		res.Creates[i] = time.Since(t)
+		if apierrors.IsAlreadyExists(err) {
+			// client-go resent the create after an answer with
+			// Retry-After (a 5xx of a slow etcd, a 429) although the
+			// first attempt was stored: the object is created, in
+			// the time measured, retry included.
+			retried.Add(1)
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("load: create %s: %w", cm.Name, err)
+		}
+		return nil
+	})
 	res.CreateWall = time.Since(begin)
 	res.Retried = int(retried.Load())
-	if failed == nil {
-		select {
-		case failed = <-errc:
-		default:
-		}
-	}
 	if failed != nil {
 		return LoadResult{}, failed
 	}
