@@ -10,48 +10,67 @@ import (
 // kedge refuses a name it does not know, so a renamed one fails the run).
 var Addons = []string{"servicelb", "local-storage", "metrics-server", "network-policy"}
 
-// MetricAddonRSS is the idle RSS add-on name adds: kedge's idle RSS with
-// every add-on minus that with name disabled.
-func MetricAddonRSS(name string) Metric {
-	return Metric{Name: fmt.Sprintf("add-on %s: idle RSS it adds", name), Unit: "MiB", Decimals: 1}
-}
+// AddonRole is where the addons part measures what the add-ons cost: the
+// single-node server (control plane and node in one process) or an agent
+// (a node joined to a server; it learns the server's --disable at join).
+type AddonRole string
 
-// MetricAddonAnon is the idle anonymous memory (RssAnon) add-on name adds.
-func MetricAddonAnon(name string) Metric {
-	return Metric{Name: fmt.Sprintf("add-on %s: idle anonymous it adds", name), Unit: "MiB", Decimals: 1}
-}
-
-// The sums over Addons of their rows.
-var (
-	MetricAddonsRSS  = Metric{Name: "the four add-ons: idle RSS they add (sum of the above)", Unit: "MiB", Decimals: 1}
-	MetricAddonsAnon = Metric{Name: "the four add-ons: idle anonymous they add (sum of the above)", Unit: "MiB", Decimals: 1}
+// The roles the addons part measures.
+const (
+	AddonServer AddonRole = "server"
+	AddonAgent  AddonRole = "agent"
 )
 
-// AddonMetrics are the rows of the addons part, in table order.
-func AddonMetrics() []Metric {
-	var out []Metric
-	for _, a := range Addons {
-		out = append(out, MetricAddonRSS(a), MetricAddonAnon(a))
-	}
-	return append(out, MetricAddonsRSS, MetricAddonsAnon)
+// AddonRoles are the roles, in table order.
+var AddonRoles = []AddonRole{AddonServer, AddonAgent}
+
+// MetricAddonRSS is the idle RSS add-on name adds to a kedge of role: its
+// idle RSS with every add-on minus that with name disabled.
+func MetricAddonRSS(role AddonRole, name string) Metric {
+	return Metric{Name: fmt.Sprintf("add-on %s: %s idle RSS it adds", name, role), Unit: "MiB", Decimals: 1}
 }
 
-// AddAddonCosts records one run's costs: ref is the idle sample with every
-// add-on, without[i] the one with Addons[i] disabled.
-func AddAddonCosts(r *Results, setup string, ref Usage, without []Usage) error {
+// MetricAddonAnon is the idle anonymous memory (RssAnon) add-on name adds
+// to a kedge of role.
+func MetricAddonAnon(role AddonRole, name string) Metric {
+	return Metric{Name: fmt.Sprintf("add-on %s: %s idle anonymous it adds", name, role), Unit: "MiB", Decimals: 1}
+}
+
+// MetricAddonsRSS is the sum over Addons of their RSS rows for role.
+func MetricAddonsRSS(role AddonRole) Metric {
+	return Metric{Name: fmt.Sprintf("the four add-ons: %s idle RSS they add (sum of the above)", role), Unit: "MiB", Decimals: 1}
+}
+
+// MetricAddonsAnon is the sum over Addons of their anonymous rows for role.
+func MetricAddonsAnon(role AddonRole) Metric {
+	return Metric{Name: fmt.Sprintf("the four add-ons: %s idle anonymous they add (sum of the above)", role), Unit: "MiB", Decimals: 1}
+}
+
+// AddonMetrics are the rows of the addons part for role, in table order.
+func AddonMetrics(role AddonRole) []Metric {
+	var out []Metric
+	for _, a := range Addons {
+		out = append(out, MetricAddonRSS(role, a), MetricAddonAnon(role, a))
+	}
+	return append(out, MetricAddonsRSS(role), MetricAddonsAnon(role))
+}
+
+// AddAddonCosts records one run's costs for role: ref is the idle sample
+// with every add-on, without[i] the one with Addons[i] disabled.
+func AddAddonCosts(r *Results, role AddonRole, setup string, ref Usage, without []Usage) error {
 	if len(without) != len(Addons) {
-		return fmt.Errorf("add-ons: %d samples for %d add-ons", len(without), len(Addons))
+		return fmt.Errorf("add-ons (%s): %d samples for %d add-ons", role, len(without), len(Addons))
 	}
 	var rss, anon float64
 	for i, a := range Addons {
 		dr := (float64(ref.RSS) - float64(without[i].RSS)) / mib
 		da := (float64(ref.Anon) - float64(without[i].Anon)) / mib
-		r.Add(MetricAddonRSS(a), setup, dr)
-		r.Add(MetricAddonAnon(a), setup, da)
+		r.Add(MetricAddonRSS(role, a), setup, dr)
+		r.Add(MetricAddonAnon(role, a), setup, da)
 		rss, anon = rss+dr, anon+da
 	}
-	r.Add(MetricAddonsRSS, setup, rss)
-	r.Add(MetricAddonsAnon, setup, anon)
+	r.Add(MetricAddonsRSS(role), setup, rss)
+	r.Add(MetricAddonsAnon(role), setup, anon)
 	return nil
 }
 

@@ -56,15 +56,15 @@ func TestAddAddonCosts(t *testing.T) {
 	ref := u(300, 140)
 	// servicelb 2 MiB, local-storage 1, metrics-server 9 (8 anonymous), network-policy 6 (-1: noise).
 	without := []Usage{u(298, 139), u(299, 139), u(291, 132), u(294, 141)}
-	if err := AddAddonCosts(&r, "kedge", ref, without); err != nil {
+	if err := AddAddonCosts(&r, AddonAgent, "kedge", ref, without); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]float64{
-		"add-on servicelb: idle RSS it adds": 2, "add-on servicelb: idle anonymous it adds": 1,
-		"add-on local-storage: idle RSS it adds": 1, "add-on local-storage: idle anonymous it adds": 1,
-		"add-on metrics-server: idle RSS it adds": 9, "add-on metrics-server: idle anonymous it adds": 8,
-		"add-on network-policy: idle RSS it adds": 6, "add-on network-policy: idle anonymous it adds": -1,
-		MetricAddonsRSS.Name: 18, MetricAddonsAnon.Name: 9,
+		"add-on servicelb: agent idle RSS it adds": 2, "add-on servicelb: agent idle anonymous it adds": 1,
+		"add-on local-storage: agent idle RSS it adds": 1, "add-on local-storage: agent idle anonymous it adds": 1,
+		"add-on metrics-server: agent idle RSS it adds": 9, "add-on metrics-server: agent idle anonymous it adds": 8,
+		"add-on network-policy: agent idle RSS it adds": 6, "add-on network-policy: agent idle anonymous it adds": -1,
+		MetricAddonsRSS(AddonAgent).Name: 18, MetricAddonsAnon(AddonAgent).Name: 9,
 	}
 	var order []string
 	for _, row := range r.Rows() {
@@ -74,13 +74,13 @@ func TestAddAddonCosts(t *testing.T) {
 		}
 	}
 	var declared []string
-	for _, m := range AddonMetrics() {
+	for _, m := range AddonMetrics(AddonAgent) {
 		declared = append(declared, m.Name)
 	}
 	if !reflect.DeepEqual(order, declared) || len(order) != len(want) {
 		t.Errorf("rows %q, want the declared order %q", order, declared)
 	}
-	if err := AddAddonCosts(&r, "kedge", ref, without[:3]); err == nil {
+	if err := AddAddonCosts(&r, AddonServer, "kedge", ref, without[:3]); err == nil {
 		t.Error("3 samples for 4 add-ons accepted")
 	}
 }

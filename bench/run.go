@@ -205,55 +205,65 @@ type NodeFactory func(serverURL, token string) Setup
 // RunNode starts server (a control plane without a node, e.g. `kedge
 // server --disable-agent`), then the node setup joining it; it measures
 // join → node Ready and the node's idle memory, and stops both.
-func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName string, p Plan, r *Results) (err error) {
+func RunNode(ctx context.Context, server *Kedge, node NodeFactory, nodeName string, p Plan, r *Results) error {
+	n, st, u, err := JoinIdle(ctx, server, node, nodeName, p)
+	if err != nil {
+		return err
+	}
+	r.Add(MetricJoin, n, st.NodeReady.Seconds())
+	r.Add(MetricNodeProcs, n, float64(u.Procs))
+	r.Add(MetricNodeRSS, n, float64(u.RSS)/mib)
+	r.Add(MetricNodePSS, n, float64(u.PSS)/mib)
+	r.Add(MetricNodeAnon, n, float64(u.Anon)/mib)
+	r.Add(MetricNodeDirty, n, float64(u.PrivateDirty)/mib)
+	return nil
+}
+
+// JoinIdle starts server (a control plane without a node), then the node
+// setup joining it; it waits for nodeName to be Ready, samples the node's
+// memory p.IdleBefore later and stops both. It returns the node setup's
+// name, its start times and the sample, and records no row.
+func JoinIdle(ctx context.Context, server *Kedge, node NodeFactory, nodeName string, p Plan) (name string, st StartTimes, u Usage, err error) {
 	log := p.Log.With("setup", "control plane")
 	stopServer, err := start(ctx, log, server, "server")
 	if err != nil {
-		return err
+		return "", st, u, err
 	}
 	defer stopServer(&err)
 	if _, err := WaitStart(ctx, server, StartWait{NoNode: true, Exited: server.Exited()}); err != nil {
-		return err
+		return "", st, u, err
 	}
 	token, err := readToken(server.DataDir())
 	if err != nil {
-		return err
+		return "", st, u, err
 	}
 	n := node("https://127.0.0.1:6443", token)
 	log = p.Log.With("setup", n.Name()+" node")
 	stopNode, err := start(ctx, log, n, n.Name()+" node")
 	if err != nil {
-		return err
+		return "", st, u, err
 	}
 	defer stopNode(&err)
 	var exited <-chan struct{}
 	if k, ok := n.(*Kedge); ok {
 		exited = k.Exited()
 	}
-	st, err := WaitStart(ctx, n, StartWait{Node: nodeName, Exited: exited})
-	if err != nil {
-		return err
+	if st, err = WaitStart(ctx, n, StartWait{Node: nodeName, Exited: exited}); err != nil {
+		return "", st, u, err
 	}
 	log.Info("joined", "ready", st.NodeReady)
-	r.Add(MetricJoin, n.Name(), st.NodeReady.Seconds())
 	if err := sleep(ctx, p.IdleBefore); err != nil {
-		return err
+		return "", st, u, err
 	}
 	pids, err := n.PIDs()
 	if err != nil {
-		return fmt.Errorf("%s node: pids: %w", n.Name(), err)
+		return "", st, u, fmt.Errorf("%s node: pids: %w", n.Name(), err)
 	}
-	u, _, err := ProcFS{Root: "/proc"}.Measure(pids)
-	if err != nil {
-		return err
+	if u, _, err = (ProcFS{Root: "/proc"}).Measure(pids); err != nil {
+		return "", st, u, err
 	}
 	log.Info("idle memory", "procs", u.Procs, "rss_mib", u.RSS/mib, "pss_mib", u.PSS/mib, "anon_mib", u.Anon/mib, "private_dirty_mib", u.PrivateDirty/mib)
-	r.Add(MetricNodeProcs, n.Name(), float64(u.Procs))
-	r.Add(MetricNodeRSS, n.Name(), float64(u.RSS)/mib)
-	r.Add(MetricNodePSS, n.Name(), float64(u.PSS)/mib)
-	r.Add(MetricNodeAnon, n.Name(), float64(u.Anon)/mib)
-	r.Add(MetricNodeDirty, n.Name(), float64(u.PrivateDirty)/mib)
-	return nil
+	return n.Name(), st, u, nil
 }
 
 // start starts s and returns what stops it, joining a stop failure (named

@@ -16,49 +16,76 @@ func kedgeServer(runBin, image, dir string, w io.Writer, extra ...string) *bench
 		Args: append([]string{"--node-name", "bench"}, extra...), Log: w})
 }
 
+// agentNodeName is the node name of the kedge agent in the agent runs.
+const agentNodeName = "bench-node"
+
+// controlPlane is the kedge server without a node that the agent runs join
+// (extra: e.g. --disable servicelb, which the agent learns at join).
+func controlPlane(serverBin, work string, w io.Writer, extra ...string) *bench.Kedge {
+	return bench.NewKedge(bench.KedgeConfig{Bin: serverBin, Dir: filepath.Join(work, "control-plane"), Role: "server",
+		Args: append([]string{"--disable-agent"}, extra...), Log: w})
+}
+
+// kedgeAgent makes the kedge agent of the agent runs, joining server.
+func kedgeAgent(runBin, work string, w io.Writer, server *bench.Kedge) bench.NodeFactory {
+	return func(url, token string) bench.Setup {
+		return bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: filepath.Join(work, "agent"), Role: "agent",
+			Args: []string{"--server", url, "--token", token, "--node-name", agentNodeName}, AdminKC: server.Kubeconfig(), Log: w})
+	}
+}
+
 // runAddons is the addons part: the idle memory each built-in add-on adds
-// to kedge (the baseline has none), -addons-runs times. Each run starts
-// kedge once per add-on with that add-on disabled and takes the idle sample
-// as the server runs do; the reference of run i is the idle sample of kedge
-// server run i (idle, when the idle part ran and has that many runs), or
-// else one more start with every add-on.
-func runAddons(ctx context.Context, o options, runBin, image string, idle []bench.Usage, res *bench.Results) error {
+// to kedge (the baseline has none), -addons-runs times, for each role of
+// -addons-roles. Each run starts kedge once per add-on with that add-on
+// disabled and takes the idle sample as the server (or agent) runs do.
+// The server's reference in run i is the idle sample of kedge server run i
+// (idle, when the idle part ran and has that many runs), or else one more
+// start with every add-on; the agent's is always one more join with every
+// add-on. An agent learns --disable from its server at join: its runs
+// disable the add-on on the control plane it joins.
+func runAddons(ctx context.Context, o options, runBin, serverBin, image string, idle []bench.Usage, res *bench.Results) error {
 	plan := o.plan
 	plan.IdleBefore = o.idle
-	dir := filepath.Join(o.work, "kedge")
 	for i := 1; i <= o.addonRuns; i++ {
-		// sample runs kedge with extra flags; what names the run.
-		sample := func(what, logName string, extra ...string) (u bench.Usage, err error) {
-			err = withLog(o.work, fmt.Sprintf("kedge-addons-%s-%d.log", logName, i), func(w io.Writer) error {
-				plan.Log.Info("add-ons run", "kedge", what, "run", i, "of", o.addonRuns)
-				k := kedgeServer(runBin, image, dir, w, extra...)
-				u, err = bench.IdleMemory(ctx, k, k.Exited(), plan, what)
-				return err
-			})
-			if err != nil {
-				return u, fmt.Errorf("add-ons run %d, %s: %w", i, what, err)
+		for _, role := range o.addonRoles {
+			// sample runs kedge of role with extra flags; what names the run.
+			sample := func(what, logName string, extra ...string) (u bench.Usage, err error) {
+				err = withLog(o.work, fmt.Sprintf("kedge-addons-%s-%s-%d.log", role, logName, i), func(w io.Writer) error {
+					plan.Log.Info("add-ons run", "role", role, "kedge", what, "run", i, "of", o.addonRuns)
+					if role == bench.AddonAgent {
+						server := controlPlane(serverBin, o.work, w, extra...)
+						_, _, u, err = bench.JoinIdle(ctx, server, kedgeAgent(runBin, o.work, w, server), agentNodeName, plan)
+						return err
+					}
+					k := kedgeServer(runBin, image, filepath.Join(o.work, "kedge"), w, extra...)
+					u, err = bench.IdleMemory(ctx, k, k.Exited(), plan, what)
+					return err
+				})
+				if err != nil {
+					return u, fmt.Errorf("add-ons run %d, %s %s: %w", i, role, what, err)
+				}
+				return u, nil
 			}
-			return u, nil
-		}
-		var ref bench.Usage
-		if i <= len(idle) {
-			ref = idle[i-1]
-		} else {
-			var err error
-			if ref, err = sample("with every add-on", "all"); err != nil {
+			var ref bench.Usage
+			if role == bench.AddonServer && i <= len(idle) {
+				ref = idle[i-1]
+			} else {
+				var err error
+				if ref, err = sample("with every add-on", "all"); err != nil {
+					return err
+				}
+			}
+			var without []bench.Usage
+			for _, a := range bench.Addons {
+				u, err := sample("without "+a, a, "--disable", a)
+				if err != nil {
+					return err
+				}
+				without = append(without, u)
+			}
+			if err := bench.AddAddonCosts(res, role, "kedge", ref, without); err != nil {
 				return err
 			}
-		}
-		var without []bench.Usage
-		for _, a := range bench.Addons {
-			u, err := sample("without "+a, a, "--disable", a)
-			if err != nil {
-				return err
-			}
-			without = append(without, u)
-		}
-		if err := bench.AddAddonCosts(res, "kedge", ref, without); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -41,7 +42,8 @@ type options struct {
 	work        string
 	out         string
 	runs        int
-	addonRuns   int // runs of the addons part: one kedge start per add-on each
+	addonRuns   int               // runs of the addons part: one kedge start per add-on each
+	addonRoles  []bench.AddonRole // where the addons part measures: server, agent
 	quick       bool
 	idle        time.Duration // settle time before a memory sample (also for the agent runs)
 	only        map[string]bool
@@ -73,7 +75,8 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.work, "work", "/var/tmp/kedge-bench", "working directory (data dirs, logs); emptied first")
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
-	fs.IntVar(&o.addonRuns, "addons-runs", 1, "runs of the addons part (each: one kedge start per add-on, ~75 s)")
+	fs.IntVar(&o.addonRuns, "addons-runs", 1, "runs of the addons part (each: one kedge start per add-on and role, ~75 s)")
+	roles := fs.String("addons-roles", "server,agent", "where the addons part measures: server (single node), agent (joined to a server without a node)")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
 	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart,addons (default all), scale (only if named)")
 	scaleDone := scaleFlags(fs, &o)
@@ -126,6 +129,15 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.addonRuns < 1 {
 		return o, errors.New("-addons-runs must be at least 1")
+	}
+	for _, r := range strings.Split(*roles, ",") {
+		role := bench.AddonRole(strings.TrimSpace(r))
+		if !slices.Contains(bench.AddonRoles, role) {
+			return o, fmt.Errorf("-addons-roles: unknown role %q (server, agent)", r)
+		}
+		if !slices.Contains(o.addonRoles, role) {
+			o.addonRoles = append(o.addonRoles, role)
+		}
 	}
 	o.idle = o.plan.IdleBefore
 	if !o.only["idle"] {
@@ -253,21 +265,17 @@ func run(ctx context.Context, o options) (err error) {
 		for _, s := range setups {
 			if err := withLog(o.work, fmt.Sprintf("%s-node-%d.log", s.name, i), func(w io.Writer) error {
 				log.Info("agent run", "setup", s.name, "run", i, "of", o.runs)
-				server := bench.NewKedge(bench.KedgeConfig{Bin: serverBin, Dir: filepath.Join(o.work, "control-plane"), Role: "server",
-					Args: []string{"--disable-agent"}, Log: w})
+				server := controlPlane(serverBin, o.work, w)
 				var node bench.NodeFactory
 				switch s.name {
 				case "kedge":
-					node = func(url, token string) bench.Setup {
-						return bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: filepath.Join(o.work, "agent"), Role: "agent",
-							Args: []string{"--server", url, "--token", token, "--node-name", "bench-node"}, AdminKC: server.Kubeconfig(), Log: w})
-					}
+					node = kedgeAgent(runBin, o.work, w, server)
 				default:
 					node = base.node(filepath.Join(o.work, "baseline-node"), server, w)
 				}
 				plan := o.plan
 				plan.IdleBefore = o.idle
-				return bench.RunNode(ctx, server, node, "bench-node", plan, &res)
+				return bench.RunNode(ctx, server, node, agentNodeName, plan, &res)
 			}); err != nil {
 				return fmt.Errorf("%s agent run %d: %w", s.name, i, err)
 			}
@@ -291,7 +299,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 	if o.only["addons"] {
-		if err := runAddons(ctx, o, runBin, image, idle, &res); err != nil {
+		if err := runAddons(ctx, o, runBin, serverBin, image, idle, &res); err != nil {
 			return err
 		}
 	}
@@ -320,7 +328,7 @@ func declareRows(r *bench.Results, o options) {
 			append(bench.ChurnMemoryRows(n).Metrics(), bench.MetricPerPodRSS(n), bench.MetricPerPodAnon(n))...)},
 		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd, bench.MetricZstdMB}},
 		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS, bench.MetricNodeAnon, bench.MetricNodeDirty}},
-		{"addons", bench.AddonMetrics()},
+		{"addons", addonMetrics(o)},
 		{"restart", []bench.Metric{bench.MetricRestartAPI, bench.MetricRestartNode}},
 		{"scale", bench.ScaleMetrics(o.scale.Steps)},
 	}
@@ -341,10 +349,19 @@ func declareRows(r *bench.Results, o options) {
 		r.Declare(bench.MetricRestartNode, "n/a (kedge only)")
 	}
 	if o.only["addons"] {
-		for _, m := range bench.AddonMetrics() {
+		for _, m := range addonMetrics(o) {
 			r.Declare(m, "n/a (no add-ons)")
 		}
 	}
+}
+
+// addonMetrics are the addons part's rows for the roles it measures.
+func addonMetrics(o options) []bench.Metric {
+	var out []bench.Metric
+	for _, role := range o.addonRoles {
+		out = append(out, bench.AddonMetrics(role)...)
+	}
+	return out
 }
 
 func measureSizes(ctx context.Context, log *slog.Logger, r *bench.Results, name string, files []string) error {

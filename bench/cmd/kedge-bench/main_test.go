@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -33,6 +34,15 @@ func TestParseFlagsParts(t *testing.T) {
 	if !o.only["addons"] || o.only["idle"] || o.plan.IdleBefore != 0 || o.idle == 0 || o.plan.Churn.Replicas != 0 {
 		t.Errorf("-quick -only addons: only %v, idle %v / %v, replicas %d", o.only, o.plan.IdleBefore, o.idle, o.plan.Churn.Replicas)
 	}
+	if !slices.Equal(o.addonRoles, []bench.AddonRole{bench.AddonServer, bench.AddonAgent}) {
+		t.Errorf("addons roles = %v, want server and agent", o.addonRoles)
+	}
+	if o, err = parseFlags([]string{"-addons-roles", "agent, agent"}); err != nil || !slices.Equal(o.addonRoles, []bench.AddonRole{bench.AddonAgent}) {
+		t.Errorf("-addons-roles agent,agent: roles %v, err %v", o.addonRoles, err)
+	}
+	if _, err := parseFlags([]string{"-addons-roles", "node"}); err == nil || !strings.Contains(err.Error(), "-addons-roles") {
+		t.Errorf("-addons-roles node: err = %v, want one naming the flag", err)
+	}
 	if _, err := parseFlags([]string{"-only", "addon"}); err == nil || !strings.Contains(err.Error(), "addons") {
 		t.Errorf("-only addon: err = %v, want one naming the parts", err)
 	}
@@ -46,7 +56,7 @@ func TestDeclareRowsAddons(t *testing.T) {
 	var r bench.Results
 	declareRows(&r, o)
 	table := r.Table([2]string{"kedge", "baseline"})
-	for _, m := range bench.AddonMetrics() {
+	for _, m := range append(bench.AddonMetrics(bench.AddonServer), bench.AddonMetrics(bench.AddonAgent)...) {
 		if !strings.Contains(table, "| "+m.Name+" | n/a (no add-ons) | n/a (no add-ons) |") {
 			t.Errorf("table lacks the row %q:\n%s", m.Name, table)
 		}
