@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Network of the test nodes: the host bridge holds .1, nodes get .11, .12, …
@@ -75,6 +77,9 @@ func NewCluster(t *testing.T) *Cluster {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, id: hex.EncodeToString(id), dir: t.TempDir(), bin: bin, exe: exe}
+	if err := checkFreeDisk(c.dir); err != nil {
+		t.Fatal(err)
+	}
 	if err := createBridge(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +87,35 @@ func NewCluster(t *testing.T) *Cluster {
 	removeStaleCgroups()
 	t.Cleanup(c.cleanup)
 	return c
+}
+
+// clusterDiskUse is about what a cluster's nodes write below the test's
+// directory (images imported on every node, containerd's snapshots, etcd,
+// logs), for the free-space check.
+const clusterDiskUse = 3 << 30
+
+// evictionFreePercent is the kubelet's hard eviction threshold for free
+// disk that kedge sets (nodefs.available and imagefs.available, pkg/kubelet).
+const evictionFreePercent = 5
+
+// checkFreeDisk refuses to start a cluster whose nodes would soon run
+// below the kubelet's free-disk eviction threshold on dir's filesystem
+// (the host's: every node keeps its data dir below dir): they would then
+// evict pods and fail tests for a reason that has nothing to do with them.
+func checkFreeDisk(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("free disk of %s: %w", dir, err)
+	}
+	total, free := st.Blocks*uint64(st.Bsize), st.Bavail*uint64(st.Bsize)
+	need := total*evictionFreePercent/100 + clusterDiskUse
+	if free < need {
+		return fmt.Errorf("the filesystem of %s has %.1f GiB free of %.1f GiB: the nodes' kubelets evict pods below %d%% free "+
+			"(%.1f GiB) and a cluster writes about %.0f GiB; free at least %.1f GiB first",
+			dir, float64(free)/(1<<30), float64(total)/(1<<30), evictionFreePercent, float64(total*evictionFreePercent/100)/(1<<30),
+			float64(clusterDiskUse)/(1<<30), float64(need-free)/(1<<30))
+	}
+	return nil
 }
 
 // Bin is the kedge binary the nodes run.
