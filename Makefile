@@ -44,7 +44,7 @@ test: unit install-check image-check integration smoke
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
 unit: helpers
-	KEDGE_TEST_BINDIR=$(CURDIR)/pkg/embedded/assets/bin $(GO) test -tags '$(TAGS)' -count=1 ./cmd/... ./pkg/... ./bench/... ./tests/e2e/linearize/
+	KEDGE_TEST_BINDIR=$(CURDIR)/pkg/embedded/assets/bin $(GO) test -tags '$(TAGS)' -count=1 ./cmd/... ./pkg/... ./bench/... ./tests/e2e/linearize/ ./tests/e2e/harness/
 
 integration: build
 	KEDGE_BIN=$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -v -timeout 15m ./tests/integration/...
