@@ -116,11 +116,16 @@ func renderControlPlane(c controlPlane) ([]spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	// As kubeadm runs them, the controller-manager and the scheduler get no
+	// serving certificate (each makes a self-signed one on start), like the
+	// scheduler below.
+	kcmCerts := c.certs
+	kcmCerts.ControllerManagerServingCert, kcmCerts.ControllerManagerServingKey = "", ""
 	kcm, err := controllermanager.Args(controllermanager.Config{
 		Kubeconfig:  c.cred("controller.kubeconfig"),
 		ClusterCIDR: c.clusterCIDR,
 		ServiceCIDR: c.serviceCIDR,
-		Certs:       c.certs,
+		Certs:       kcmCerts,
 	})
 	if err != nil {
 		return nil, err

@@ -86,6 +86,12 @@ func Args(cfg Config) ([]string, error) {
 		"service-cluster-ip-range":                        cfg.ServiceCIDR,
 		"use-service-account-credentials":                 "true",
 	}
+	// kedge's serving certificate, if the bundle has one: without it the
+	// controller-manager generates a self-signed RSA pair on every start.
+	if c.ControllerManagerServingCert != "" {
+		defaults["tls-cert-file"] = c.ControllerManagerServingCert
+		defaults["tls-private-key-file"] = c.ControllerManagerServingKey
+	}
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-controller-manager-arg")
 }
 

@@ -1,6 +1,7 @@
 package controllermanager
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -169,5 +170,44 @@ func TestSplitEarly(t *testing.T) {
 				t.Errorf("alone = %v, want %v", alone.ComponentConfig.Generic.Controllers, tc.wantAlone)
 			}
 		})
+	}
+}
+
+// TestArgsServingCert: with the bundle's serving certificate the
+// controller-manager generates no self-signed pair on start (two RSA-2048
+// keys before its controllers run, the node IPAM among them); without one,
+// upstream's fallback stays.
+func TestArgsServingCert(t *testing.T) {
+	generated := func(cfg Config) (certFile string, selfSigned bool) {
+		t.Helper()
+		flags, err := Args(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := options.NewKubeControllerManagerOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nfs := s.Flags(app.KnownControllers(), app.ControllersDisabledByDefault(), app.ControllerAliases())
+		fs := pflag.NewFlagSet("kube-controller-manager", pflag.ContinueOnError)
+		for _, f := range nfs.FlagSets {
+			fs.AddFlagSet(f)
+		}
+		if err := fs.Parse(flags); err != nil {
+			t.Fatal(err)
+		}
+		// What options.Config does before it serves.
+		if err := s.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		return s.SecureServing.ServerCert.CertKey.CertFile, s.SecureServing.ServerCert.GeneratedCert != nil
+	}
+	cfg := testConfig()
+	cfg.Certs.ControllerManagerServingCert, cfg.Certs.ControllerManagerServingKey = "/tls/controller-manager-serving.crt", "/tls/controller-manager-serving.key"
+	if file, self := generated(cfg); file != cfg.Certs.ControllerManagerServingCert || self {
+		t.Errorf("with a serving certificate: cert file %q, self-signed %v", file, self)
+	}
+	if file, self := generated(testConfig()); file != "" || !self {
+		t.Errorf("without one: cert file %q, self-signed %v (the fallback is upstream's)", file, self)
 	}
 }

@@ -119,6 +119,8 @@ func leafCases(b Bundle) []leafCase {
 		{"admin", b.AdminCert, b.AdminKey, b.ClientCA, "system:admin", masters, client},
 		{"controller-manager", b.ControllerManagerCert, b.ControllerManagerKey, b.ClientCA, "system:kube-controller-manager", nil, client},
 		{"scheduler", b.SchedulerCert, b.SchedulerKey, b.ClientCA, "system:kube-scheduler", nil, client},
+		{"controller-manager-serving", b.ControllerManagerServingCert, b.ControllerManagerServingKey, b.ServerCA, "kube-controller-manager", nil, server},
+		{"scheduler-serving", b.SchedulerServingCert, b.SchedulerServingKey, b.ServerCA, "kube-scheduler", nil, server},
 		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, b.ClientCA, "system:kube-proxy", nil, client},
 		{"supervisor", b.SupervisorCert, b.SupervisorKey, b.ClientCA, "system:kedge-supervisor", masters, client},
 		{"metrics-server", b.MetricsServerCert, b.MetricsServerKey, b.ServerCA, "metrics-server", nil, server},

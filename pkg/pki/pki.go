@@ -108,6 +108,13 @@ type Bundle struct {
 	// SchedulerCert and SchedulerKey are the kube-scheduler client
 	// certificate, signed by ClientCA.
 	SchedulerCert, SchedulerKey string
+	// ControllerManagerServingCert and ControllerManagerServingKey are the
+	// kube-controller-manager's HTTPS certificate (SANs localhost,
+	// 127.0.0.1, ::1), and SchedulerServingCert and SchedulerServingKey the
+	// kube-scheduler's, signed by ServerCA. Without them each generates a
+	// self-signed RSA pair (two 2048-bit keys) in memory on every start.
+	ControllerManagerServingCert, ControllerManagerServingKey string
+	SchedulerServingCert, SchedulerServingKey                 string
 	// KubeProxyCert and KubeProxyKey are the kube-proxy client certificate,
 	// signed by ClientCA.
 	KubeProxyCert, KubeProxyKey string
@@ -135,47 +142,51 @@ func layout(dir string) Bundle {
 	p := func(name string) string { return filepath.Join(dir, name) }
 	e := func(name string) string { return filepath.Join(etcd, name) }
 	return Bundle{
-		Dir:                        dir,
-		ServerCA:                   p("server-ca.crt"),
-		ServerCAKey:                p("server-ca.key"),
-		ClientCA:                   p("client-ca.crt"),
-		ClientCAKey:                p("client-ca.key"),
-		ServerCASigning:            p("server-ca.signing.pem"),
-		ClientCASigning:            p("client-ca.signing.pem"),
-		RequestHeaderCA:            p("request-header-ca.crt"),
-		RequestHeaderCAKey:         p("request-header-ca.key"),
-		ProxyClientCert:            p("proxy-client.crt"),
-		ProxyClientKey:             p("proxy-client.key"),
-		EtcdServerCA:               e("server-ca.crt"),
-		EtcdServerCAKey:            e("server-ca.key"),
-		EtcdPeerCA:                 e("peer-ca.crt"),
-		EtcdPeerCAKey:              e("peer-ca.key"),
-		EtcdServerCert:             e("server.crt"),
-		EtcdServerKey:              e("server.key"),
-		EtcdPeerCert:               e("peer.crt"),
-		EtcdPeerKey:                e("peer.key"),
-		EtcdClientCert:             e("client.crt"),
-		EtcdClientKey:              e("client.key"),
-		ServiceAccountKey:          p("service-account.key"),
-		ServiceAccountPub:          p("service-account.pub"),
-		APIServerCert:              p("apiserver.crt"),
-		APIServerKey:               p("apiserver.key"),
-		APIServerKubeletClientCert: p("apiserver-kubelet-client.crt"),
-		APIServerKubeletClientKey:  p("apiserver-kubelet-client.key"),
-		AdminCert:                  p("admin.crt"),
-		AdminKey:                   p("admin.key"),
-		ControllerManagerCert:      p("controller-manager.crt"),
-		ControllerManagerKey:       p("controller-manager.key"),
-		SchedulerCert:              p("scheduler.crt"),
-		SchedulerKey:               p("scheduler.key"),
-		KubeProxyCert:              p("kube-proxy.crt"),
-		KubeProxyKey:               p("kube-proxy.key"),
-		SupervisorCert:             p("supervisor.crt"),
-		SupervisorKey:              p("supervisor.key"),
-		MetricsServerCert:          p("metrics-server.crt"),
-		MetricsServerKey:           p("metrics-server.key"),
-		MetricsServerClientCert:    p("metrics-server-client.crt"),
-		MetricsServerClientKey:     p("metrics-server-client.key"),
+		Dir:                          dir,
+		ServerCA:                     p("server-ca.crt"),
+		ServerCAKey:                  p("server-ca.key"),
+		ClientCA:                     p("client-ca.crt"),
+		ClientCAKey:                  p("client-ca.key"),
+		ServerCASigning:              p("server-ca.signing.pem"),
+		ClientCASigning:              p("client-ca.signing.pem"),
+		RequestHeaderCA:              p("request-header-ca.crt"),
+		RequestHeaderCAKey:           p("request-header-ca.key"),
+		ProxyClientCert:              p("proxy-client.crt"),
+		ProxyClientKey:               p("proxy-client.key"),
+		EtcdServerCA:                 e("server-ca.crt"),
+		EtcdServerCAKey:              e("server-ca.key"),
+		EtcdPeerCA:                   e("peer-ca.crt"),
+		EtcdPeerCAKey:                e("peer-ca.key"),
+		EtcdServerCert:               e("server.crt"),
+		EtcdServerKey:                e("server.key"),
+		EtcdPeerCert:                 e("peer.crt"),
+		EtcdPeerKey:                  e("peer.key"),
+		EtcdClientCert:               e("client.crt"),
+		EtcdClientKey:                e("client.key"),
+		ServiceAccountKey:            p("service-account.key"),
+		ServiceAccountPub:            p("service-account.pub"),
+		APIServerCert:                p("apiserver.crt"),
+		APIServerKey:                 p("apiserver.key"),
+		APIServerKubeletClientCert:   p("apiserver-kubelet-client.crt"),
+		APIServerKubeletClientKey:    p("apiserver-kubelet-client.key"),
+		AdminCert:                    p("admin.crt"),
+		AdminKey:                     p("admin.key"),
+		ControllerManagerCert:        p("controller-manager.crt"),
+		ControllerManagerKey:         p("controller-manager.key"),
+		SchedulerCert:                p("scheduler.crt"),
+		SchedulerKey:                 p("scheduler.key"),
+		ControllerManagerServingCert: p("controller-manager-serving.crt"),
+		ControllerManagerServingKey:  p("controller-manager-serving.key"),
+		SchedulerServingCert:         p("scheduler-serving.crt"),
+		SchedulerServingKey:          p("scheduler-serving.key"),
+		KubeProxyCert:                p("kube-proxy.crt"),
+		KubeProxyKey:                 p("kube-proxy.key"),
+		SupervisorCert:               p("supervisor.crt"),
+		SupervisorKey:                p("supervisor.key"),
+		MetricsServerCert:            p("metrics-server.crt"),
+		MetricsServerKey:             p("metrics-server.key"),
+		MetricsServerClientCert:      p("metrics-server-client.crt"),
+		MetricsServerClientKey:       p("metrics-server-client.key"),
 	}
 }
 
@@ -249,12 +260,17 @@ func Generate(cfg Config) (Bundle, error) {
 	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	both := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	masters := []string{"system:masters"}
+	// The controller-manager and the scheduler serve on 127.0.0.1 (their
+	// upstream self-signed certificates name localhost and that address).
+	localhost := sanSet{dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1).To4(), net.IPv6loopback}}
 	leaves := []leafSpec{
 		{"apiserver", b.APIServerCert, b.APIServerKey, serverCA, "kube-apiserver", nil, server, api},
 		{"apiserver", b.APIServerKubeletClientCert, b.APIServerKubeletClientKey, clientCA, "system:kube-apiserver", masters, client, sanSet{}},
 		{"admin", b.AdminCert, b.AdminKey, clientCA, "system:admin", masters, client, sanSet{}},
 		{"controller-manager", b.ControllerManagerCert, b.ControllerManagerKey, clientCA, "system:kube-controller-manager", nil, client, sanSet{}},
 		{"scheduler", b.SchedulerCert, b.SchedulerKey, clientCA, "system:kube-scheduler", nil, client, sanSet{}},
+		{"controller-manager", b.ControllerManagerServingCert, b.ControllerManagerServingKey, serverCA, "kube-controller-manager", nil, server, localhost},
+		{"scheduler", b.SchedulerServingCert, b.SchedulerServingKey, serverCA, "kube-scheduler", nil, server, localhost},
 		{"kube-proxy", b.KubeProxyCert, b.KubeProxyKey, clientCA, "system:kube-proxy", nil, client, sanSet{}},
 		{"supervisor", b.SupervisorCert, b.SupervisorKey, clientCA, "system:kedge-supervisor", masters, client, sanSet{}},
 		{"metrics-server", b.MetricsServerCert, b.MetricsServerKey, serverCA, "metrics-server", nil, server, sanSet{dns: []string{MetricsServerDNSName}}},

@@ -212,8 +212,8 @@ func TestGenerateIdempotent(t *testing.T) {
 	cfg := testConfig(t)
 	b := generate(t, cfg)
 	before := snapshot(t, b.Dir)
-	if len(before) != 40 {
-		t.Errorf("first run wrote %d files, want 40", len(before))
+	if len(before) != 44 {
+		t.Errorf("first run wrote %d files, want 44", len(before))
 	}
 	if b2 := generate(t, cfg); b2 != b {
 		t.Errorf("second Bundle = %+v, want %+v", b2, b)
@@ -380,7 +380,7 @@ func TestGenerateLoneCAKey(t *testing.T) {
 	}
 	cfg.Now = clock(cfg.Now().Add(time.Minute))
 	generate(t, cfg)
-	want := relPaths(t, b, b.ServerCA, b.ServerCASigning, b.APIServerCert, b.MetricsServerCert)
+	want := relPaths(t, b, b.ServerCA, b.ServerCASigning, b.APIServerCert, b.MetricsServerCert, b.ControllerManagerServingCert, b.SchedulerServingCert)
 	if diff := changed(before, snapshot(t, b.Dir)); !slices.Equal(diff, want) {
 		t.Errorf("changed %v, want %v", diff, want)
 	}
@@ -470,5 +470,28 @@ func TestGenerateMetricsServerSAN(t *testing.T) {
 	}
 	if err := cert.VerifyHostname(MetricsServerDNSName); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGenerateLocalServingSANs: the controller-manager and the scheduler
+// serve on 127.0.0.1; their certificates verify for localhost and the
+// loopback addresses against the server CA, and for nothing else.
+func TestGenerateLocalServingSANs(t *testing.T) {
+	b := generate(t, testConfig(t))
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, b.ServerCA))
+	for _, path := range []string{b.ControllerManagerServingCert, b.SchedulerServingCert} {
+		cert := readCert(t, path)
+		for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+			if _, err := cert.Verify(x509.VerifyOptions{DNSName: name, Roots: roots}); err != nil {
+				t.Errorf("%s for %s: %v", filepath.Base(path), name, err)
+			}
+		}
+		if err := cert.VerifyHostname("kubernetes.default.svc"); err == nil {
+			t.Errorf("%s verifies for the apiserver's name", filepath.Base(path))
+		}
+		if _, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok {
+			t.Errorf("%s: key %T, want ECDSA (no RSA generation on the start path)", filepath.Base(path), cert.PublicKey)
+		}
 	}
 }

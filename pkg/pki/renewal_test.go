@@ -58,8 +58,8 @@ func TestGenerateShortValidity(t *testing.T) {
 	var issued []string
 	cfg.OnIssue = func(path, reason string) { issued = append(issued, filepath.Base(path)+": "+reason) }
 	b := generate(t, cfg)
-	if len(issued) != 13 || !strings.HasSuffix(issued[0], ": missing") {
-		t.Fatalf("first Generate issued %v, want the 13 leaves as missing", issued)
+	if len(issued) != 15 || !strings.HasSuffix(issued[0], ": missing") {
+		t.Fatalf("first Generate issued %v, want the 15 leaves as missing", issued)
 	}
 	cert := readCert(t, b.APIServerCert)
 	if got := cert.NotAfter.Sub(cert.NotBefore); got != time.Minute+6*time.Second {
@@ -80,8 +80,8 @@ func TestGenerateShortValidity(t *testing.T) {
 	before := snapshot(t, b.Dir)
 	cfg.Now = clock(testTime().Add(45 * time.Second))
 	generate(t, cfg)
-	if len(issued) != 13 || !strings.Contains(issued[0], ": expires ") {
-		t.Fatalf("at 45 s issued %v, want the 13 leaves as expiring", issued)
+	if len(issued) != 15 || !strings.Contains(issued[0], ": expires ") {
+		t.Fatalf("at 45 s issued %v, want the 15 leaves as expiring", issued)
 	}
 	for _, rel := range changed(before, snapshot(t, b.Dir)) {
 		if strings.HasSuffix(rel, ".key") {

@@ -25,9 +25,13 @@ import (
 
 // Config describes the scheduler of one server node.
 type Config struct {
-	Kubeconfig string   // scheduler's client kubeconfig
-	ExtraArgs  []string // --kube-scheduler-arg key=value
-	Log        *slog.Logger
+	Kubeconfig string // scheduler's client kubeconfig
+	// ServingCert and ServingKey are its HTTPS certificate (pki.Bundle's
+	// SchedulerServingCert); empty, the scheduler generates a self-signed
+	// RSA pair on every start, as upstream's does without --tls-cert-file.
+	ServingCert, ServingKey string
+	ExtraArgs               []string // --kube-scheduler-arg key=value
+	Log                     *slog.Logger
 }
 
 // Scheduler is the kube-scheduler component.
@@ -56,6 +60,10 @@ func Args(cfg Config) ([]string, error) {
 		"leader-elect":              "true",
 		"profiling":                 "false",
 		"secure-port":               "10259",
+	}
+	if cfg.ServingCert != "" {
+		defaults["tls-cert-file"] = cfg.ServingCert
+		defaults["tls-private-key-file"] = cfg.ServingKey
 	}
 	return args.Render(defaults, cfg.ExtraArgs, "--kube-scheduler-arg")
 }

@@ -230,9 +230,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Log:         log,
 	}))
 	addons.Add(scheduler.New(scheduler.Config{
-		Kubeconfig: filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
-		ExtraArgs:  cfg.SchedulerArgs,
-		Log:        log,
+		Kubeconfig:  filepath.Join(cfg.credDir(), "scheduler.kubeconfig"),
+		ServingCert: certs.SchedulerServingCert,
+		ServingKey:  certs.SchedulerServingKey,
+		ExtraArgs:   cfg.SchedulerArgs,
+		Log:         log,
 	}))
 	builtins := manifests.New(manifests.Config{
 		Kubeconfig: adminKubeconfig,

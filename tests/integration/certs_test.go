@@ -38,9 +38,9 @@ type endpoint struct {
 
 // TestCertificateRenewal runs a server with 90-second leaves: every leaf is
 // renewed while kedge runs, the apiserver (6443), the kubelet (10250),
-// etcd (2379) and metrics-server (10262) serve the renewed certificates on
-// new handshakes without a
-// restart, clients polling the API see no error while the first
+// etcd (2379), metrics-server (10262), the controller-manager (10257) and
+// the scheduler (10259) serve the renewed certificates on new handshakes
+// without a restart, clients polling the API see no error while the first
 // certificates expire, and `kedge certificate check|rotate`, the metric and
 // the Events work.
 func TestCertificateRenewal(t *testing.T) {
@@ -138,9 +138,16 @@ func TestCertificateRenewal(t *testing.T) {
 		{name: "kubelet", addr: "127.0.0.1:10250", file: filepath.Join(agentTLS, "kubelet-serving.crt"), tls: &tls.Config{RootCAs: serverCA}},
 		{name: "etcd", addr: "127.0.0.1:2379", file: filepath.Join(tlsDir, "etcd", "server.crt"), tls: etcdTLS},
 		{name: "metrics-server", addr: "127.0.0.1:10262", file: filepath.Join(tlsDir, "metrics-server.crt"), tls: &tls.Config{RootCAs: serverCA, ServerName: "metrics-server.kube-system.svc"}},
+		// kedge's certificates, not the self-signed ones upstream makes on every start.
+		{name: "controller-manager", addr: "127.0.0.1:10257", file: filepath.Join(tlsDir, "controller-manager-serving.crt"), tls: &tls.Config{RootCAs: serverCA, ServerName: "localhost"}},
+		{name: "scheduler", addr: "127.0.0.1:10259", file: filepath.Join(tlsDir, "scheduler-serving.crt"), tls: &tls.Config{RootCAs: serverCA, ServerName: "localhost"}},
 	}
 	for _, e := range eps {
+		// The scheduler may start listening a moment after node Ready.
 		c, err := served(e)
+		for wait := time.Now().Add(time.Minute); err != nil && time.Now().Before(wait); c, err = served(e) {
+			time.Sleep(200 * time.Millisecond)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", e.name, err)
 		}
