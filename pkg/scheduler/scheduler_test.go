@@ -81,14 +81,7 @@ func TestArgsParseUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := options.NewOptions()
-	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
-	for _, f := range opts.Flags.FlagSets {
-		fs.AddFlagSet(f)
-	}
-	if err := fs.Parse(flags); err != nil {
-		t.Fatalf("upstream rejects kedge's defaults: %v", err)
-	}
+	opts := parseUpstream(t, flags)
 	if opts.SecureServing.BindPort != 10259 {
 		t.Errorf("secure port parsed as %d", opts.SecureServing.BindPort)
 	}
@@ -101,14 +94,7 @@ func TestInProcessArgs(t *testing.T) {
 	const kc = "/cred/scheduler.kubeconfig"
 	client := func(flags []string) (float32, int32) {
 		t.Helper()
-		opts := options.NewOptions()
-		fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
-		for _, f := range opts.Flags.FlagSets {
-			fs.AddFlagSet(f)
-		}
-		if err := fs.Parse(flags); err != nil {
-			t.Fatal(err)
-		}
+		opts := parseUpstream(t, flags)
 		cfg, err := latest.Default() // as app.Setup does
 		if err != nil {
 			t.Fatal(err)
@@ -150,14 +136,7 @@ func TestArgsServingCert(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts := options.NewOptions()
-		fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
-		for _, f := range opts.Flags.FlagSets {
-			fs.AddFlagSet(f)
-		}
-		if err := fs.Parse(flags); err != nil {
-			t.Fatal(err)
-		}
+		opts := parseUpstream(t, flags)
 		// What options.Config does before it serves.
 		if err := opts.SecureServing.MaybeDefaultWithSelfSignedCerts("localhost", nil, []net.IP{net.IPv4(127, 0, 0, 1)}); err != nil {
 			t.Fatal(err)
@@ -179,4 +158,19 @@ func TestArgsServingCert(t *testing.T) {
 	if v, _ := args.Value(flags, "tls-cert-file"); v != "/mine.crt" {
 		t.Errorf("tls-cert-file = %q, want the user's", v)
 	}
+}
+
+// parseUpstream parses flags with kube-scheduler's own flag set, as Start
+// does, failing t if upstream rejects them.
+func parseUpstream(t *testing.T, flags []string) *options.Options {
+	t.Helper()
+	opts := options.NewOptions()
+	fs := pflag.NewFlagSet("kube-scheduler", pflag.ContinueOnError)
+	for _, f := range opts.Flags.FlagSets {
+		fs.AddFlagSet(f)
+	}
+	if err := fs.Parse(flags); err != nil {
+		t.Fatalf("upstream rejects the flags %q: %v", flags, err)
+	}
+	return opts
 }
