@@ -242,8 +242,8 @@ func TestCertificateRenewal(t *testing.T) {
 			embedded++
 		}
 	}
-	if cas != 5+2 || embedded != 1 || len(listed) != 7+13+4+1 {
-		t.Errorf("check listed %d certificates, %d CAs, %d embedded in kubeconfigs; want 5 CAs and the node's 2 copies, 13 server and 4 node leaves, the --write-kubeconfig's", len(listed), cas, embedded)
+	if cas != 5+2 || embedded != 1 || len(listed) != 7+15+4+1 {
+		t.Errorf("check listed %d certificates, %d CAs, %d embedded in kubeconfigs; want 5 CAs and the node's 2 copies, 15 server and 4 node leaves, the --write-kubeconfig's", len(listed), cas, embedded)
 	}
 	t.Logf("kedge certificate check listed %d certificates", len(listed))
 	table, _ := runKedge(t, n.bin, nil, "certificate", "check", "--data-dir", n.dataDir())
