@@ -68,9 +68,6 @@ type Plan struct {
 	Load       LoadConfig    // Creates == 0 skips the API load
 	Churn      ChurnConfig   // Replicas == 0 skips the churn
 	Log        *slog.Logger
-
-	// OnIdle, if set, gets each idle memory sample (the addons part's reference).
-	OnIdle func(setup string, u Usage)
 }
 
 const mib = 1 << 20
@@ -170,9 +167,6 @@ func measureIdle(ctx context.Context, s Setup, p Plan, r *Results, log *slog.Log
 	r.Add(MetricPSS, s.Name(), float64(u.PSS)/mib)
 	r.Add(MetricAnon, s.Name(), float64(u.Anon)/mib)
 	r.Add(MetricDirty, s.Name(), float64(u.PrivateDirty)/mib)
-	if p.OnIdle != nil {
-		p.OnIdle(s.Name(), u)
-	}
 	if h, ok := s.(HeapReporter); ok {
 		heap, err := h.HeapInuse(ctx)
 		if err != nil {

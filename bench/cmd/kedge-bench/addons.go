@@ -36,14 +36,16 @@ func kedgeAgent(runBin, work string, w io.Writer, server *bench.Kedge) bench.Nod
 
 // runAddons is the addons part: the idle memory each built-in add-on adds
 // to kedge (the baseline has none), -addons-runs times, for each role of
-// -addons-roles. Each run starts kedge once per add-on with that add-on
-// disabled and takes the idle sample as the server (or agent) runs do.
-// The server's reference in run i is the idle sample of kedge server run i
-// (idle, when the idle part ran and has that many runs), or else one more
-// start with every add-on; the agent's is always one more join with every
-// add-on. An agent learns --disable from its server at join: its runs
-// disable the add-on on the control plane it joins.
-func runAddons(ctx context.Context, o options, runBin, serverBin, image string, idle []bench.Usage, res *bench.Results) error {
+// -addons-roles. Each run starts kedge once with every add-on (the run's
+// reference) and once per add-on with that add-on disabled, one after the
+// other, and takes the idle sample as the server (or agent) runs do; a row
+// is the median over the runs of reference minus sample. The reference is
+// taken in the same run, not borrowed from the idle part: kedge's idle RSS
+// drifts by a few MiB over the half hour between them, which a single
+// add-on's cost does not exceed. An agent learns --disable from its server
+// at join: its runs disable the add-on on the control plane it joins
+// (metrics-server runs on servers only, so its agent row is the noise).
+func runAddons(ctx context.Context, o options, runBin, serverBin, image string, res *bench.Results) error {
 	plan := o.plan
 	plan.IdleBefore = o.idle
 	for i := 1; i <= o.addonRuns; i++ {
@@ -66,14 +68,9 @@ func runAddons(ctx context.Context, o options, runBin, serverBin, image string, 
 				}
 				return u, nil
 			}
-			var ref bench.Usage
-			if role == bench.AddonServer && i <= len(idle) {
-				ref = idle[i-1]
-			} else {
-				var err error
-				if ref, err = sample("with every add-on", "all"); err != nil {
-					return err
-				}
+			ref, err := sample("with every add-on", "all")
+			if err != nil {
+				return err
 			}
 			var without []bench.Usage
 			for _, a := range bench.Addons {

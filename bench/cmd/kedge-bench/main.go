@@ -75,7 +75,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.work, "work", "/var/tmp/kedge-bench", "working directory (data dirs, logs); emptied first")
 	fs.StringVar(&o.out, "out", "", "also write the table (with the machine) to this file")
 	fs.IntVar(&o.runs, "runs", 3, "runs of each setup")
-	fs.IntVar(&o.addonRuns, "addons-runs", 1, "runs of the addons part (each: one kedge start per add-on and role, ~75 s)")
+	fs.IntVar(&o.addonRuns, "addons-runs", 3, "runs of the addons part (each: per role, one kedge start with every add-on and one per add-on, ~70 s each)")
 	roles := fs.String("addons-roles", "server,agent", "where the addons part measures: server (single node), agent (joined to a server without a node)")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
 	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart,addons (default all), scale (only if named)")
@@ -93,12 +93,13 @@ func parseFlags(args []string) (options, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.quick {
 		quick := map[string]func(){
-			"runs":     func() { o.runs = 1 },
-			"idle":     func() { o.plan.IdleBefore = 10 * time.Second },
-			"idle-cpu": func() { o.plan.IdleCPU = 20 * time.Second },
-			"creates":  func() { o.plan.Load.Creates = 200 },
-			"lists":    func() { o.plan.Load.Lists = 20 },
-			"replicas": func() { *replicas = 5 },
+			"runs":        func() { o.runs = 1 },
+			"addons-runs": func() { o.addonRuns = 1 },
+			"idle":        func() { o.plan.IdleBefore = 10 * time.Second },
+			"idle-cpu":    func() { o.plan.IdleCPU = 20 * time.Second },
+			"creates":     func() { o.plan.Load.Creates = 200 },
+			"lists":       func() { o.plan.Load.Lists = 20 },
+			"replicas":    func() { *replicas = 5 },
 		}
 		for name, apply := range quick {
 			if !set[name] {
@@ -237,12 +238,6 @@ func run(ctx context.Context, o options) (err error) {
 	if base != nil {
 		setups = append(setups, setup{name: "baseline", server: base.server(image)})
 	}
-	var idle []bench.Usage // kedge's idle samples, the addons part's reference
-	o.plan.OnIdle = func(setup string, u bench.Usage) {
-		if setup == "kedge" {
-			idle = append(idle, u)
-		}
-	}
 	serverParts := o.only["start"] || o.only["idle"] || o.only["api"] || o.only["churn"]
 	// On a failure, what was measured so far still goes to stderr.
 	defer func() {
@@ -299,7 +294,7 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 	if o.only["addons"] {
-		if err := runAddons(ctx, o, runBin, serverBin, image, idle, &res); err != nil {
+		if err := runAddons(ctx, o, runBin, serverBin, image, &res); err != nil {
 			return err
 		}
 	}
