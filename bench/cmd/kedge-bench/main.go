@@ -49,6 +49,7 @@ type options struct {
 	only        map[string]bool
 	plan        bench.Plan
 	scale       bench.ScaleConfig // -only scale
+	kedgeArgs   []string          // -kedge-arg: more flags for the kedge server of the server runs
 }
 
 func main() {
@@ -78,6 +79,10 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.addonRuns, "addons-runs", 3, "runs of the addons part (each: per role, one kedge start with every add-on and one per add-on, ~70 s each)")
 	roles := fs.String("addons-roles", "server,agent", "where the addons part measures: server (single node), agent (joined to a server without a node)")
 	fs.BoolVar(&o.quick, "quick", false, "development: 1 run, 10 s + 20 s idle, 200 creates, 5 replicas")
+	fs.Func("kedge-arg", "a flag for the kedge server of the server runs, e.g. -kedge-arg=--disable=metrics-server (repeatable; the table's header lists them)", func(v string) error {
+		o.kedgeArgs = append(o.kedgeArgs, v)
+		return nil
+	})
 	only := fs.String("only", "", "comma-separated parts to run: start,idle,api,churn,size,agent,restart,addons (default all), scale (only if named)")
 	scaleDone := scaleFlags(fs, &o)
 	fs.DurationVar(&o.plan.IdleBefore, "idle", 60*time.Second, "settle time from the first pod Running to the memory sample")
@@ -231,7 +236,7 @@ func run(ctx context.Context, o options) (err error) {
 	setups := []setup{{
 		name: "kedge",
 		server: func(dir string, w io.Writer) (bench.Setup, <-chan struct{}) {
-			k := kedgeServer(runBin, image, dir, w)
+			k := kedgeServer(runBin, image, dir, w, o.kedgeArgs...)
 			return k, k.Exited()
 		},
 	}}
@@ -300,6 +305,9 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	table := res.Table([2]string{"kedge", "baseline"})
 	report := machine(ctx, kedgeBin, o) + "\n" + table
+	if len(o.kedgeArgs) > 0 {
+		report = machine(ctx, kedgeBin, o) + fmt.Sprintf("The kedge server of the server runs had the flags %q.\n", o.kedgeArgs) + "\n" + table
+	}
 	fmt.Print(report)
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(report), 0o644)

@@ -68,3 +68,13 @@ func TestDeclareRowsAddons(t *testing.T) {
 		t.Errorf("-only addons declares the start rows:\n%s", table)
 	}
 }
+
+func TestParseFlagsKedgeArgs(t *testing.T) {
+	o, err := parseFlags([]string{"-kedge-arg=--disable=metrics-server", "-kedge-arg", "--disable=servicelb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.kedgeArgs, []string{"--disable=metrics-server", "--disable=servicelb"}) {
+		t.Errorf("kedge args %q", o.kedgeArgs)
+	}
+}
