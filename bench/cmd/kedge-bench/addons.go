@@ -34,11 +34,25 @@ func kedgeAgent(runBin, work string, w io.Writer, server *bench.Kedge) bench.Nod
 	}
 }
 
+// AddonOrder is the order in which run (1, 2, …) of the addons part takes
+// its n samples: 0, 1, …, n-1 rotated by run-1. kedge's idle RSS drifts
+// down over consecutive starts by a few MiB (the first sample of a run
+// was the highest in 3 of 4 series), so a fixed order would put that
+// drift into every difference with the reference; rotated, each sample
+// takes each place once every n runs.
+func AddonOrder(run, n int) []int {
+	out := make([]int, n)
+	for k := range out {
+		out[k] = (k + run - 1) % n
+	}
+	return out
+}
+
 // runAddons is the addons part: the idle memory each built-in add-on adds
 // to kedge (the baseline has none), -addons-runs times, for each role of
 // -addons-roles. Each run starts kedge once with every add-on (the run's
 // reference) and once per add-on with that add-on disabled, one after the
-// other, and takes the idle sample as the server (or agent) runs do; a row
+// other in AddonOrder's rotation, and takes the idle sample as the server (or agent) runs do; a row
 // is the median over the runs of reference minus sample. The reference is
 // taken in the same run, not borrowed from the idle part: kedge's idle RSS
 // drifts by a few MiB over the half hour between them, which a single
@@ -68,19 +82,22 @@ func runAddons(ctx context.Context, o options, runBin, serverBin, image string, 
 				}
 				return u, nil
 			}
-			ref, err := sample("with every add-on", "all")
-			if err != nil {
-				return err
-			}
-			var without []bench.Usage
-			for _, a := range bench.Addons {
-				u, err := sample("without "+a, a, "--disable", a)
+			// Sample 0 has every add-on, sample 1+j has Addons[j] disabled;
+			// run i takes them in the order AddonOrder gives.
+			samples := make([]bench.Usage, 1+len(bench.Addons))
+			for _, k := range AddonOrder(i, len(samples)) {
+				what, logName, extra := "with every add-on", "all", []string(nil)
+				if k > 0 {
+					a := bench.Addons[k-1]
+					what, logName, extra = "without "+a, a, []string{"--disable", a}
+				}
+				u, err := sample(what, logName, extra...)
 				if err != nil {
 					return err
 				}
-				without = append(without, u)
+				samples[k] = u
 			}
-			if err := bench.AddAddonCosts(res, role, "kedge", ref, without); err != nil {
+			if err := bench.AddAddonCosts(res, role, "kedge", samples[0], samples[1:]); err != nil {
 				return err
 			}
 		}

@@ -78,3 +78,22 @@ func TestParseFlagsKedgeArgs(t *testing.T) {
 		t.Errorf("kedge args %q", o.kedgeArgs)
 	}
 }
+
+func TestAddonOrder(t *testing.T) {
+	if got := AddonOrder(1, 5); !slices.Equal(got, []int{0, 1, 2, 3, 4}) {
+		t.Errorf("run 1: %v", got)
+	}
+	if got := AddonOrder(3, 5); !slices.Equal(got, []int{2, 3, 4, 0, 1}) {
+		t.Errorf("run 3: %v", got)
+	}
+	// Over n runs every sample takes every place once.
+	for k := 0; k < 5; k++ {
+		places := map[int]bool{}
+		for run := 1; run <= 5; run++ {
+			places[slices.Index(AddonOrder(run, 5), k)] = true
+		}
+		if len(places) != 5 {
+			t.Errorf("sample %d takes places %v in 5 runs", k, places)
+		}
+	}
+}
