@@ -284,8 +284,7 @@ func run(ctx context.Context, o options) (err error) {
 	for i := 1; i <= o.runs && o.only["restart"]; i++ { // kedge only: the baseline has no restart row
 		if err := withLog(o.work, fmt.Sprintf("kedge-restart-%d.log", i), func(w io.Writer) error {
 			log.Info("restart run", "run", i, "of", o.runs)
-			k := bench.NewKedge(bench.KedgeConfig{Bin: runBin, Dir: filepath.Join(o.work, "kedge"), Role: "server", Images: []string{image},
-				Args: []string{"--node-name", "bench"}, Log: w})
+			k := kedgeServer(runBin, image, filepath.Join(o.work, "kedge"), w)
 			return bench.RunRestart(ctx, k, o.plan, &res)
 		}); err != nil {
 			return fmt.Errorf("kedge restart run %d: %w", i, err)
@@ -304,10 +303,11 @@ func run(ctx context.Context, o options) (err error) {
 		}
 	}
 	table := res.Table([2]string{"kedge", "baseline"})
-	report := machine(ctx, kedgeBin, o) + "\n" + table
+	header := machine(ctx, kedgeBin, o)
 	if len(o.kedgeArgs) > 0 {
-		report = machine(ctx, kedgeBin, o) + fmt.Sprintf("The kedge server of the server runs had the flags %q.\n", o.kedgeArgs) + "\n" + table
+		header += fmt.Sprintf("The kedge server of the server runs had the flags %q.\n", o.kedgeArgs)
 	}
+	report := header + "\n" + table
 	fmt.Print(report)
 	if o.out != "" {
 		return os.WriteFile(o.out, []byte(report), 0o644)
