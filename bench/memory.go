@@ -33,6 +33,7 @@ func ChurnMemoryRows(n int32) MemoryRows {
 	return MemoryRows{
 		Procs: Metric{Name: fmt.Sprintf("with %d pods Running: processes (shims included)", n), Decimals: 0},
 		RSS:   Metric{Name: fmt.Sprintf("with %d pods Running: RSS sum", n), Unit: "MiB", Decimals: 0},
+		PSS:   Metric{Name: fmt.Sprintf("with %d pods Running: PSS sum", n), Unit: "MiB", Decimals: 0},
 		Anon:  Metric{Name: fmt.Sprintf("with %d pods Running: anonymous (RssAnon) sum", n), Unit: "MiB", Decimals: 0},
 		Dirty: Metric{Name: fmt.Sprintf("with %d pods Running: Private_Dirty sum", n), Unit: "MiB", Decimals: 0},
 	}
@@ -66,6 +67,13 @@ func (m MemoryRows) Add(r *Results, setup string, u Usage, log *slog.Logger, wha
 // MetricPerPodRSS is the RSS the setup grew by per pod of a churn to n.
 func MetricPerPodRSS(n int32) Metric {
 	return Metric{Name: fmt.Sprintf("memory per pod (shims + growth, 0 → %d): RSS", n), Unit: "MiB", Decimals: 2}
+}
+
+// MetricPerPodPSS is the PSS the setup grew by per pod of a churn to n:
+// unlike the RSS row, a page the shims share (the shim binary's text, the
+// C library) counts once in the sum, not once per shim.
+func MetricPerPodPSS(n int32) Metric {
+	return Metric{Name: fmt.Sprintf("memory per pod (shims + growth, 0 → %d): PSS", n), Unit: "MiB", Decimals: 2}
 }
 
 // MetricPerPodAnon is the anonymous memory the setup grew by per pod of a

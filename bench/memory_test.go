@@ -17,18 +17,24 @@ func TestMemoryRowsAdd(t *testing.T) {
 	for _, row := range r.Rows() {
 		got[row.Name] = row.Values["kedge"]
 	}
-	// PSS has no row in the churn sample: not recorded.
 	want := map[string][]float64{
 		"with 100 pods Running: processes (shims included)": {101},
 		"with 100 pods Running: RSS sum":                    {700},
+		"with 100 pods Running: PSS sum":                    {650},
 		"with 100 pods Running: anonymous (RssAnon) sum":    {400},
 		"with 100 pods Running: Private_Dirty sum":          {420},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("rows %v, want %v", got, want)
 	}
-	if n := len(rows.Metrics()); n != 4 {
-		t.Errorf("Metrics() has %d rows, want 4", n)
+	if n := len(rows.Metrics()); n != 5 {
+		t.Errorf("Metrics() has %d rows, want 5", n)
+	}
+	// The API part's sample has no PSS row (nor processes): not recorded.
+	var lr Results
+	LoadMemoryRows.Add(&lr, "kedge", u, slog.New(slog.NewTextHandler(io.Discard, nil)), "test")
+	if n := len(lr.Rows()); n != 3 {
+		t.Errorf("LoadMemoryRows recorded %d rows, want 3", n)
 	}
 	if n := len(LoadMemoryRows.Metrics()); n != 3 {
 		t.Errorf("LoadMemoryRows has %d rows, want 3 (RSS, anonymous, Private_Dirty)", n)

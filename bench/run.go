@@ -141,6 +141,7 @@ func RunServer(ctx context.Context, s Setup, exited <-chan struct{}, p Plan, r *
 		r.Add(MetricChurnDownRate(n), s.Name(), PerMinute(n, cr.Down.Seconds()))
 		ChurnMemoryRows(n).Add(r, s.Name(), peak, log, "memory with the churn's pods running")
 		r.Add(MetricPerPodRSS(n), s.Name(), perPod(before.RSS, peak.RSS, n))
+		r.Add(MetricPerPodPSS(n), s.Name(), perPod(before.PSS, peak.PSS, n))
 		r.Add(MetricPerPodAnon(n), s.Name(), perPod(before.Anon, peak.Anon, n))
 	}
 	return nil

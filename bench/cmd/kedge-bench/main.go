@@ -328,7 +328,7 @@ func declareRows(r *bench.Results, o options) {
 		{"api", append([]bench.Metric{bench.MetricCreateRate(o.plan.Load), bench.MetricCreateP50, bench.MetricCreateP99, bench.MetricListP50, bench.MetricListP99},
 			bench.LoadMemoryRows.Metrics()...)},
 		{"churn", append([]bench.Metric{bench.MetricChurnUp(n), bench.MetricChurnDown(n), bench.MetricChurnUpRate(n), bench.MetricChurnDownRate(n)},
-			append(bench.ChurnMemoryRows(n).Metrics(), bench.MetricPerPodRSS(n), bench.MetricPerPodAnon(n))...)},
+			append(bench.ChurnMemoryRows(n).Metrics(), bench.MetricPerPodRSS(n), bench.MetricPerPodPSS(n), bench.MetricPerPodAnon(n))...)},
 		{"size", []bench.Metric{bench.MetricSize, bench.MetricGzip, bench.MetricZstd, bench.MetricZstdMB}},
 		{"agent", []bench.Metric{bench.MetricJoin, bench.MetricNodeProcs, bench.MetricNodeRSS, bench.MetricNodePSS, bench.MetricNodeAnon, bench.MetricNodeDirty}},
 		{"addons", addonMetrics(o)},
