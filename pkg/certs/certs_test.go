@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/transport"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/component-base/metrics/legacyregistry"
 
 	"github.com/kedge-io/kedge/pkg/pki"
@@ -191,7 +192,7 @@ func readNotAfter(t *testing.T, path string) time.Time {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := parsePEM(data)
+	c, err := certutil.ParseCertsPEM(data)
 	if err != nil {
 		t.Fatal(err)
 	}

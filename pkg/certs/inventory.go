@@ -3,7 +3,6 @@ package certs
 import (
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // Cert is one certificate kedge issued, as `kedge certificate check` lists it.
@@ -80,7 +80,7 @@ func Scan(p Paths) ([]Cert, error) {
 			if err != nil {
 				return nil, fmt.Errorf("read %s: %w", f, err)
 			}
-			certs, err := parsePEM(data)
+			certs, err := certutil.ParseCertsPEM(data)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
 			}
@@ -112,7 +112,7 @@ func Scan(p Paths) ([]Cert, error) {
 			if len(auth.ClientCertificateData) == 0 {
 				continue
 			}
-			certs, err := parsePEM(auth.ClientCertificateData)
+			certs, err := certutil.ParseCertsPEM(auth.ClientCertificateData)
 			if err != nil {
 				return nil, fmt.Errorf("kubeconfig %s, user %s: %w", f, user, err)
 			}
@@ -145,28 +145,4 @@ func newCert(file, user string, c *x509.Certificate) Cert {
 		Serial: hex.EncodeToString(c.SerialNumber.Bytes()), CA: c.IsCA,
 		NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC(), cert: c,
 	}
-}
-
-// parsePEM returns every CERTIFICATE block of data.
-func parsePEM(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no CERTIFICATE PEM block")
-	}
-	return out, nil
 }
