@@ -58,13 +58,8 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, "cloud-controller")
-	election, err := leader.Lease(client, LeaseName)
-	if err != nil {
-		return err
-	}
 	c.Go(func(context.Context) error {
-		err := leader.Run(ctx, election, log, func(ctx context.Context) error { return run(ctx, client) })
-		return leader.AfterLost(ctx, log, err, leader.APIReady(c.cfg.Kubeconfig))
+		return leader.Campaign(ctx, client, LeaseName, log, func(ctx context.Context) error { return run(ctx, client) })
 	})
 	return nil
 }

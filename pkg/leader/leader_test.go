@@ -168,21 +168,7 @@ func TestRunDoesNotLeadWhileAnotherHolds(t *testing.T) {
 
 func TestRunLostLease(t *testing.T) {
 	client := fake.NewClientset()
-	// The fake clientset does not check resourceVersion, so node-a's renewal
-	// would silently overwrite node-b's takeover; refuse it with a conflict,
-	// as the apiserver would.
-	client.PrependReactor("update", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
-		lease := action.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
-		cur, err := client.Tracker().Get(coordinationv1.SchemeGroupVersion.WithResource("leases"), namespace, leaseName)
-		if err != nil {
-			return false, nil, nil
-		}
-		if h := cur.(*coordinationv1.Lease).Spec.HolderIdentity; h != nil && *h == "node-b" &&
-			lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity == "node-a" {
-			return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), leaseName, errors.New("held by node-b"))
-		}
-		return false, nil, nil
-	})
+	refuseRenewalsOver(client, "node-a", "node-b")
 	leading := make(chan struct{})
 	runEnded := make(chan struct{})
 	done := runAsync(context.Background(), election(client, "node-a"), func(leadCtx context.Context) error {
@@ -197,20 +183,9 @@ func TestRunLostLease(t *testing.T) {
 		t.Fatal("run was not called")
 	}
 	// Another node takes the lease over (as after a partition): renewals fail.
-	leases := client.CoordinationV1().Leases(namespace)
-	lease, err := leases.Get(context.Background(), leaseName, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	other := "node-b"
-	now := metav1.NewMicroTime(time.Now())
-	lease.Spec.HolderIdentity = &other
-	lease.Spec.LeaseDurationSeconds = ptr(int32(60))
-	lease.Spec.RenewTime = &now
-	if _, err := leases.Update(context.Background(), lease, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	err = wait(t, done)
+	takeOver(t, client, other, 60)
+	err := wait(t, done)
 	if !errors.Is(err, ErrLost) {
 		t.Errorf("Run = %v, want ErrLost", err)
 	}
@@ -237,3 +212,49 @@ func TestRunInvalidConfig(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// refuseRenewalsOver makes client refuse node's renewal of the lease while
+// other holds it with a conflict, as the apiserver would: the fake
+// clientset does not check resourceVersion, so node's renewal (an update
+// from its cached record) would silently overwrite other's takeover. A
+// renewal keeps the record's transitions; an acquisition (once other's
+// lease has expired) counts one more, and is let through.
+func refuseRenewalsOver(client *fake.Clientset, node, other string) {
+	transitions := func(l *coordinationv1.Lease) int32 {
+		if l.Spec.LeaseTransitions == nil {
+			return 0
+		}
+		return *l.Spec.LeaseTransitions
+	}
+	client.PrependReactor("update", "leases", func(action k8stesting.Action) (bool, runtime.Object, error) {
+		lease := action.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		obj, err := client.Tracker().Get(coordinationv1.SchemeGroupVersion.WithResource("leases"), namespace, leaseName)
+		if err != nil {
+			return false, nil, nil
+		}
+		cur := obj.(*coordinationv1.Lease)
+		if h := cur.Spec.HolderIdentity; h != nil && *h == other &&
+			lease.Spec.HolderIdentity != nil && *lease.Spec.HolderIdentity == node && transitions(lease) <= transitions(cur) {
+			return true, nil, apierrors.NewConflict(coordinationv1.Resource("leases"), leaseName, errors.New("held by "+other))
+		}
+		return false, nil, nil
+	})
+}
+
+// takeOver writes other as the lease's holder for seconds, as a server
+// that took it over after a partition would.
+func takeOver(t *testing.T, client kubernetes.Interface, other string, seconds int32) {
+	t.Helper()
+	leases := client.CoordinationV1().Leases(namespace)
+	lease, err := leases.Get(context.Background(), leaseName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := metav1.NewMicroTime(time.Now())
+	lease.Spec.HolderIdentity = &other
+	lease.Spec.LeaseDurationSeconds = ptr(seconds)
+	lease.Spec.RenewTime = &now
+	if _, err := leases.Update(context.Background(), lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}

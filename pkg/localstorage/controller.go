@@ -2,7 +2,6 @@ package localstorage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 
@@ -59,20 +58,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	// or more with --debug), as every embedded component.
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, c.Name())
 	c.Go(func(context.Context) error {
-		for {
-			election, err := leader.Lease(client, LeaseName)
-			if err != nil {
-				return err
-			}
-			err = leader.Run(ctx, election, log, func(ctx context.Context) error {
-				newProvisionController(ctx, client).Run(ctx) // until ctx is done
-				return nil
-			})
-			if !errors.Is(err, leader.ErrLost) || ctx.Err() != nil {
-				return err
-			}
-			log.Warn("lost the lease; campaigning again", "lease", LeaseName, "err", err)
-		}
+		return leader.Campaign(ctx, client, LeaseName, log, func(ctx context.Context) error {
+			newProvisionController(ctx, client).Run(ctx) // until ctx is done
+			return nil
+		})
 	})
 	return nil
 }

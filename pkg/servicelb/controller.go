@@ -69,15 +69,10 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, "servicelb")
-	election, err := leader.Lease(client, LeaseName)
-	if err != nil {
-		return err
-	}
 	c.Go(func(context.Context) error {
-		err := leader.Run(ctx, election, log, func(ctx context.Context) error {
+		return leader.Campaign(ctx, client, LeaseName, log, func(ctx context.Context) error {
 			return newAllocator(client, c.cfg, log).run(ctx)
 		})
-		return leader.AfterLost(ctx, log, err, leader.APIReady(c.cfg.Kubeconfig))
 	})
 	return nil
 }

@@ -86,14 +86,12 @@ func (c *Controller) Start(ctx context.Context) error {
 		return err
 	}
 	ctx, log := logging.WithComponent(c.Context(ctx), c.cfg.Log, c.Name())
-	election, err := leader.Lease(client, LeaseName)
-	if err != nil {
-		return err
-	}
-	w := &walker{cfg: c.cfg, client: client, upgrades: dyn.Resource(Resource), log: log, started: map[string]time.Time{}}
 	c.Go(func(context.Context) error {
-		err := leader.Run(ctx, election, log, w.run)
-		return leader.AfterLost(ctx, log, err, leader.APIReady(c.cfg.Kubeconfig))
+		return leader.Campaign(ctx, client, LeaseName, log, func(ctx context.Context) error {
+			// A walker a term: what it started, it started as this leader.
+			w := &walker{cfg: c.cfg, client: client, upgrades: dyn.Resource(Resource), log: log, started: map[string]time.Time{}}
+			return w.run(ctx)
+		})
 	})
 	return nil
 }
