@@ -9,6 +9,7 @@ import (
 	"k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
 	"github.com/kedge-io/kedge/pkg/args"
+	"github.com/kedge-io/kedge/pkg/args/argstest"
 	"github.com/kedge-io/kedge/pkg/pki"
 )
 
@@ -102,25 +103,7 @@ func TestArgs(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			flags, err := Args(testConfig(tc.extra...))
-			if len(tc.wantErr) > 0 {
-				if err == nil {
-					t.Fatalf("no error; flags %q", flags)
-				}
-				for _, w := range tc.wantErr {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("error %q does not contain %q", err, w)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for k, want := range tc.want {
-				if got, ok := args.Value(flags, k); !ok || got != want {
-					t.Errorf("--%s = %q (present %v), want %q", k, got, ok, want)
-				}
-			}
+			argstest.Check(t, flags, err, tc.want, tc.wantErr)
 			for _, k := range tc.absent {
 				if v, ok := args.Value(flags, k); ok {
 					t.Errorf("--%s=%s present, want absent", k, v)
