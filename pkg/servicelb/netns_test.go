@@ -2,6 +2,7 @@ package servicelb
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -194,6 +195,61 @@ func (s *segment) wantNeighbor(name string, ip netip.Addr, hw net.HardwareAddr, 
 	})
 }
 
+// announcer is what the ARP and the NDP responder have in common.
+type announcer interface {
+	set(map[netip.Addr]bool) []netip.Addr
+	announce(netip.Addr)
+	serve()
+	close() error
+}
+
+// startResponders makes a responder with newR on a and on b, each in its
+// host's namespace, serving until the test ends.
+func startResponders[R announcer](seg *segment, newR func(*net.Interface, *slog.Logger) (R, error)) (ra, rb R) {
+	seg.t.Helper()
+	start := func(name string) R {
+		var r R
+		seg.in(name, func() {
+			var err error
+			if r, err = newR(seg.iface(name), testLog(seg.t)); err != nil {
+				panic(err)
+			}
+		})
+		seg.goIn(name, r.serve)
+		seg.t.Cleanup(func() { _ = r.close() })
+		return r
+	}
+	return start("a"), start("b")
+}
+
+// probeCase is an address the allocator's probe is asked about, and whether
+// it should find the address in use.
+type probeCase struct {
+	ip   string
+	used bool
+	why  string
+}
+
+// wantProbe runs the allocator's probe from a's segment (its sockets are
+// a's) for each case.
+func (s *segment) wantProbe(cases []probeCase) {
+	s.t.Helper()
+	var inUse func(netip.Addr) bool
+	s.in("a", func() {
+		var err error
+		if inUse, err = Probe(s.nodeIP("a"), 300*time.Millisecond); err != nil {
+			panic(err)
+		}
+	})
+	for _, c := range cases {
+		var got bool
+		s.in("a", func() { got = inUse(netip.MustParseAddr(c.ip)) })
+		if got != c.used {
+			s.t.Errorf("probe %s = %v, want %v (%s)", c.ip, got, c.used, c.why)
+		}
+	}
+}
+
 // TestNDP: on a real segment of network namespaces, node a's responder
 // answers a Neighbor Solicitation for its IPv6 pool address (the client's
 // kernel resolves the address to a's MAC, REACHABLE); when b takes the
@@ -207,23 +263,7 @@ func TestNDP(t *testing.T) {
 	seg := newSegment(t, "a", "b", "client")
 	pool := netip.MustParseAddr("2001:db8::10")
 	ifA, ifB := seg.iface("a"), seg.iface("b")
-	var ra, rb *ndpResponder
-	seg.in("a", func() {
-		var err error
-		if ra, err = newNDPResponder(ifA, testLog(t)); err != nil {
-			panic(err)
-		}
-	})
-	seg.in("b", func() {
-		var err error
-		if rb, err = newNDPResponder(ifB, testLog(t)); err != nil {
-			panic(err)
-		}
-	})
-	seg.goIn("a", ra.serve)
-	seg.goIn("b", rb.serve)
-	defer ra.close()
-	defer rb.close()
+	ra, rb := startResponders(seg, newNDPResponder)
 
 	// a announces the address; b, which does not own it, stays silent.
 	ra.set(map[netip.Addr]bool{pool: true})
@@ -286,14 +326,6 @@ func TestNDP(t *testing.T) {
 	seg.wantNeighbor("client", pool, ifB.HardwareAddr, "REACHABLE")
 	t.Logf("client after the takeover: %s", seg.neighbor("client", pool))
 
-	// The allocator's probe, from a's segment.
-	var inUse func(netip.Addr) bool
-	seg.in("a", func() {
-		var err error
-		if inUse, err = Probe(seg.nodeIP("a"), 300*time.Millisecond); err != nil {
-			panic(err)
-		}
-	})
 	seg.run("ip", "-n", seg.ns("client"), "addr", "add", "2001:db8::30/64", "dev", "eth0", "nodad")
 	// The client's kernel answers for it once it has joined its
 	// solicited-node group (a first probe at once was not answered).
@@ -304,22 +336,12 @@ func TestNDP(t *testing.T) {
 		return nil
 	})
 	ra.set(map[netip.Addr]bool{netip.MustParseAddr("2001:db8::40"): true})
-	for _, c := range []struct {
-		ip   string
-		used bool
-		why  string
-	}{
+	seg.wantProbe([]probeCase{
 		{"2001:db8::30", true, "the client holds it"},
 		{"2001:db8::10", true, "b announces it"},
 		{"2001:db8::31", false, "nobody holds it"},
 		{"2001:db8::40", false, "a itself announces it"},
-	} {
-		var got bool
-		seg.in("a", func() { got = inUse(netip.MustParseAddr(c.ip)) }) // its sockets are a's
-		if got != c.used {
-			t.Errorf("probe %s = %v, want %v (%s)", c.ip, got, c.used, c.why)
-		}
-	}
+	})
 }
 
 // TestARP is TestNDP's IPv4 counterpart on the same kind of segment: a's
@@ -331,23 +353,7 @@ func TestARP(t *testing.T) {
 	seg := newSegment(t, "a", "b", "client")
 	pool := netip.MustParseAddr("192.0.2.10")
 	ifA, ifB := seg.iface("a"), seg.iface("b")
-	var ra, rb *responder
-	seg.in("a", func() {
-		var err error
-		if ra, err = newResponder(ifA, testLog(t)); err != nil {
-			panic(err)
-		}
-	})
-	seg.in("b", func() {
-		var err error
-		if rb, err = newResponder(ifB, testLog(t)); err != nil {
-			panic(err)
-		}
-	})
-	seg.goIn("a", ra.serve)
-	seg.goIn("b", rb.serve)
-	defer ra.close()
-	defer rb.close()
+	ra, rb := startResponders(seg, newResponder)
 	// The client takes an update of an entry at once (default: not
 	// within a second of the last).
 	seg.run("ip", "netns", "exec", seg.ns("client"), "sysctl", "-qw", "net.ipv4.neigh.eth0.locktime=0")
@@ -367,28 +373,11 @@ func TestARP(t *testing.T) {
 	seg.wantNeighbor("client", pool, ifB.HardwareAddr, "REACHABLE")
 	t.Logf("client after the takeover: %s", seg.neighbor("client", pool))
 
-	var inUse func(netip.Addr) bool
-	seg.in("a", func() {
-		var err error
-		if inUse, err = Probe(seg.nodeIP("a"), 300*time.Millisecond); err != nil {
-			panic(err)
-		}
-	})
 	ra.set(map[netip.Addr]bool{netip.MustParseAddr("192.0.2.40"): true})
-	for _, c := range []struct {
-		ip   string
-		used bool
-		why  string
-	}{
+	seg.wantProbe([]probeCase{
 		{"192.0.2.3", true, "the client holds it"},
 		{"192.0.2.10", true, "b announces it"},
 		{"192.0.2.31", false, "nobody holds it"},
 		{"192.0.2.40", false, "a itself announces it"},
-	} {
-		var got bool
-		seg.in("a", func() { got = inUse(netip.MustParseAddr(c.ip)) })
-		if got != c.used {
-			t.Errorf("probe %s = %v, want %v (%s)", c.ip, got, c.used, c.why)
-		}
-	}
+	})
 }
