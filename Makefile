@@ -38,8 +38,10 @@ helpers:
 	GO=$(GO) scripts/gen-crictl.sh
 	GO=$(GO) scripts/build-helpers.sh
 
-## test: unit tests, the integration tests against the real binary, and the multi-node smoke (root)
-test: unit install-check image-check integration smoke
+## test: unit tests, the integration tests against the real binary, the multi-node smoke and the
+## conformance slice (root; ~18 min warm; cold, the conformance tools and the Debian rootfs of the
+## stand-in images add ~15 min once)
+test: unit install-check image-check integration smoke conformance-slice
 
 ## unit: unit tests; with KEDGE_TEST_BINDIR the containerd tests run real
 ## containers with the built runc and containerd-shim-runc-v2 (as root)
