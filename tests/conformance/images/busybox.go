@@ -3,6 +3,7 @@ package images
 import (
 	"debug/elf"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,16 +60,24 @@ nogroup:x:65534:
 // every applet, the libraries it links, a few accounts. The executable is
 // Debian's busybox package (not busybox-static, whose sh runs the applets
 // it has in-process instead of as programs). It differs from upstream's in
-// version (Debian's) and applet set (Debian's configuration).
+// version (Debian's) and applet set (Debian's configuration), and in its
+// sh: /bin/sh is Debian's bash (busybox's ash stays /bin/ash). Debian's
+// ash, 1.35 and 1.37 alike, drops the environment entries whose names are
+// not shell identifiers before it runs a program; the envFrom specs give
+// a container names such as "1-data-1" and "#@!data-1" and read them back
+// with `sh -c env`, and upstream's image passes them, as bash does.
 func (b *Builder) busyboxImage() (v1.Image, error) {
 	if _, err := b.baseLayer(); err != nil { // the rootfs busybox comes from
 		return nil, err
 	}
-	bin, err := os.ReadFile(inRoot(b.debian, "bin/busybox"))
-	if err != nil {
-		return nil, err
+	files := []File{}
+	for _, exe := range []string{"bin/busybox", "bin/bash"} {
+		bin, err := os.ReadFile(inRoot(b.debian, exe))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, File{Path: exe, Mode: 0o755, Data: bin})
 	}
-	files := []File{{Path: "bin/busybox", Mode: 0o755, Data: bin}}
 	for _, d := range []struct {
 		path string
 		mode os.FileMode
@@ -82,9 +91,13 @@ func (b *Builder) busyboxImage() (v1.Image, error) {
 	for p, content := range busyboxEtc {
 		files = append(files, File{Path: p, Mode: 0o644, Data: []byte(content)})
 	}
-	libs, err := libraries(b.debian, "bin/busybox")
-	if err != nil {
-		return nil, err
+	libs := map[string]string{}
+	for _, exe := range []string{"bin/busybox", "bin/bash"} {
+		l, err := libraries(b.debian, exe)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(libs, l)
 	}
 	for at, from := range libs {
 		raw, err := os.ReadFile(from)
@@ -98,7 +111,11 @@ func (b *Builder) busyboxImage() (v1.Image, error) {
 		return nil, err
 	}
 	for _, a := range applets {
-		if a != "busybox" {
+		switch a {
+		case "busybox":
+		case "sh":
+			files = append(files, File{Path: "bin/sh", Link: "bash"})
+		default:
 			files = append(files, File{Path: "bin/" + a, Link: "busybox"})
 		}
 	}

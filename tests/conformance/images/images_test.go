@@ -124,7 +124,11 @@ func TestStandins(t *testing.T) {
 		// in-process).
 		`for p in nc env wget sleep; do command -v $p; done`: "/bin/nc\n/bin/env\n/bin/wget\n/bin/sleep",
 		`env -i FOO=bar env`: "FOO=bar",
-		`id -un`:             "root",
+		// sh passes names that are not shell identifiers on (the envFrom
+		// prefix specs): busybox's ash would drop them.
+		`env '1-data-1=value-1' sh -c env`:  "1-data-1=value-1",
+		`env '#@!data-1=value-1' sh -c env`: "#@!data-1=value-1",
+		`id -un`:                            "root",
 	} {
 		got, err := exec.Command("chroot", bb, "/bin/sh", "-c", cmd).CombinedOutput()
 		if err != nil || !strings.Contains(string(got), want) {
