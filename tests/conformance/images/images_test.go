@@ -143,6 +143,8 @@ func TestStandins(t *testing.T) {
 		`ls /agnhost-2 /localhost.crt /localhost.key /coredns && test -d /uploads && echo ok`: "ok",
 		`/agnhost-2 --help`:  "test-webserver",
 		`getent group 50000`: "group-defined-in-image:x:50000:user-defined-in-image",
+		// The image volume spec looks for it in kitten, built as agnhost.
+		`cat /etc/os-release`: "Alpine Linux",
 	} {
 		got, err := exec.Command("chroot", agn, "/bin/sh", "-c", cmd).CombinedOutput()
 		if err != nil || !strings.Contains(string(got), want) {

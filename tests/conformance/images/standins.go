@@ -329,6 +329,7 @@ func (b *Builder) agnhostLayers() ([]v1.Layer, error) {
 		}
 		files = append(files, File{Path: file, Mode: 0o644, Data: append(raw, add...)})
 	}
+	files = append(files, File{Path: "etc/os-release", Mode: 0o644, Data: []byte(alpineStandinOSRelease)})
 	applets, err := busyboxApplets(b.debian)
 	if err != nil {
 		return nil, err
@@ -345,6 +346,21 @@ func (b *Builder) agnhostLayers() ([]v1.Layer, error) {
 	b.agnhost = []v1.Layer{base, top}
 	return b.agnhost, nil
 }
+
+// alpineStandinOSRelease is the /etc/os-release of the agnhost family
+// (agnhost, kitten, nautilus): upstream builds them over Alpine Linux, and
+// the image volume spec tells the mounted image (kitten) from the
+// container's (busybox) by "Alpine Linux" in that file. It says what the
+// stand-in is: Debian's files, standing in for an Alpine Linux image.
+const alpineStandinOSRelease = `PRETTY_NAME="Debian GNU/Linux 12 (bookworm): kedge's conformance stand-in for an Alpine Linux based image"
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION="12 (bookworm)"
+VERSION_CODENAME=bookworm
+ID=debian
+VARIANT="stand-in for an Alpine Linux based image"
+VARIANT_ID=kedge-conformance-standin
+`
 
 // hasProgram reports whether the rootfs has a program of that name on
 // the default PATH.
