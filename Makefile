@@ -134,10 +134,12 @@ image-check: build
 ## conformance: the upstream Kubernetes conformance suite of go.mod's Kubernetes version, offline, on
 ## a two-node cluster (a server and an agent on the tests/e2e harness) pulling locally built stand-ins
 ## of the suite's images from a local registry: the [Conformance] specs in parallel, then the [Serial]
-## ones (root, ~1 h, not in CI; holds /tmp/kedge-e2e.lock). KEDGE_CONFORMANCE_FOCUS=<regexp> runs the
-## matching ones; reports and logs in bin/conformance/results/ (docs/conformance.md)
+## ones (root, ~41 min on 1.37.2 with 4 ginkgo processes, not in CI; holds /tmp/kedge-e2e.lock).
+## KEDGE_CONFORMANCE_FOCUS=<regexp> runs the matching ones; reports and logs in bin/conformance/results/
+## (docs/conformance.md)
+CONFORMANCE_PROCS ?= 4
 conformance: build conformance-tools
-	cd tests/conformance && KEDGE_BIN=$(BIN) flock /tmp/kedge-e2e.lock $(CURDIR)/bin/conformance/conformance.test \
+	cd tests/conformance && KEDGE_BIN=$(BIN) KEDGE_CONFORMANCE_PROCS=$${KEDGE_CONFORMANCE_PROCS:-$(CONFORMANCE_PROCS)} flock /tmp/kedge-e2e.lock $(CURDIR)/bin/conformance/conformance.test \
 		-test.count=1 -test.v -test.timeout=6h -test.run='^TestConformance$$'
 
 ## conformance-slice: ~30 of those specs (DNS, Services, exec/logs/port-forward, ConfigMap/Secret/
