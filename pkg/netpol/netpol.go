@@ -110,7 +110,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			return err
 		}
 		npc, factory := b.npc, b.factory
-		if _, err := b.pods.AddEventHandler(npc.PodEventHandler); err != nil {
+		if _, err := b.pods.AddEventHandler(whilePolicies{handler: npc.PodEventHandler, policies: b.policies.GetStore()}); err != nil {
 			return err
 		}
 		if _, err := b.namespaces.AddEventHandler(npc.NamespaceEventHandler); err != nil {
