@@ -47,13 +47,11 @@ func TestNetworkPolicy(t *testing.T) {
 		{"np", "other-a", "a", "role=other"},
 		{"np-friend", "friend-w", "w", "team=member"}, {"np-stranger", "stranger-a", "a", "team=member"},
 	}
-	ip := map[string]string{}
-	c.Step("namespaces and 7 pods on both nodes", func() {
-		for _, ns := range []string{"np", "np-friend", "np-stranger"} {
-			a.MustKubectl("create", "namespace", ns)
-		}
-		a.MustKubectl("label", "namespace", "np-friend", "team=friend")
+	ip, ns := map[string]string{}, map[string]string{}
+	// runPods starts the pods and waits until each runs, with its IP.
+	runPods := func(pods ...npPod) {
 		for _, p := range pods {
+			ns[p.name] = p.ns
 			overrides := fmt.Sprintf(`{"spec":{"nodeName":%q}}`, p.node)
 			a.MustKubectl("run", "-n", p.ns, p.name, "--image="+webImage, "--image-pull-policy=Never", "--port=8080",
 				"--labels="+p.labels, "--overrides="+overrides)
@@ -68,12 +66,15 @@ func TestNetworkPolicy(t *testing.T) {
 				return fmt.Errorf("pod %q, %v", s, err)
 			})
 		}
+	}
+	c.Step("namespaces and 7 pods on both nodes", func() {
+		for _, ns := range []string{"np", "np-friend", "np-stranger"} {
+			a.MustKubectl("create", "namespace", ns)
+		}
+		a.MustKubectl("label", "namespace", "np-friend", "team=friend")
+		runPods(pods...)
 		a.MustKubectl("expose", "pod", "-n", "np", "web-a", "--name=web", "--port=80", "--target-port=8080")
 	})
-	ns := map[string]string{}
-	for _, p := range pods {
-		ns[p.name] = p.ns
-	}
 	// reach wants from's GET of to's pod IP answered by to; blocked wants
 	// it refused (kube-router rejects), also a second time.
 	reach := func(from, to string) {
@@ -105,6 +106,15 @@ func TestNetworkPolicy(t *testing.T) {
 		blocked("client-w", "web-a")    // agent → server
 		blocked("client-a", "web-w")    // server → agent
 		reach("friend-w", "stranger-a") // namespaces without a policy: unchanged
+	})
+	// The pods above started while the cluster had no policy (their events
+	// start no sync then, netpol.whilePolicies): the policy's own sync
+	// isolated them. One started now is isolated through its own events,
+	// well before the periodic sync (5 min).
+	c.Step("a pod started while the deny is in place is isolated too", func() {
+		runPods(npPod{"np", "late-w", "w", "app=late"})
+		blocked("client-a", "late-w")
+		blocked("client-w", "late-w")
 	})
 	c.Step("allow by pod label: role=client reaches app=web, nothing else does", func() {
 		npApply(t, a, npPolicy("np", "from-clients", "{matchLabels: {app: web}}", "[Ingress]",
