@@ -198,6 +198,11 @@ func upgradeManually(t *testing.T, prev string) {
 		acked      int
 	}
 	var results []stepResult
+	c.Step("an agent on the new release is refused while every server runs the previous one", func() {
+		x := c.AddNode("x", "agent", "--server", "https://"+u.a.IP().String()+":6443", "--token", agentToken(t, u.a))
+		x.Start()
+		wantStopped(t, c, x, "newer than every server", u.curK8s, u.prevK8s)
+	})
 	for _, n := range u.all {
 		c.Step("upgrade "+n.Name(), func() {
 			before := u.wr.acked()
@@ -233,6 +238,22 @@ func upgradeManually(t *testing.T, prev string) {
 			results = append(results, stepResult{node: n.Name(), ready: ready, gap: u.wr.longestGapSince(t0), acked: u.wr.acked() - before})
 		})
 	}
+	c.Step("the previous release is refused on an upgraded server's data, then the new one starts again", func() {
+		if out := u.cc.Stop(); out != "exit=0" {
+			t.Errorf("c: kedge stopped with %s, want exit=0", out)
+		}
+		if err := u.cc.Install(prev); err != nil {
+			t.Fatal(err)
+		}
+		u.cc.Start()
+		wantStopped(t, c, u.cc, "a downgrade of the datastore is refused", u.curK8s, u.prevK8s)
+		if err := u.cc.Install(cur); err != nil {
+			t.Fatal(err)
+		}
+		u.cc.Start()
+		u.cc.WaitReady(5 * time.Minute)
+		u.checkUpgraded(u.cc)
+	})
 	u.finish(t)
 	var table strings.Builder
 	fmt.Fprintf(&table, "manual upgrade %s → %s, writes through w's load balancer: %d acknowledged, %d failed attempts, longest gap %s\n",
@@ -243,6 +264,30 @@ func upgradeManually(t *testing.T, prev string) {
 	}
 	t.Log("\n" + table.String())
 	t.Log("\n" + c.Summary())
+}
+
+// wantStopped waits for the kedge just started in n to stop on its own,
+// its log naming each of want (a refusal and the versions it names).
+func wantStopped(t *testing.T, c *harness.Cluster, n *harness.Node, want ...string) {
+	t.Helper()
+	c.Eventually(2*time.Minute, n.Name()+" stops", func() error {
+		if n.Running() {
+			return fmt.Errorf("%s still running", n.Name())
+		}
+		return nil
+	})
+	log := n.LogSinceStart()
+	for _, w := range want {
+		if !strings.Contains(log, w) {
+			t.Fatalf("%s: its log does not say %q:\n%s", n.Name(), w, n.LogTail(4096))
+		}
+	}
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, want[0]) {
+			t.Logf("%s refused: %s", n.Name(), line)
+			break
+		}
+	}
 }
 
 func upgradeAutomatically(t *testing.T, prev string) {
