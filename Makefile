@@ -39,7 +39,7 @@ helpers:
 	GO=$(GO) scripts/build-helpers.sh
 
 ## test: unit tests, the integration tests against the real binary, the multi-node smoke and the
-## conformance slice (root; ~18 min warm; cold, the conformance tools and the Debian rootfs of the
+## conformance slice (root; ~20 min warm on this 2-core VM; cold, the conformance tools and the Debian rootfs of the
 ## stand-in images add ~15 min once)
 test: unit install-check image-check integration smoke conformance-slice
 
