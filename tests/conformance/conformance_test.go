@@ -31,6 +31,8 @@ func isSerial(name string) bool { return strings.Contains(name, "[Serial]") }
 // and downward API volumes and the scheduler, plus kubectl port-forward
 // (no [Conformance] spec port-forwards; these two are the suite's own
 // port-forward specs, run by the same binary).
+// Kubernetes 1.37 puts the labels ([Serial], [NodeConformance]) after the
+// text, so a name ends before them.
 var sliceSpecs = []string{
 	// DNS
 	"[sig-network] DNS should provide DNS for the cluster [Conformance]",
@@ -54,20 +56,20 @@ var sliceSpecs = []string{
 	"[sig-cli] Kubectl Port forwarding With a server listening on 0.0.0.0 that expects a client request should support a client that connects, sends DATA, and disconnects",
 	"[sig-network] Proxy version v1 A set of valid responses are returned for both pod and service ProxyWithPath ",
 	// ConfigMap, Secret, projected and downward API volumes, env
-	"[sig-storage] ConfigMap should be consumable from pods in volume [NodeConformance]",
+	"[sig-storage] ConfigMap should be consumable from pods in volume [Conformance]",
 	"[sig-storage] ConfigMap updates should be reflected in volume ",
-	"[sig-storage] Secrets should be consumable from pods in volume [NodeConformance]",
+	"[sig-storage] Secrets should be consumable from pods in volume [Conformance]",
 	"[sig-storage] Projected combined should project all components that make up the projection API ",
 	"[sig-storage] Projected secret should be consumable in multiple volumes in a pod ",
-	"[sig-storage] Projected configMap should be consumable from pods in volume with mappings [NodeConformance]",
+	"[sig-storage] Projected configMap should be consumable from pods in volume with mappings [Conformance]",
 	"[sig-storage] Downward API volume should provide podname only ",
 	"[sig-node] ConfigMap should be consumable via environment variable ",
 	"[sig-node] Secrets should be consumable from pods in env vars ",
 	"[sig-storage] EmptyDir volumes should support (root,0644,tmpfs) ",
 	// scheduler
-	"[sig-scheduling] SchedulerPredicates [Serial] validates that NodeSelector is respected if matching ",
-	"[sig-scheduling] SchedulerPredicates [Serial] validates resource limits of pods that are allowed to run ",
-	"[sig-scheduling] SchedulerPreemption [Serial] validates basic preemption works ",
+	"[sig-scheduling] SchedulerPredicates validates that NodeSelector is respected if matching ",
+	"[sig-scheduling] SchedulerPredicates validates resource limits of pods that are allowed to run ",
+	"[sig-scheduling] SchedulerPreemption validates basic preemption works ",
 }
 
 // sliceFocus is the ginkgo --focus of the slice: any of sliceSpecs.
