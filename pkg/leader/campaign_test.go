@@ -52,13 +52,8 @@ func TestCampaignAgainAfterLost(t *testing.T) {
 		t.Errorf("lease held by %q in the second term, want node-a", h)
 	}
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Campaign after ctx ended = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Campaign did not return after ctx ended")
+	if err := wait(t, done); err != nil {
+		t.Errorf("Campaign after ctx ended = %v, want nil", err)
 	}
 }
 
